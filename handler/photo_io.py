@@ -1,0 +1,180 @@
+"""Decode photos for the model and encode the upright result: pure functions over bytes and PIL images.
+
+Shared by the TorchServe handler and the training scripts, so that a photo is seen the same way in both.
+Every failure caused by the input is a `PhotoError` carrying the HTTP status and a code naming the problem.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
+_ORIENTATION_TAG = 0x0112
+_T = Image.Transpose
+
+
+class PhotoError(Exception):
+    """Bad input: answered with `status` and a JSON body {"error": code, "message": message}."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def as_dict(self) -> dict[str, object]:
+        return {"error": self.code, "message": self.message, "status": self.status}
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """What an EXIF orientation tag asks for: mirror left-right first (if `mirrored`), then turn `degree` CCW."""
+
+    tag: int
+    degree: int
+    mirrored: bool
+    transpose: Image.Transpose | None
+
+
+ORIENTATIONS: dict[int, Orientation] = {
+    1: Orientation(1, 0, False, None),
+    2: Orientation(2, 0, True, _T.FLIP_LEFT_RIGHT),
+    3: Orientation(3, 180, False, _T.ROTATE_180),
+    4: Orientation(4, 180, True, _T.FLIP_TOP_BOTTOM),
+    5: Orientation(5, 90, True, _T.TRANSPOSE),
+    6: Orientation(6, 270, False, _T.ROTATE_270),
+    7: Orientation(7, 270, True, _T.TRANSVERSE),
+    8: Orientation(8, 90, False, _T.ROTATE_90),
+}
+_TURNS = {0: None, 90: _T.ROTATE_90, 180: _T.ROTATE_180, 270: _T.ROTATE_270}
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+_PNG_MODES = frozenset({"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"})
+
+
+def open_photo(data: bytes, max_pixels: int) -> Image.Image:
+    """Identify the image from its header only; refuse what must not be decoded before any pixel is."""
+    if not data:
+        raise PhotoError(400, "empty_body", "the request carried no image bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise PhotoError(413, "image_too_large", f"the image has too many pixels ({exc})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise PhotoError(
+            415, "not_an_image", "the body is not an image in a supported format (JPEG, PNG, WebP, GIF, BMP, TIFF)"
+        ) from exc
+    if img.format not in ACCEPTED_FORMATS:
+        raise PhotoError(415, "unsupported_image_format", f"{img.format} images are not accepted")
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise PhotoError(400, "zero_size_image", f"the image declares a size of {width}x{height}")
+    if width * height > max_pixels:
+        raise PhotoError(
+            413, "image_too_large",
+            f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
+        )
+    return img
+
+
+def read_orientation(img: Image.Image) -> Orientation:
+    """The EXIF orientation; a missing, malformed or out-of-range tag (0, 9, ...) counts as upright."""
+    try:
+        tag = img.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - any broken EXIF block: the photo is still a photo
+        return ORIENTATIONS[1]
+    return ORIENTATIONS.get(tag, ORIENTATIONS[1]) if isinstance(tag, int) else ORIENTATIONS[1]
+
+
+def _decode(img: Image.Image) -> None:
+    try:
+        img.load()
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise PhotoError(400, "corrupt_image", f"the {img.format} image could not be decoded: {exc}") from exc
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any mode to 8-bit RGB: transparency over white, 16-bit and float scaled rather than clipped."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in _SIXTEEN_BIT_MODES:
+        pixels = np.asarray(img, dtype=np.float32)
+        peak = 65535.0 if img.mode.startswith("I;16") or pixels.max() > 255 else 255.0
+        if img.mode == "F":
+            peak = max(float(pixels.max()), 1.0)
+        return Image.fromarray(np.clip(pixels * (255.0 / peak), 0, 255).astype(np.uint8)).convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def load_upright(data: bytes, min_side: int, max_pixels: int) -> tuple[Image.Image, Orientation]:
+    """Decode as an RGB image turned as its EXIF tag asks, at least `min_side` on each side where possible.
+
+    A JPEG is decoded at a reduced DCT scale (`draft`): a 12 MP phone photo is never decoded in full to be
+    shrunk to model size.
+    """
+    img = open_photo(data, max_pixels)
+    orientation = read_orientation(img)
+    if img.format in ("JPEG", "MPO"):
+        img.draft(None, (min_side, min_side))
+    _decode(img)
+    img = to_rgb(img)
+    if orientation.transpose is not None:
+        img = img.transpose(orientation.transpose)
+    return img, orientation
+
+
+def to_pixels(img: Image.Image, size: int) -> torch.Tensor:
+    """The model's input: the whole photo squeezed to size x size (nothing cropped away), uint8 CHW."""
+    img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def turn(img: Image.Image, degree: int) -> Image.Image:
+    """Exactly `img.rotate(degree, expand=True)` for multiples of 90, without resampling."""
+    method = _TURNS[degree % 360]
+    return img if method is None else img.transpose(method)
+
+
+def render_upright(data: bytes, model_degree: int, image_format: str, max_pixels: int, jpeg_quality: int) -> bytes:
+    """The full-resolution photo made upright (EXIF turn, then the model's), EXIF orientation cleared, ICC kept."""
+    img = open_photo(data, max_pixels)
+    orientation = read_orientation(img)
+    _decode(img)
+    icc_profile = img.info.get("icc_profile")
+    try:
+        exif = img.getexif()
+        exif.pop(_ORIENTATION_TAG, None)
+        exif_bytes = exif.tobytes() if len(exif) else b""
+    except Exception:  # noqa: BLE001 - a malformed EXIF block is dropped rather than copied
+        exif_bytes = b""
+    if orientation.transpose is not None:
+        img = img.transpose(orientation.transpose)
+    img = turn(img, model_degree)
+    options: dict[str, object] = {}
+    if image_format == "jpeg":
+        if img.mode not in ("RGB", "L", "CMYK"):
+            img, icc_profile = to_rgb(img), None  # a profile describes the original colour space only
+        options = {"quality": jpeg_quality}
+    elif img.mode not in _PNG_MODES:
+        img, icc_profile = to_rgb(img), None
+    if icc_profile:
+        options["icc_profile"] = icc_profile
+    if exif_bytes:
+        options["exif"] = exif_bytes
+    out = io.BytesIO()
+    img.save(out, format="JPEG" if image_format == "jpeg" else "PNG", **options)
+    return out.getvalue()

@@ -1,0 +1,120 @@
+"""Turn one TorchServe request item into image bytes and the answer format the caller asked for.
+
+Accepted inputs: the raw image as the body (any `image/*` or `application/octet-stream`), a JSON object
+`{"image": "<base64>", "format": "json|jpeg|png"}`, or a multipart form with a file field. The upright image
+instead of JSON is asked for with `Accept: image/jpeg` / `image/png`, or the `format` field.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from photo_io import PhotoError
+
+IMAGE_FIELDS = ("body", "data", "file", "image")
+_FORMATS = {"json": None, "jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
+_ACCEPT = {"image/jpeg": "jpeg", "image/jpg": "jpeg", "image/png": "png"}
+
+
+@dataclass(frozen=True)
+class Payload:
+    image: bytes
+    output_format: str | None  # None: the JSON prediction; "jpeg" / "png": the upright image itself
+
+
+@dataclass
+class Prepared:
+    """An item ready for the model; `probabilities` is filled in by inference."""
+
+    payload: Payload
+    pixels: torch.Tensor
+    exif_degree: int
+    exif_mirrored: bool
+    probabilities: torch.Tensor | None = None
+
+
+def _header(headers: Mapping[str, Any], name: str) -> str:
+    for key, value in headers.items():
+        if key.lower() == name and isinstance(value, str):
+            return value
+    return ""
+
+
+def format_from_accept(accept: str) -> str | None:
+    """The first image type listed in Accept that we can produce; anything else means JSON."""
+    for media_range in accept.split(","):
+        media_type = media_range.split(";")[0].strip().lower()
+        if media_type in _ACCEPT:
+            return _ACCEPT[media_type]
+    return None
+
+
+def _format_field(value: object) -> str | None:
+    text = value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+    key = text.strip().lower()
+    if key not in _FORMATS:
+        raise PhotoError(400, "invalid_format", f"format must be one of json, jpeg, png; got {text[:20]!r}")
+    return _FORMATS[key]
+
+
+def decode_base64(text: object) -> bytes:
+    if not isinstance(text, str):
+        raise PhotoError(400, "invalid_image_field", "the JSON field \"image\" must be a base64 string")
+    if text.startswith("data:") and "," in text:  # a data URL as a browser's FileReader makes it
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise PhotoError(400, "invalid_base64", f"the \"image\" field is not valid base64: {exc}") from exc
+
+
+def _from_json(document: object) -> tuple[bytes, object]:
+    if not isinstance(document, dict):
+        raise PhotoError(400, "json_not_object", "a JSON body must be an object like {\"image\": \"<base64>\"}")
+    if "image" not in document:
+        raise PhotoError(400, "missing_image_field", "the JSON object has no \"image\" field")
+    return decode_base64(document["image"]), document.get("format")
+
+
+def parse_item(item: Mapping[str, Any], headers: Mapping[str, Any]) -> Payload:
+    """Raises PhotoError naming the problem when the item carries no usable image."""
+    content_type = _header(headers, "content-type").split(";")[0].strip().lower()
+    if content_type == "application/x-www-form-urlencoded":
+        raise PhotoError(
+            415,
+            "form_encoded_body",
+            "the body was sent as application/x-www-form-urlencoded (curl --data-binary does this): send the image "
+            "with Content-Type: image/jpeg or application/octet-stream, as a multipart file, or as JSON",
+        )
+    format_value: object = None
+    field = next((name for name in IMAGE_FIELDS if name in item), None)
+    if field is None:  # a multipart form whose file field has another name: take the first binary part
+        field = next((name for name, value in item.items() if isinstance(value, (bytes, bytearray))
+                      and name != "format" and value), None)
+    if field is None:
+        raise PhotoError(400, "missing_image",
+                         "no image found: send it as the body, as a multipart file field, or as JSON {\"image\": ...}")
+    value = item[field]
+    if isinstance(value, (bytes, bytearray)) and content_type == "application/json":
+        try:  # TorchServe leaves JSON it could not parse as bytes
+            value = json.loads(bytes(value))
+        except ValueError as exc:
+            raise PhotoError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+    if isinstance(value, (bytes, bytearray)):
+        image = bytes(value)
+    elif isinstance(value, str):
+        image = value.encode("utf-8")  # text/* arrives decoded; it is refused later as not an image
+    else:
+        image, format_value = _from_json(value)
+    if "format" in item:
+        format_value = item["format"]
+    output_format = _format_field(format_value) if format_value is not None else format_from_accept(
+        _header(headers, "accept"))
+    return Payload(image=image, output_format=output_format)

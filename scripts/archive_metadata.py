@@ -1,0 +1,50 @@
+"""Write the metadata.json that scripts/archive.sh puts inside a .mar: what this version is and where it came from."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def build(weights: Path, name: str, version: str) -> dict[str, object]:
+    sidecar = weights.with_suffix(".json")
+    if not sidecar.is_file():
+        raise FileNotFoundError(f"{sidecar} is missing: make weights with scripts/extract_model_weight.py")
+    info = json.loads(sidecar.read_text())
+    return {
+        "model_name": name,
+        "version": version,
+        "arch": info["arch"],
+        "image_size": info["image_size"],
+        "classes": info["classes"],
+        "train_acc": info.get("train_acc"),
+        "val_acc": info.get("val_acc"),
+        "epoch": info.get("epoch"),
+        "weights_file": weights.name,
+        "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--weights", type=Path, required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--version", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        metadata = build(args.weights, args.name, args.version)
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.out.write_text(json.dumps(metadata, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Fixtures shared by unit and integration tests."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_WEIGHTS = ROOT / "weights" / "food_rotation_demo.pth"
+
+
+@pytest.fixture(scope="session")
+def demo_weights() -> Path:
+    if not DEMO_WEIGHTS.is_file():
+        pytest.fail(f"{DEMO_WEIGHTS} is missing: it ships with the repo (make demo-weights rebuilds it)")
+    return DEMO_WEIGHTS
+
+
+@pytest.fixture(scope="session")
+def demo_metadata(demo_weights: Path) -> dict:
+    return json.loads(demo_weights.with_suffix(".json").read_text())
+
+
+@pytest.fixture
+def weights_copy(tmp_path: Path, demo_weights: Path) -> Path:
+    """The demo weights and their .json in a scratch folder that a test may spoil."""
+    target = tmp_path / "weights" / demo_weights.name
+    target.parent.mkdir()
+    shutil.copy(demo_weights, target)
+    shutil.copy(demo_weights.with_suffix(".json"), target.with_suffix(".json"))
+    return target

@@ -1,0 +1,159 @@
+"""Real TorchServe, real HTTP, real JPEG/PNG files: what a caller of the inference API sees."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shlex
+import struct
+import subprocess
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from scripts.serving import curl_example
+from tests.conftest import ROOT
+from tests.integration.conftest import worker_pids
+from tests.photos import CLEAR_SCENES, encode, jpeg_with_orientation, rotated, scene
+
+pytestmark = pytest.mark.integration
+EXIF_DEGREES = {1: 0, 2: 0, 3: 180, 4: 180, 5: 90, 6: 270, 7: 270, 8: 90}
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(side: int) -> bytes:
+    """A real, valid greyscale PNG of side x side black pixels: tiny on the wire, side^2 bytes decoded."""
+    raw = zlib.compress(b"\x00" * ((side + 1) * side), 9)
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", raw) + png_chunk(b"IEND", b"")
+
+
+def test_ping_needs_torchserve_key(torchserve, inference_headers):
+    assert requests.get(f"{torchserve.inference_url}/ping", timeout=10).status_code == 400
+    answer = requests.get(f"{torchserve.inference_url}/ping", headers=inference_headers, timeout=10)
+    assert answer.json()["status"] == "Healthy"
+
+
+@pytest.mark.parametrize("degree", [0, 90, 180, 270])
+def test_rotated_jpeg_gets_its_turn(predict, degree):
+    answer = predict(encode(rotated(scene(CLEAR_SCENES[0]), degree), "JPEG"))
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/json")
+    body = answer.json()
+    assert body["model_degree"] == degree and body["exif_degree"] == 0 and body["exif_mirrored"] is False
+    assert body["model_version"] == "1.0" and body["confidence"] > 0.5
+    assert set(body["probabilities"]) == {"0", "90", "180", "270"}
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientations_are_applied(predict, orientation):
+    body = predict(jpeg_with_orientation(scene(CLEAR_SCENES[1]), orientation)).json()
+    assert body["exif_degree"] == EXIF_DEGREES[orientation]
+    assert body["exif_mirrored"] is (orientation in (2, 4, 5, 7))
+    assert body["model_degree"] == 0
+
+
+def test_rgba_png(predict):
+    answer = predict(encode(rotated(scene(CLEAR_SCENES[2]), 90).convert("RGBA"), "PNG"), "image/png")
+    assert answer.status_code == 200 and answer.json()["model_degree"] == 90
+
+
+def test_multipart_upload(torchserve, inference_headers):
+    files = {"data": ("photo.jpg", encode(rotated(scene(CLEAR_SCENES[3]), 180), "JPEG"), "image/jpeg")}
+    answer = requests.post(f"{torchserve.inference_url}/predictions/food_rotation", files=files,
+                           headers=inference_headers, timeout=30)
+    assert answer.status_code == 200 and answer.json()["model_degree"] == 180
+
+
+def test_json_base64(predict):
+    document = {"image": base64.b64encode(encode(rotated(scene(CLEAR_SCENES[0]), 270), "JPEG")).decode()}
+    answer = predict(json.dumps(document), "application/json")
+    assert answer.status_code == 200 and answer.json()["model_degree"] == 270
+
+
+def test_upright_image_is_returned_on_request(predict):
+    upright = scene(CLEAR_SCENES[1])
+    answer = predict(jpeg_with_orientation(rotated(upright, 90), 8), headers={"Accept": "image/jpeg"})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/jpeg"
+    assert answer.headers["x-model-degree"] == "90" and answer.headers["x-exif-degree"] == "90"
+    out = Image.open(io.BytesIO(answer.content))
+    assert out.size == upright.size and out.getexif().get(0x0112) is None
+    difference = np.abs(np.asarray(out.convert("L"), dtype=float) - np.asarray(upright.convert("L"), dtype=float))
+    assert difference.mean() < 8
+
+
+def test_phone_size_photo_of_15_mb_is_accepted(predict):
+    noise = np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), dtype=np.uint8)
+    data = encode(Image.fromarray(noise), "JPEG", quality=93)
+    assert 12e6 < len(data) < 16e6
+    answer = predict(data)
+    assert answer.status_code == 200 and answer.json()["model_degree"] in (0, 90, 180, 270)
+
+
+BAD_INPUTS = {
+    "empty body": (b"", "image/jpeg", 400, "empty_body"),
+    "text": (b"just some words", "text/plain", 415, "not_an_image"),
+    "html": (b"<html><body>hi</body></html>", "text/html", 415, "not_an_image"),
+    "truncated jpeg": (None, "image/jpeg", 400, "corrupt_image"),
+    "invalid base64": (b'{"image": "***not base64***"}', "application/json", 400, "invalid_base64"),
+    "base64 of text": (json.dumps({"image": base64.b64encode(b"hello").decode()}).encode(), "application/json",
+                       415, "not_an_image"),
+    "json without image": (b'{"picture": 1}', "application/json", 400, "missing_image_field"),
+    "json not an object": (b"[1, 2]", "application/json", 400, "json_not_object"),
+    "broken json": (b'{"image": ', "application/json", 400, "invalid_json"),
+    "zero-size image": (None, "image/png", 400, None),
+    "gigantic dimensions": (None, "image/png", 413, "image_too_large"),
+    "decompression bomb": (png_bomb(12_000), "image/png", 413, "image_too_large"),
+}
+
+
+def _bad_body(name: str) -> bytes:
+    good = encode(scene(CLEAR_SCENES[0]), "JPEG")
+    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", *((0, 10) if name.startswith("zero") else (40000, 40000)),
+                                            8, 2, 0, 0, 0))
+    return {"truncated jpeg": good[: len(good) // 2],
+            "zero-size image": b"\x89PNG\r\n\x1a\n" + header + png_chunk(b"IEND", b""),
+            "gigantic dimensions": b"\x89PNG\r\n\x1a\n" + header + png_chunk(b"IEND", b"")}[name]
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_bad_input_gets_a_named_4xx_and_the_worker_lives(torchserve, predict, name):
+    data, content_type, status, code = BAD_INPUTS[name]
+    before = worker_pids(torchserve)
+    answer = predict(data if data is not None else _bad_body(name), content_type)
+    assert 400 <= answer.status_code < 500
+    if code is None:  # PIL may refuse a zero-width header as unreadable (415) or we refuse its size (400)
+        assert answer.status_code in (400, 415) and answer.json()["error"] in ("zero_size_image", "not_an_image")
+    else:
+        assert (answer.status_code, answer.json()["error"]) == (status, code)
+    assert answer.json()["message"]
+    assert worker_pids(torchserve) == before
+    assert predict(encode(scene(CLEAR_SCENES[0]), "JPEG")).status_code == 200
+
+
+def test_concurrent_mixed_requests_each_get_their_own_answer(predict):
+    """Sent at once so TorchServe batches them: bad items must not spoil the good ones beside them."""
+    good = {degree: encode(rotated(scene(CLEAR_SCENES[2]), degree), "JPEG") for degree in (0, 90, 180, 270)}
+    jobs = [(good[d], d) for d in good] + [(b"", None), (b"nonsense", None)] + [(good[d], d) for d in good]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        answers = list(pool.map(lambda job: predict(job[0]), jobs))
+    for (_, degree), answer in zip(jobs, answers, strict=True):
+        if degree is None:
+            assert answer.status_code in (400, 415)
+        else:
+            assert answer.status_code == 200 and answer.json()["model_degree"] == degree
+
+
+def test_the_printed_curl_example_works(torchserve):
+    """`make serve` prints this command; people copy it first."""
+    result = subprocess.run([*shlex.split(curl_example(torchserve)), "--silent", "--max-time", "30"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    body = json.loads(result.stdout)
+    assert body["model_degree"] == 90 and body["model_version"] == "1.0"

@@ -1,0 +1,49 @@
+"""Real test photos: generated upright scenes encoded as JPEG/PNG/..., with EXIF orientation where asked."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from photo_io import ORIENTATIONS
+from scripts.make_demo_data import render_scene
+
+# The transpose that undoes each orientation's: stored pixels = INVERSE(upright), so that a viewer applying
+# the tag's transpose sees the upright scene again.
+_INVERSE = {
+    Image.Transpose.FLIP_LEFT_RIGHT: Image.Transpose.FLIP_LEFT_RIGHT,
+    Image.Transpose.ROTATE_180: Image.Transpose.ROTATE_180,
+    Image.Transpose.FLIP_TOP_BOTTOM: Image.Transpose.FLIP_TOP_BOTTOM,
+    Image.Transpose.TRANSPOSE: Image.Transpose.TRANSPOSE,
+    Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90,
+    Image.Transpose.TRANSVERSE: Image.Transpose.TRANSVERSE,
+    Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270,
+}
+# Scenes the demo model answers confidently at every turn (checked by tests/unit/test_rotation_handler.py).
+CLEAR_SCENES = (1001, 1002, 1003, 1004)
+
+
+def scene(seed: int = CLEAR_SCENES[0]) -> Image.Image:
+    return render_scene(seed)
+
+
+def encode(img: Image.Image, fmt: str = "JPEG", **options: object) -> bytes:
+    out = io.BytesIO()
+    img.save(out, format=fmt, **options)
+    return out.getvalue()
+
+
+def jpeg_with_orientation(upright: Image.Image, orientation: int, **options: object) -> bytes:
+    """A JPEG whose pixels are stored turned, with the EXIF tag that turns them back upright."""
+    transpose = ORIENTATIONS[orientation].transpose
+    stored = upright if transpose is None else upright.transpose(_INVERSE[transpose])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "TestCam"  # Make: another tag that must survive the round trip
+    return encode(stored, "JPEG", exif=exif.tobytes(), quality=92, **options)
+
+
+def rotated(upright: Image.Image, model_degree: int) -> Image.Image:
+    """The upright scene turned so that `rotate(model_degree, expand=True)` makes it upright again."""
+    return upright.rotate(-model_degree, expand=True)

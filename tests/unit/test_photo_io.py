@@ -1,0 +1,155 @@
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from photo_io import ORIENTATIONS, PhotoError, load_upright, render_upright, to_pixels, turn
+from tests.photos import encode, jpeg_with_orientation, scene
+
+LIMIT = 100_000_000
+EXPECTED = {1: (0, False), 2: (0, True), 3: (180, False), 4: (180, True),
+            5: (90, True), 6: (270, False), 7: (270, True), 8: (90, False)}
+
+
+def close(a: Image.Image, b: Image.Image) -> bool:
+    """Same picture, allowing for JPEG loss: compare small grey thumbnails."""
+    if a.size != b.size:
+        return False
+    small = (64, 64)
+    x = np.asarray(a.convert("L").resize(small), dtype=np.float32)
+    y = np.asarray(b.convert("L").resize(small), dtype=np.float32)
+    return float(np.abs(x - y).mean()) < 6.0
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares width x height, with a valid CRC and no pixel data to speak of."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
+            + struct.pack(">I", zlib.crc32(chunk)) + b"\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_is_applied_and_reported(orientation):
+    upright = scene()
+    img, found = load_upright(jpeg_with_orientation(upright, orientation), 600, LIMIT)
+    assert (found.degree, found.mirrored) == EXPECTED[orientation]
+    assert close(img, upright)
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_degree_is_the_counter_clockwise_turn_pil_applies(orientation):
+    upright = scene()
+    stored = Image.open(io.BytesIO(jpeg_with_orientation(upright, orientation)))
+    assert close(stored.rotate(ORIENTATIONS[orientation].degree, expand=True), upright)
+
+
+@pytest.mark.parametrize("tag", [0, 9, 65535])
+def test_out_of_range_orientation_counts_as_upright(tag):
+    exif = Image.Exif()
+    exif[0x0112] = tag
+    img, found = load_upright(encode(scene(), "JPEG", exif=exif.tobytes()), 300, LIMIT)
+    assert (found.degree, found.mirrored, img.size) == (0, False, scene().size)
+
+
+def test_malformed_exif_block_is_ignored():
+    good = encode(scene(), "JPEG")
+    broken_app1 = b"\xff\xe1\x00\x10Exif\x00\x00MM\x00\x2a\xff\xff\xff\xff"  # IFD offset points nowhere
+    img, found = load_upright(good[:2] + broken_app1 + good[2:], 300, LIMIT)
+    assert found.degree == 0 and img.mode == "RGB"
+
+
+def test_big_jpeg_is_decoded_at_reduced_scale():
+    big = encode(scene().resize((4000, 3000)), "JPEG", quality=85)
+    img, _ = load_upright(big, 224, LIMIT)
+    assert 224 <= min(img.size) and max(img.size) <= 1000  # 1/8 scale: 500x375, never the full 12 MP
+
+
+@pytest.mark.parametrize(("mode", "fmt"), [("RGBA", "PNG"), ("L", "PNG"), ("P", "PNG"), ("CMYK", "JPEG"),
+                                           ("RGB", "WEBP"), ("RGB", "BMP"), ("RGB", "TIFF"), ("P", "GIF")])
+def test_every_mode_and_format_becomes_rgb(mode, fmt):
+    img, _ = load_upright(encode(scene().convert(mode), fmt), 224, LIMIT)
+    assert img.mode == "RGB" and img.size == scene().size
+
+
+def test_transparency_is_composited_over_white():
+    clear = Image.new("RGBA", (40, 30), (255, 0, 0, 0))
+    img, _ = load_upright(encode(clear, "PNG"), 16, LIMIT)
+    assert img.getpixel((5, 5)) == (255, 255, 255)
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped():
+    grey = Image.fromarray(np.full((20, 30), 32768, dtype=np.uint16))
+    img, _ = load_upright(encode(grey, "PNG"), 16, LIMIT)
+    assert abs(img.getpixel((3, 3))[0] - 128) <= 1
+
+
+def test_animated_gif_uses_the_first_frame():
+    frames = [Image.new("RGB", (32, 32), color) for color in ((255, 0, 0), (0, 0, 255))]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:])
+    img, _ = load_upright(out.getvalue(), 16, LIMIT)
+    red, _, blue = img.getpixel((10, 10))
+    assert red > 200 and blue < 50
+
+
+@pytest.mark.parametrize(("data", "status", "code"), [
+    (b"", 400, "empty_body"),
+    (b"hello, this is text", 415, "not_an_image"),
+    (b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n", 415, "not_an_image"),
+    (png_header_only(30000, 30000), 413, "image_too_large"),
+])
+def test_bad_bytes_are_named(data, status, code):
+    with pytest.raises(PhotoError) as caught:
+        load_upright(data, 224, LIMIT)
+    assert (caught.value.status, caught.value.code) == (status, code)
+
+
+def test_truncated_jpeg_is_corrupt():
+    data = encode(scene(), "JPEG")
+    with pytest.raises(PhotoError) as caught:
+        load_upright(data[: len(data) // 2], 224, LIMIT)
+    assert (caught.value.status, caught.value.code) == (400, "corrupt_image")
+
+
+def test_zero_width_header_is_refused():
+    with pytest.raises(PhotoError) as caught:
+        load_upright(png_header_only(0, 10), 224, LIMIT)
+    assert caught.value.status in (400, 415)
+
+
+def test_pixel_limit_is_the_one_passed_in():
+    with pytest.raises(PhotoError) as caught:
+        load_upright(encode(scene(), "PNG"), 224, max_pixels=1000)
+    assert caught.value.code == "image_too_large" and "1000" in caught.value.message
+
+
+@pytest.mark.parametrize("degree", [0, 90, 180, 270])
+def test_turn_matches_pil_rotate_with_expand(degree):
+    img = scene()
+    assert np.array_equal(np.asarray(turn(img, degree)), np.asarray(img.rotate(degree, expand=True)))
+
+
+def test_to_pixels_is_uint8_chw_of_the_requested_size():
+    pixels = to_pixels(scene(), 96)
+    assert pixels.shape == (3, 96, 96) and str(pixels.dtype) == "torch.uint8"
+
+
+def test_render_upright_applies_exif_then_model_turn_and_keeps_metadata():
+    upright = scene()
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    sideways = upright.rotate(-90, expand=True)  # needs a 90 degree counter-clockwise turn
+    data = jpeg_with_orientation(sideways, 6, icc_profile=icc)
+    out = Image.open(io.BytesIO(render_upright(data, 90, "jpeg", LIMIT, 90)))
+    assert out.format == "JPEG" and close(out, upright)
+    assert out.getexif().get(0x0112) is None and out.getexif().get(0x010F) == "TestCam"
+    assert out.info.get("icc_profile") == icc
+
+
+def test_render_upright_png_keeps_alpha():
+    rgba = scene().convert("RGBA")
+    out = Image.open(io.BytesIO(render_upright(encode(rgba, "PNG"), 180, "png", LIMIT, 90)))
+    assert out.format == "PNG" and out.mode == "RGBA" and out.size == rgba.size
