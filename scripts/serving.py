@@ -108,12 +108,15 @@ class TorchServe:
         (self.home / "key_file.json").unlink(missing_ok=True)
         config_file = self.home / "config.properties"
         config_file.write_text("".join(f"{key}={value}\n" for key, value in self.config.items()))
-        result = subprocess.run(
-            ["torchserve", "--start", "--ncs", "--ts-config", str(config_file), "--model-store", str(self.model_store)],
-            cwd=self.home, env=self._env(), capture_output=True, text=True, timeout=60,
-        )
+        launcher_log = self.home / "logs" / "launcher.log"
+        with launcher_log.open("w") as log:  # not a pipe: the Java server inherits it and outlives the launcher
+            result = subprocess.run(
+                ["torchserve", "--start", "--ncs", "--ts-config", str(config_file),
+                 "--model-store", str(self.model_store)],
+                cwd=self.home, env=self._env(), stdout=log, stderr=subprocess.STDOUT, timeout=60,
+            )
         if result.returncode != 0:
-            raise ServingError(f"torchserve --start failed: {result.stdout}{result.stderr}")
+            raise ServingError(f"torchserve --start failed: {launcher_log.read_text()[-2000:]}")
 
     def wait_ready(self, model: str = MODEL_NAME, min_workers: int = 1, timeout: float = 120.0) -> None:
         """Until the key file exists and `model` has `min_workers` READY workers (the model-level health)."""

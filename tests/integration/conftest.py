@@ -38,8 +38,8 @@ def torchserve(tmp_path_factory, demo_weights: Path) -> Iterator[TorchServe]:
         "management_address": f"http://127.0.0.1:{management}",
         "metrics_address": f"http://127.0.0.1:{metrics}",
     })
-    server.start()
     try:
+        server.start()
         server.wait_ready(min_workers=2, timeout=180)
         yield server
     finally:
