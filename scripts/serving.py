@@ -1,10 +1,10 @@
-"""Start, wait for, and stop a TorchServe of this project; used by `make serve` / `make stop` and by the tests.
+"""Start, wait for, and stop TorchServe and the token proxy; used by `make serve` / `make stop` and the tests.
 
-Each instance lives in its own home folder: its effective config, key_file.json, pid file (TorchServe keeps it
-under $TMPDIR, so TMPDIR points there) and logs. Two instances never share state, so tests can run while
-`make serve` is up.
+Each instance lives in its own home folder: TorchServe's effective config, key_file.json, pid file (TorchServe
+keeps it under $TMPDIR, so TMPDIR points there) and logs; the proxy's token database, pid file and log. Two
+instances never share state, so the tests can run while `make serve` is up.
 
-    python -m scripts.serving start      # .run/torchserve, ports from config.properties
+    python -m scripts.serving start      # .run/torchserve + .run/proxy, ports from config.properties
     python -m scripts.serving stop
 """
 
@@ -27,8 +27,10 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "food_rotation"
-DEFAULT_HOME = ROOT / ".run" / "torchserve"
+RUN_DIR = ROOT / ".run"
 SAMPLE_PHOTO = "samples/rotated_scene.jpg"
+PROXY_URL = "http://127.0.0.1:8080"
+DEMO_TOKEN_TTL_S = 30 * 86400
 
 
 class ServingError(Exception):
@@ -52,6 +54,31 @@ def allowed_urls_for(model_store: Path) -> str:
     Backslashes are doubled because .properties files treat a single one as an escape.
     """
     return "^file://" + re.escape(str(model_store)).replace("\\", "\\\\") + "/[A-Za-z0-9._-]+\\\\.mar$"
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie: a stopped server whose parent has gone may never be reaped here."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it is still there after `timeout` seconds."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -95,10 +122,9 @@ class TorchServe:
     def pid(self) -> int | None:
         try:
             pid = int(self.pid_file.read_text().strip())
-            os.kill(pid, 0)
-            return pid
         except (OSError, ValueError):
             return None
+        return pid if _alive(pid) else None
 
     def start(self) -> None:
         if self.pid() is not None:
@@ -142,56 +168,139 @@ class TorchServe:
         raise ServingError(f"{model} not ready after {timeout:.0f}s ({last}); see {self.home / 'logs'}")
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Stop gracefully, then kill; True if something was running."""
+        """SIGTERM (what `torchserve --stop` sends), then SIGKILL; True if something was running."""
         pid = self.pid()
         if pid is None:
             return False
-        subprocess.run(["torchserve", "--stop"], cwd=self.home, env=self._env(), capture_output=True, timeout=60)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except OSError:
-                break
-            time.sleep(0.2)
-        else:
-            os.kill(pid, signal.SIGKILL)
+        _terminate(pid, timeout)
         self.pid_file.unlink(missing_ok=True)
         (self.home / "key_file.json").unlink(missing_ok=True)
         return True
 
 
-def curl_example(server: TorchServe) -> str:
-    key = server.keys()["inference"]
-    return (f'curl -H "Authorization: Bearer {key}" -H "Content-Type: image/jpeg" '
-            f"--data-binary @{SAMPLE_PHOTO} {server.inference_url}/predictions/{MODEL_NAME}")
+@dataclass(frozen=True)
+class Proxy:
+    """The token proxy (auth_plugin) as a process of its own, configured by PROXY_* variables."""
+
+    home: Path
+    url: str
+    torchserve: TorchServe
+    extra_env: Mapping[str, str] | None = None  # more PROXY_* settings (JWT, rate limit, ...)
+
+    @property
+    def token_db(self) -> Path:
+        return self.home / "tokens.sqlite3"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "proxy.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "proxy.log"
+
+    def environment(self) -> dict[str, str]:
+        address = urlsplit(self.url)
+        return {**os.environ, "PROXY_HOST": address.hostname or "127.0.0.1", "PROXY_PORT": str(address.port),
+                "PROXY_INFERENCE_URL": self.torchserve.inference_url,
+                "PROXY_MANAGEMENT_URL": self.torchserve.management_url,
+                "PROXY_TORCHSERVE_KEY_FILE": str(self.torchserve.home / "key_file.json"),
+                "PROXY_TOKEN_DB": str(self.token_db), "PROXY_MODEL_NAME": MODEL_NAME, **(self.extra_env or {})}
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def start(self) -> None:
+        if self.pid() is not None:
+            raise ServingError(f"the proxy already runs from {self.home} (pid {self.pid()}); stop it first")
+        self.home.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("a") as log:
+            process = subprocess.Popen([sys.executable, "-m", "auth_plugin", "serve"], cwd=ROOT,
+                                       env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pid_file.write_text(str(process.pid))
+
+    def wait_ready(self, timeout: float = 30.0, path: str = "/readyz") -> None:
+        """Until `path` answers 200: /readyz (TorchServe's workers too) or /healthz (the proxy alone)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.pid() is None:
+                raise ServingError(f"the proxy exited; see {self.log_file}")
+            try:
+                if requests.get(f"{self.url}{path}", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise ServingError(f"the proxy is not ready after {timeout:.0f}s; see {self.log_file}")
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        pid = self.pid()
+        if pid is None:
+            return False
+        _terminate(pid, timeout)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def demo_token(self) -> str:
+        """A predict-scope token for trying the service, kept (mode 600) so re-runs print the same one."""
+        from auth_plugin.token_store import TokenStore
+
+        saved = self.home / "demo_token"
+        store = TokenStore(self.token_db)
+        try:
+            if saved.is_file():
+                token = saved.read_text().strip()
+                record = store.lookup(token)
+                if record is not None and not record.revoked and record.expires_at > time.time() + 3600:
+                    return token
+            token, _ = store.issue("demo", ["predict"], DEMO_TOKEN_TTL_S)
+        finally:
+            store.close()
+        saved.touch(mode=0o600)
+        saved.write_text(token + "\n")
+        return token
+
+
+def curl_example(proxy_url: str, token: str) -> str:
+    return (f'curl -H "Authorization: Bearer {token}" --data-binary @{SAMPLE_PHOTO} '
+            f"{proxy_url}/predictions/{MODEL_NAME}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("start", "stop", "status"))
-    parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    parser.add_argument("command", choices=("start", "stop"))
+    parser.add_argument("--run-dir", type=Path, default=RUN_DIR)
     parser.add_argument("--model-store", type=Path, default=ROOT / "model_store")
     args = parser.parse_args(argv)
-    server = TorchServe(home=args.home.resolve(), model_store=args.model_store.resolve())
+    run_dir = args.run_dir.resolve()
+    server = TorchServe(home=run_dir / "torchserve", model_store=args.model_store.resolve())
+    proxy = Proxy(home=run_dir / "proxy", url=PROXY_URL, torchserve=server)
+    if args.command == "stop":
+        stopped = [name for name, part in (("proxy", proxy), ("TorchServe", server)) if part.stop()]
+        print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+        return 0
     try:
-        if args.command == "stop":
-            print("TorchServe stopped." if server.stop() else "TorchServe was not running.")
-            return 0
-        if args.command == "start" and server.pid() is None:
+        if server.pid() is None:
             server.start()
-        elif server.pid() is None:
-            print("TorchServe is not running.")
-            return 1
         server.wait_ready()
+        if proxy.pid() is None:
+            proxy.start()
+        proxy.wait_ready()
+        token = proxy.demo_token()
     except ServingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    host = urlsplit(server.inference_url)
-    print(f"TorchServe is serving {MODEL_NAME} on {host.netloc} (logs: {server.home / 'logs'}). Try:\n")
-    print(f"  {curl_example(server)}\n")
-    print("TorchServe's keys expire after token_expiration_min (config.properties); "
-          f"current ones: {server.home / 'key_file.json'}")
+    print(f"TorchServe serves {MODEL_NAME} on {urlsplit(server.inference_url).netloc} (loopback, its own keys); "
+          f"the token proxy listens on {urlsplit(PROXY_URL).netloc}.")
+    print(f"Logs: {server.home / 'logs'}, {proxy.log_file}. Stop both with: make stop\n")
+    print(f"  {curl_example(PROXY_URL, token)}\n")
+    print("That token is a demo token (scope predict, 30 days). Issue your own with\n"
+          f"  PROXY_TOKEN_DB={proxy.token_db} .venv/bin/python -m auth_plugin tokens issue --user you --scopes predict")
     return 0
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-from scripts.serving import TorchServe
+from scripts.serving import Proxy, TorchServe
 from tests.conftest import ROOT
 
 
@@ -68,3 +72,46 @@ def worker_pids(server: TorchServe) -> list[int]:
     answer = requests.get(f"{server.management_url}/models/food_rotation", headers=headers, timeout=10)
     answer.raise_for_status()
     return sorted(worker["pid"] for worker in answer.json()[0]["workers"] if worker["status"] == "READY")
+
+
+def issue_token(proxy: Proxy, *args: str) -> tuple[int, str]:
+    """Through the CLI, as an operator would: (token id, token)."""
+    result = subprocess.run([sys.executable, "-m", "auth_plugin", "tokens", "issue", *args], cwd=ROOT,
+                            env={**os.environ, "PROXY_TOKEN_DB": str(proxy.token_db)}, capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    token_id = int(result.stderr.split("# id ")[1].split(",")[0])
+    ISSUED.append(result.stdout.strip())
+    return token_id, result.stdout.strip()
+
+
+ISSUED: list[str] = []  # every token the suite handed out, to look for in the logs at the end
+
+
+@pytest.fixture(scope="session")
+def jwt_keys(tmp_path_factory) -> tuple[object, Path]:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_file = tmp_path_factory.mktemp("idp") / "idp-public.pem"
+    public_file.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public_file
+
+
+@pytest.fixture(scope="session")
+def proxy(tmp_path_factory, torchserve: TorchServe, jwt_keys) -> Iterator[Proxy]:
+    (port,) = free_ports(1)
+    server = Proxy(home=tmp_path_factory.mktemp("proxy"), url=f"http://127.0.0.1:{port}", torchserve=torchserve,
+                   extra_env={"PROXY_JWT_PUBLIC_KEY_FILE": str(jwt_keys[1]), "PROXY_JWT_ISSUER": "https://idp.test"})
+    try:
+        server.start()
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def torchserve_predictions(server: TorchServe) -> float:
+    """TorchServe's own count of inference requests (its Prometheus metrics, on its loopback metrics port)."""
+    text = requests.get(f"{server.config['metrics_address']}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("ts_inference_requests_total"))

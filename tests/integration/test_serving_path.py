@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shlex
 import struct
-import subprocess
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,8 +14,6 @@ import pytest
 import requests
 from PIL import Image
 
-from scripts.serving import curl_example
-from tests.conftest import ROOT
 from tests.integration.conftest import worker_pids
 from tests.photos import CLEAR_SCENES, encode, jpeg_with_orientation, rotated, scene
 
@@ -149,11 +145,3 @@ def test_concurrent_mixed_requests_each_get_their_own_answer(predict):
             assert answer.status_code in (400, 415)
         else:
             assert answer.status_code == 200 and answer.json()["model_degree"] == degree
-
-
-def test_the_printed_curl_example_works(torchserve):
-    """`make serve` prints this command; people copy it first."""
-    result = subprocess.run([*shlex.split(curl_example(torchserve)), "--silent", "--max-time", "30"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
-    body = json.loads(result.stdout)
-    assert body["model_degree"] == 90 and body["model_version"] == "1.0"

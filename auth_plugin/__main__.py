@@ -1,0 +1,95 @@
+"""python -m auth_plugin serve | tokens issue|list|revoke
+
+    python -m auth_plugin tokens issue --user alice --scopes predict --ttl 30d   # prints the token once
+    python -m auth_plugin tokens list
+    python -m auth_plugin tokens revoke 3                                       # effective within a second
+    python -m auth_plugin serve                                                 # PROXY_* variables configure it
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from auth_plugin.app import AccessLogger, create_app
+from auth_plugin.settings import ProxySettings
+from auth_plugin.token_store import SCOPES, TokenStore
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"bad lifetime {text!r}: use e.g. 3600, 90m, 12h or 30d")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(stamp))
+
+
+def tokens_command(args: argparse.Namespace, db: Path) -> int:
+    store = TokenStore(db)
+    try:
+        if args.action == "issue":
+            try:
+                token, record = store.issue(args.user, args.scopes.split(","), args.ttl)
+            except ValueError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            print(token)
+            print(f"# id {record.id}, user {record.user}, scopes {','.join(sorted(record.scopes))}, "
+                  f"expires {_when(record.expires_at)}; it is shown only this once", file=sys.stderr)
+            return 0
+        if args.action == "revoke":
+            if store.revoke(args.id):
+                print(f"token {args.id} revoked")
+                return 0
+            print(f"error: no token with id {args.id}", file=sys.stderr)
+            return 1
+        now = time.time()
+        print(f"{'id':>4}  {'user':<16} {'scopes':<14} {'expires':<20} state")
+        for record in store.all():
+            state = "revoked" if record.revoked else ("expired" if record.expires_at <= now else "active")
+            print(f"{record.id:>4}  {record.user:<16} {','.join(sorted(record.scopes)):<14} "
+                  f"{_when(record.expires_at):<20} {state}")
+        return 0
+    finally:
+        store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m auth_plugin", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the proxy")
+    tokens = commands.add_parser("tokens", help="manage access tokens")
+    tokens.add_argument("--db", type=Path, help="token database (default: PROXY_TOKEN_DB or .run/proxy/)")
+    actions = tokens.add_subparsers(dest="action", required=True)
+    issue = actions.add_parser("issue")
+    issue.add_argument("--user", required=True)
+    issue.add_argument("--scopes", default="predict", help=f"comma-separated, of {', '.join(sorted(SCOPES))}")
+    issue.add_argument("--ttl", type=parse_ttl, default=parse_ttl("30d"), help="lifetime, e.g. 12h or 30d")
+    actions.add_parser("list")
+    revoke = actions.add_parser("revoke")
+    revoke.add_argument("id", type=int)
+    args = parser.parse_args(argv)
+    settings = ProxySettings.from_env(os.environ)
+    if args.command == "tokens":
+        return tokens_command(args, args.db or settings.token_db)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log_class=AccessLogger,
+                print=lambda text: logging.getLogger("auth_plugin").info(text.strip()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The token proxy: only authenticated predictions reach TorchServe's inference API, nothing else of it at all.
+
+aiohttp, because one library gives both halves (server and one pooled upstream client), with an app factory,
+typed app state and `cleanup_ctx` for the resources; no ASGI server or second HTTP client to pin and tune.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from auth_plugin.auth import Authenticator, AuthError, JwtVerifier
+from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers
+from auth_plugin.proxy_metrics import ProxyMetrics
+from auth_plugin.rate_limit import RateLimiter
+from auth_plugin.settings import ProxySettings
+from auth_plugin.token_store import TokenStore
+from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys
+
+log = logging.getLogger("auth_plugin")
+
+SETTINGS = web.AppKey("settings", ProxySettings)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+KEYS = web.AppKey("keys", TorchServeKeys)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+LIMITER = web.AppKey("limiter", RateLimiter)
+METRICS = web.AppKey("metrics", ProxyMetrics)
+REQUEST_ID = "request_id"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class TooLarge(Exception):
+    pass
+
+
+def json_error(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    body = json.dumps({"error": error, "message": message, "status": status})
+    return web.Response(status=status, text=body, content_type="application/json", headers=headers)
+
+
+@web.middleware
+async def request_id_and_errors(request: web.Request,
+                                handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Every answer carries an X-Request-ID, and every refusal is JSON; one place turns exceptions into answers."""
+    incoming = request.headers.get("X-Request-ID", "")
+    request[REQUEST_ID] = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    metrics = request.app[METRICS]
+    try:
+        response = await handler(request)
+    except AuthError as exc:
+        metrics.auth_failures.labels(exc.reason).inc()
+        response = json_error(exc.status, exc.error, exc.description, {"WWW-Authenticate": exc.www_authenticate()})
+    except TooLarge:
+        response = json_error(413, "body_too_large",
+                              f"the body is over {request.app[SETTINGS].max_body_bytes} bytes")
+    except UpstreamError as exc:
+        metrics.upstream_errors.labels(exc.kind).inc()
+        response = json_error(exc.status, "upstream_" + exc.kind, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    response.headers["X-Request-ID"] = request[REQUEST_ID]
+    return response
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, or TooLarge as soon as it is known to exceed `limit` (before reading it all)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _model_version(content_type: str, headers: dict[str, str], body: bytes) -> str:
+    if "X-Model-Version" in headers:
+        return headers["X-Model-Version"]
+    if content_type.startswith("application/json") and len(body) < 4096:
+        try:
+            return str(json.loads(body).get("model_version", "none"))
+        except (ValueError, AttributeError):
+            return "none"
+    return "none"
+
+
+async def predict(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    app = request.app
+    settings = app[SETTINGS]
+    principal = app[AUTHENTICATOR].authenticate(request.headers, "predict")
+    wait = app[LIMITER].acquire(principal.subject_key)
+    if wait > 0:
+        return json_error(429, "rate_limited", "too many requests for this token",
+                          {"Retry-After": RateLimiter.retry_after(wait)})
+    model, version = request.match_info["model"], request.match_info.get("version")
+    if not _NAME.match(model) or (version is not None and not _NAME.match(version)):
+        raise web.HTTPNotFound()
+    body = await read_body(request, settings.max_body_bytes)
+    path = f"/predictions/{model}" + (f"/{version}" if version else "")
+    answer = await forward(app[SESSION], app[KEYS], settings.inference_url.rstrip("/") + path, body,
+                           forwarded_headers(request.headers, request[REQUEST_ID]))
+    content_type = answer.headers.pop("Content-Type", answer.headers.pop("content-type", "application/json"))
+    response = web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+    response.content_type = content_type.split(";")[0]
+    app[METRICS].requests.labels("predictions", str(answer.status),
+                                 _model_version(content_type, answer.headers, answer.body)).inc()
+    app[METRICS].latency.labels("predictions").observe(time.perf_counter() - started)
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when TorchServe answers and the model has at least one live worker."""
+    app = request.app
+    settings = app[SETTINGS]
+    try:
+        headers = {"Authorization": f"Bearer {app[KEYS].management()}"}
+        async with app[SESSION].get(f"{settings.management_url.rstrip('/')}/models/{settings.model_name}",
+                                    headers=headers, timeout=aiohttp.ClientTimeout(total=2)) as answer:
+            if answer.status == 400:
+                app[KEYS].reload()
+            answer.raise_for_status()
+            workers = (await answer.json())[0]["workers"]
+    except (KeysUnavailable, aiohttp.ClientError, TimeoutError, ValueError, KeyError, IndexError) as exc:
+        return web.json_response({"status": "unavailable", "reason": type(exc).__name__}, status=503)
+    live = sum(worker.get("status") == "READY" for worker in workers)
+    status = 200 if live else 503
+    return web.json_response({"status": "ready" if live else "no_live_workers", "workers": live}, status=status)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": ProxyMetrics.content_type})
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Method, path without its query, status, size, time and request id: never a header, so never a token."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info("%s %s %s %s %s %.1fms rid=%s", request.remote, request.method, request.path,
+                         response.status, response.body_length, time * 1000,
+                         response.headers.get("X-Request-ID", "-"))
+
+
+def create_app(settings: ProxySettings) -> web.Application:
+    app = web.Application(middlewares=[request_id_and_errors], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[METRICS] = ProxyMetrics()
+    app[LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app[KEYS] = TorchServeKeys(settings.torchserve_key_file, settings.management_url, settings.key_refresh_margin_s)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        store = TokenStore(settings.token_db)
+        verifier = JwtVerifier(settings.jwt) if settings.jwt.enabled else None
+        app[AUTHENTICATOR] = Authenticator(store, verifier, settings.token_cache_s)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s,
+                                        sock_read=settings.read_timeout_s)
+        app[SESSION] = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64),
+                                             auto_decompress=False)
+        yield
+        await app[SESSION].close()
+        store.close()
+
+    app.cleanup_ctx.append(resources)
+    app.router.add_post("/predictions/{model}", predict)
+    app.router.add_post("/predictions/{model}/{version}", predict)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app

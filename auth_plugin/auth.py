@@ -1,0 +1,142 @@
+"""Who is calling: an opaque token from the SQLite store or a JWT from an identity provider.
+
+Failures are `AuthError`s carrying their RFC 6750 answer; app.py turns each into one response in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import jwt
+
+from auth_plugin.settings import JwtSettings
+from auth_plugin.token_store import PREFIX, TokenStore, hash_token
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: str
+    scopes: frozenset[str]
+    subject_key: str  # stable, non-secret identity of the credential: the rate limiter's bucket key
+    source: str  # "token" or "jwt"
+
+
+class AuthError(Exception):
+    """401 invalid_token (reason says which way) or 403 insufficient_scope."""
+
+    def __init__(self, reason: str, description: str, status: int = 401, scope: str | None = None) -> None:
+        super().__init__(description)
+        self.reason = reason
+        self.description = description
+        self.status = status
+        self.scope = scope
+
+    @property
+    def error(self) -> str:
+        return "insufficient_scope" if self.status == 403 else "invalid_token"
+
+    def www_authenticate(self) -> str:
+        parts = ['Bearer realm="food-rotation-serve"', f'error="{self.error}"',
+                 f'error_description="{self.description}"']
+        if self.scope:
+            parts.append(f'scope="{self.scope}"')
+        return ", ".join(parts)
+
+
+def credential_from(headers: Mapping[str, str]) -> str:
+    """`Authorization: Bearer <token>`, or the original system's `access_token` header."""
+    authorization = headers.get("Authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
+            raise AuthError("malformed", "the Authorization header must be 'Bearer <token>'")
+        return token.strip()
+    token = headers.get("access_token", "").strip()
+    if not token:
+        raise AuthError("missing", "no access token: send 'Authorization: Bearer <token>'")
+    return token
+
+
+class JwtVerifier:
+    def __init__(self, settings: JwtSettings) -> None:
+        self._settings = settings
+        if settings.public_key_file is not None:
+            self._key: str | bytes = settings.public_key_file.read_bytes()
+        else:
+            self._key = settings.secret or ""
+
+    def verify(self, token: str) -> Principal:
+        s = self._settings
+        try:
+            claims = jwt.decode(token, self._key, algorithms=list(s.algorithms), audience=s.audience, issuer=s.issuer,
+                                leeway=s.leeway_s, options={"require": ["exp", "aud"] + (["iss"] if s.issuer else [])})
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("expired", "the token has expired") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise AuthError("not_yet_valid", "the token is not valid yet (nbf)") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise AuthError("wrong_audience", "the token is for another audience") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise AuthError("wrong_issuer", "the token comes from another issuer") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise AuthError("bad_signature", "the token's signature does not verify") from exc
+        except jwt.InvalidAlgorithmError as exc:
+            raise AuthError("bad_signature", "the token is signed with an algorithm that is not accepted") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthError("malformed", f"the token lacks the {exc.claim!r} claim") from exc
+        except jwt.InvalidTokenError as exc:
+            raise AuthError("malformed", "the token is not a well-formed JWT") from exc
+        raw_scopes = claims.get(s.scope_claim, "")
+        scopes = raw_scopes.split() if isinstance(raw_scopes, str) else [str(x) for x in raw_scopes or []]
+        user = str(claims.get(s.user_claim, "unknown"))
+        return Principal(user=user, scopes=frozenset(scopes), subject_key=f"jwt:{user}", source="jwt")
+
+
+class Authenticator:
+    """Opaque tokens are looked up in the store (a lookup is trusted for `cache_s`, so revocation takes effect
+    within that); anything shaped like a JWT goes to the verifier, when one is configured."""
+
+    def __init__(self, store: TokenStore, jwt_verifier: JwtVerifier | None, cache_s: float) -> None:
+        self._store = store
+        self._jwt = jwt_verifier
+        self._cache_s = cache_s
+        self._cache: dict[str, tuple[float, Principal | AuthError]] = {}
+
+    def authenticate(self, headers: Mapping[str, str], scope: str) -> Principal:
+        principal = self._identify(credential_from(headers))
+        if scope not in principal.scopes:
+            raise AuthError("insufficient_scope", f"this call needs the '{scope}' scope", status=403, scope=scope)
+        return principal
+
+    def _identify(self, token: str) -> Principal:
+        if token.startswith(PREFIX):
+            return self._opaque(token)
+        if self._jwt is not None and token.count(".") == 2:
+            return self._jwt.verify(token)
+        raise AuthError("unknown", "the token is not recognised")
+
+    def _opaque(self, token: str) -> Principal:
+        key = hash_token(token)
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is None or now - cached[0] > self._cache_s:
+            cached = (now, self._check(token))
+            if len(self._cache) > 10_000:  # bounded: unknown tokens sprayed at us must not grow it forever
+                self._cache.clear()
+            self._cache[key] = cached
+        result = cached[1]
+        if isinstance(result, AuthError):
+            raise result
+        return result
+
+    def _check(self, token: str) -> Principal | AuthError:
+        record = self._store.lookup(token)
+        if record is None:
+            return AuthError("unknown", "the token is not recognised")
+        if record.revoked:
+            return AuthError("revoked", "the token has been revoked")
+        if record.expires_at <= time.time():
+            return AuthError("expired", "the token has expired")
+        return Principal(user=record.user, scopes=record.scopes, subject_key=f"token:{record.id}", source="token")

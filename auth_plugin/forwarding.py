@@ -1,0 +1,86 @@
+"""Send one prediction to TorchServe with TorchServe's key in place of the caller's credential."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys
+
+# Hop-by-hop headers (RFC 9110 7.6.1) never cross a proxy; nor do the caller's credentials, nor lengths that
+# the client library recomputes.
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+                        "transfer-encoding", "upgrade", "proxy-connection"})
+_NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "authorization", "access_token", "cookie"}
+_NOT_RETURNED = HOP_BY_HOP | {"content-length", "server", "date"}
+# What curl --data-binary sends by default: TorchServe would parse the photo as a form and mangle or refuse it.
+_FORM = "application/x-www-form-urlencoded"
+
+
+class UpstreamError(Exception):
+    """TorchServe could not answer: 503 (unreachable, no key) or 504 (too slow)."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True)
+class UpstreamAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def forwarded_headers(headers: Mapping[str, str], request_id: str) -> dict[str, str]:
+    connection_listed = {name.strip().lower() for name in headers.get("Connection", "").split(",")}
+    out = {name: value for name, value in headers.items()
+           if name.lower() not in _NOT_FORWARDED and name.lower() not in connection_listed}
+    content_type = headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type in ("", _FORM):
+        out["Content-Type"] = "application/octet-stream"
+    out["X-Request-ID"] = request_id
+    return out
+
+
+def returned_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name.lower() not in _NOT_RETURNED}
+
+
+def _refused_key(status: int, body: bytes) -> bool:
+    return status == 400 and b"InvalidKeyException" in body
+
+
+async def forward(session: aiohttp.ClientSession, keys: TorchServeKeys, url: str, body: bytes,
+                  headers: Mapping[str, str]) -> UpstreamAnswer:
+    """POST once; again once if TorchServe refused its key (renewed or restarted) or dropped a pooled connection."""
+    for attempt in (1, 2):
+        try:
+            await keys.renew_if_due(session)
+            sent = {**headers, "Authorization": f"Bearer {keys.inference()}"}
+            async with session.post(url, data=body, headers=sent) as answer:
+                data = await answer.read()
+                if _refused_key(answer.status, data) and attempt == 1:
+                    keys.reload()
+                    continue
+                return UpstreamAnswer(answer.status, returned_headers(answer.headers), data)
+        except KeysUnavailable as exc:
+            if attempt == 1:
+                keys.reload()
+                continue
+            raise UpstreamError(503, "no_key", "TorchServe is not ready (no key file)") from exc
+        except aiohttp.ConnectionTimeoutError as exc:  # before TimeoutError: it is one, but means "down"
+            raise UpstreamError(503, "unreachable", "TorchServe did not accept a connection in time") from exc
+        except TimeoutError as exc:
+            raise UpstreamError(504, "timeout", "TorchServe did not answer in time") from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            if attempt == 1:
+                continue
+            raise UpstreamError(503, "disconnected", "TorchServe closed the connection") from exc
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise UpstreamError(503, "unreachable", "TorchServe is not reachable") from exc
+    raise UpstreamError(503, "key_refused", "TorchServe refused its own key twice")

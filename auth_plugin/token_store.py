@@ -1,0 +1,98 @@
+"""Opaque access tokens for people: random, shown once, stored only as SHA-256 hashes in SQLite.
+
+A token is `frs_` + 32 random bytes (256 bits) in URL-safe base64. Its hash is the lookup key, so the
+database never holds anything that would let a reader call the API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+PREFIX = "frs_"
+SCOPES = frozenset({"predict", "admin"})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    token_hash TEXT NOT NULL UNIQUE,
+    user TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0
+)
+"""
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: int
+    token_hash: str
+    user: str
+    scopes: frozenset[str]
+    created_at: float
+    expires_at: float
+    revoked: bool
+
+
+class TokenStore:
+    """One SQLite file; safe to share between the proxy and the CLI (each opens its own connection)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def issue(self, user: str, scopes: Iterable[str], ttl_s: float) -> tuple[str, TokenRecord]:
+        """A new token (returned once, never stored) and its record."""
+        scope_set = frozenset(scopes)
+        if not scope_set or not scope_set <= SCOPES:
+            raise ValueError(f"scopes must be a non-empty subset of {sorted(SCOPES)}, got {sorted(scope_set)}")
+        if not user.strip():
+            raise ValueError("user must not be empty")
+        if ttl_s <= 0:
+            raise ValueError("the token's lifetime must be positive")
+        token = PREFIX + secrets.token_urlsafe(32)
+        now = time.time()
+        cursor = self._db.execute(
+            "INSERT INTO tokens (token_hash, user, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+            (hash_token(token), user, " ".join(sorted(scope_set)), now, now + ttl_s),
+        )
+        return token, self._get(int(cursor.lastrowid))
+
+    def lookup(self, token: str) -> TokenRecord | None:
+        """The record of this token, whatever its state; None if unknown."""
+        wanted = hash_token(token)
+        row = self._db.execute("SELECT * FROM tokens WHERE token_hash = ?", (wanted,)).fetchone()
+        if row is None or not hmac.compare_digest(row[1], wanted):
+            return None
+        return _record(row)
+
+    def revoke(self, token_id: int) -> bool:
+        return self._db.execute("UPDATE tokens SET revoked = 1 WHERE id = ?", (token_id,)).rowcount == 1
+
+    def all(self) -> list[TokenRecord]:
+        return [_record(row) for row in self._db.execute("SELECT * FROM tokens ORDER BY id")]
+
+    def _get(self, token_id: int) -> TokenRecord:
+        return _record(self._db.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone())
+
+
+def _record(row: tuple) -> TokenRecord:
+    return TokenRecord(id=row[0], token_hash=row[1], user=row[2], scopes=frozenset(row[3].split()),
+                       created_at=row[4], expires_at=row[5], revoked=bool(row[6]))

@@ -1,0 +1,184 @@
+"""The proxy app in-process against a fake TorchServe (an aiohttp app): fast checks of the HTTP contract."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from auth_plugin.app import create_app
+from auth_plugin.settings import ProxySettings
+from auth_plugin.token_store import TokenStore
+
+
+class FakeTorchServe:
+    """Just enough of TorchServe: key-checked predictions, a token API that renews the inference key."""
+
+    def __init__(self, key_file: Path) -> None:
+        self.key_file = key_file
+        self.seen: list[dict[str, str]] = []
+        self.delay_s = 0.0
+        self.renew("infer001")
+
+    def renew(self, key: str, expires_in_s: float = 3600) -> None:
+        expires = (datetime.now(UTC) + timedelta(seconds=expires_in_s)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+        self.key_file.write_text(json.dumps({"management": {"key": "mgmt0001", "expiration time": expires},
+                                             "inference": {"key": key, "expiration time": expires},
+                                             "API": {"key": "api00001"}}))
+
+    async def predict(self, request: web.Request) -> web.Response:
+        current = json.loads(self.key_file.read_text())["inference"]["key"]
+        if request.headers.get("Authorization") != f"Bearer {current}":
+            return web.json_response({"code": 400, "type": "InvalidKeyException"}, status=400)
+        self.seen.append(dict(request.headers))
+        await asyncio.sleep(self.delay_s)
+        body = await request.read()
+        return web.json_response({"model_degree": 90, "bytes": len(body), "model_version": "1.0"},
+                                 headers={"Connection": "keep-alive", "X-Custom": "kept"})
+
+    async def token(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer api00001":
+            return web.json_response({}, status=400)
+        self.renew("infer002")
+        return web.json_response({})
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response([{"workers": [{"status": "READY"}]}])
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/predictions/{model}", self.predict)
+        app.router.add_post("/predictions/{model}/{version}", self.predict)
+        app.router.add_post("/token", self.token)
+        app.router.add_get("/models/{model}", self.models)
+        return app
+
+
+@pytest.fixture
+async def setup(tmp_path, aiohttp_server, aiohttp_client):
+    fake = FakeTorchServe(tmp_path / "key_file.json")
+    upstream = await aiohttp_server(fake.app())
+    store = TokenStore(tmp_path / "tokens.sqlite3")
+    token, _ = store.issue("alice", ["predict"], 3600)
+
+    async def client(**overrides):
+        settings = ProxySettings(inference_url=str(upstream.make_url("")), management_url=str(upstream.make_url("")),
+                                 torchserve_key_file=fake.key_file, token_db=tmp_path / "tokens.sqlite3",
+                                 **overrides)
+        return await aiohttp_client(create_app(settings))
+
+    yield fake, client, {"Authorization": f"Bearer {token}"}
+    store.close()
+
+
+async def test_prediction_goes_through_with_torchserve_key_not_the_callers(setup):
+    fake, client, auth = setup
+    proxy = await client()
+    answer = await proxy.post("/predictions/food_rotation", data=b"\xff\xd8jpeg", headers=auth)
+    assert answer.status == 200 and (await answer.json())["bytes"] == 6
+    sent = fake.seen[-1]
+    assert sent["Authorization"] == "Bearer infer001"
+    assert sent["Content-Type"] == "application/octet-stream"  # the form-encoded default of curl, fixed
+    assert answer.headers["X-Custom"] == "kept" and "keep-alive" not in answer.headers.get("Connection", "")
+
+
+async def test_refusals_never_reach_torchserve(setup):
+    fake, client, _ = setup
+    proxy = await client()
+    for headers in ({}, {"Authorization": "Bearer frs_nope"}, {"Authorization": "Basic x"}):
+        answer = await proxy.post("/predictions/food_rotation", data=b"x", headers=headers)
+        assert answer.status == 401 and 'error="invalid_token"' in answer.headers["WWW-Authenticate"]
+    assert fake.seen == []
+
+
+async def test_request_id_is_kept_or_made(setup):
+    fake, client, auth = setup
+    proxy = await client()
+    kept = await proxy.post("/predictions/food_rotation", data=b"x", headers={**auth, "X-Request-ID": "abc-123"})
+    made = await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)
+    assert kept.headers["X-Request-ID"] == "abc-123" and fake.seen[0]["X-Request-ID"] == "abc-123"
+    assert len(made.headers["X-Request-ID"]) == 32
+
+
+async def test_hop_by_hop_and_connection_listed_headers_are_stripped(setup):
+    fake, client, auth = setup
+    proxy = await client()
+    await proxy.post("/predictions/food_rotation", data=b"x",
+                     headers={**auth, "Connection": "X-Secret", "X-Secret": "1", "TE": "trailers", "Cookie": "c=1"})
+    assert not {"X-Secret", "TE", "Cookie", "access_token"} & set(fake.seen[-1])
+
+
+async def test_body_over_the_limit_is_413(setup):
+    fake, client, auth = setup
+    proxy = await client(max_body_bytes=1000)
+    answer = await proxy.post("/predictions/food_rotation", data=b"x" * 1001, headers=auth)
+    assert answer.status == 413 and (await answer.json())["error"] == "body_too_large" and fake.seen == []
+
+    async def chunks():  # no Content-Length: the limit bites while reading
+        for _ in range(10):
+            yield b"y" * 200
+
+    answer = await proxy.post("/predictions/food_rotation", data=chunks(), headers=auth)
+    assert answer.status == 413 and fake.seen == []
+
+
+async def test_renewed_key_is_picked_up_after_a_refusal(setup):
+    fake, client, auth = setup
+    proxy = await client()
+    assert (await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)).status == 200
+    fake.renew("rotated9")  # TorchServe regenerated its keys (restart, or someone used the token API)
+    assert (await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)).status == 200
+    assert fake.seen[-1]["Authorization"] == "Bearer rotated9"
+
+
+async def test_key_is_renewed_before_it_expires(setup):
+    fake, client, auth = setup
+    fake.renew("old00001", expires_in_s=60)  # within the 300 s margin
+    proxy = await client()
+    assert (await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)).status == 200
+    assert fake.seen[-1]["Authorization"] == "Bearer infer002"  # renewed through the token API first
+
+
+async def test_slow_torchserve_is_504(setup):
+    fake, client, auth = setup
+    fake.delay_s = 1.0
+    proxy = await client(read_timeout_s=0.2)
+    answer = await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)
+    assert answer.status == 504 and (await answer.json())["error"] == "upstream_timeout"
+
+
+async def test_rate_limit_answers_429_with_retry_after(setup):
+    _, client, auth = setup
+    proxy = await client(rate_limit_per_s=1, rate_limit_burst=2)
+    statuses = [(await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)).status for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    answer = await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)
+    assert answer.status == 429 and int(answer.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize("path", ["/models", "/models/food_rotation", "/token?type=inference", "/ping",
+                                  "/api-description", "/predictions", "/explanations/food_rotation",
+                                  "/predictions/%2e%2e/models", "/predictions/food_rotation/1.0/extra"])
+async def test_nothing_but_predictions_is_routed(setup, path):
+    fake, client, auth = setup
+    proxy = await client()
+    answer = await proxy.post(path, data=b"x", headers=auth)
+    assert answer.status in (404, 405) and (await answer.json())["status"] == answer.status
+    assert fake.seen == []
+
+
+async def test_health_readiness_and_metrics(setup):
+    _, client, auth = setup
+    proxy = await client()
+    await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)
+    await proxy.post("/predictions/food_rotation", data=b"x")
+    assert (await proxy.get("/healthz")).status == 200
+    assert (await (await proxy.get("/readyz")).json()) == {"status": "ready", "workers": 1}
+    text = await (await proxy.get("/metrics")).text()
+    assert 'proxy_requests_total{model_version="1.0",route="predictions",status="200"} 1.0' in text
+    assert 'proxy_auth_failures_total{reason="missing"} 1.0' in text
+    assert "proxy_request_duration_seconds_bucket" in text

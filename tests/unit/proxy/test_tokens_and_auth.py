@@ -1,0 +1,155 @@
+import sqlite3
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from auth_plugin.auth import Authenticator, AuthError, JwtVerifier, credential_from
+from auth_plugin.settings import JwtSettings
+from auth_plugin.token_store import TokenStore, hash_token
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = TokenStore(tmp_path / "tokens.sqlite3")
+    yield store
+    store.close()
+
+
+def test_tokens_are_random_long_and_stored_only_as_hashes(store, tmp_path):
+    token, record = store.issue("alice", ["predict"], 60)
+    other, _ = store.issue("alice", ["predict"], 60)
+    assert token.startswith("frs_") and len(token) >= 4 + 43 and token != other  # 32 bytes = 256 bits
+    raw = (tmp_path / "tokens.sqlite3").read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.glob("tokens.sqlite3-*"))
+    assert token.encode() not in raw
+    rows = sqlite3.connect(tmp_path / "tokens.sqlite3").execute("SELECT token_hash FROM tokens").fetchall()
+    assert (hash_token(token),) in rows and record.scopes == {"predict"}
+
+
+def test_lookup_revoke_and_list(store):
+    token, record = store.issue("bob", ["predict", "admin"], 60)
+    assert store.lookup(token).user == "bob" and store.lookup("frs_nope") is None
+    assert store.revoke(record.id) and store.lookup(token).revoked
+    assert not store.revoke(999)
+    assert [r.user for r in store.all()] == ["bob"]
+
+
+@pytest.mark.parametrize(("user", "scopes", "ttl"), [("", ["predict"], 60), ("a", [], 60), ("a", ["root"], 60),
+                                                     ("a", ["predict"], 0)])
+def test_bad_issue_requests_are_refused(store, user, scopes, ttl):
+    with pytest.raises(ValueError):
+        store.issue(user, scopes, ttl)
+
+
+@pytest.mark.parametrize(("headers", "reason"), [
+    ({}, "missing"), ({"Authorization": "Basic abc"}, "malformed"), ({"Authorization": "Bearer"}, "malformed"),
+    ({"Authorization": "Bearer a b"}, "malformed"), ({"access_token": "  "}, "missing"),
+])
+def test_credential_extraction_failures(headers, reason):
+    with pytest.raises(AuthError) as caught:
+        credential_from(headers)
+    assert caught.value.reason == reason and caught.value.status == 401
+
+
+def test_both_header_forms_are_accepted():
+    assert credential_from({"Authorization": "Bearer xyz"}) == credential_from({"access_token": "xyz"}) == "xyz"
+
+
+def test_opaque_token_states(store):
+    auth = Authenticator(store, None, cache_s=0)
+    good, _ = store.issue("carol", ["predict"], 60)
+    assert auth.authenticate({"Authorization": f"Bearer {good}"}, "predict").user == "carol"
+    with pytest.raises(AuthError) as caught:
+        auth.authenticate({"Authorization": f"Bearer {good}"}, "admin")
+    assert (caught.value.status, caught.value.error, caught.value.scope) == (403, "insufficient_scope", "admin")
+    assert 'error="insufficient_scope"' in caught.value.www_authenticate()
+    short, _ = store.issue("dave", ["predict"], 0.01)
+    time.sleep(0.02)
+    revoked, record = store.issue("erin", ["predict"], 60)
+    store.revoke(record.id)
+    for token, reason in ((short, "expired"), (revoked, "revoked"), ("frs_unknown", "unknown"), ("eyJ.x.y", "unknown")):
+        with pytest.raises(AuthError) as caught:
+            auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")
+        assert caught.value.reason == reason
+        assert caught.value.www_authenticate().startswith('Bearer realm="food-rotation-serve", error="invalid_token"')
+
+
+def test_revocation_is_seen_after_the_cache_window(store):
+    auth = Authenticator(store, None, cache_s=0.2)
+    token, record = store.issue("frank", ["predict"], 60)
+    auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")
+    store.revoke(record.id)
+    time.sleep(0.25)
+    with pytest.raises(AuthError):
+        auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")
+
+
+def _pem(key) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@pytest.fixture(params=["RS256", "ES256"])
+def signer(request, tmp_path):
+    private = (rsa.generate_private_key(public_exponent=65537, key_size=2048) if request.param == "RS256"
+               else ec.generate_private_key(ec.SECP256R1()))
+    public_file = tmp_path / "idp.pem"
+    public_file.write_bytes(_pem(private))
+    settings = JwtSettings(public_key_file=public_file, audience="food-rotation-serve", issuer="https://idp.test")
+    return request.param, private, JwtVerifier(settings)
+
+
+def _claims(**overrides):
+    now = int(time.time())
+    return {"sub": "gina", "aud": "food-rotation-serve", "iss": "https://idp.test", "exp": now + 60, "nbf": now - 5,
+            "scope": "predict admin", **overrides}
+
+
+def test_jwt_valid(signer):
+    algorithm, private, verifier = signer
+    principal = verifier.verify(jwt.encode(_claims(), private, algorithm=algorithm))
+    assert principal.user == "gina" and principal.scopes == {"predict", "admin"} and principal.source == "jwt"
+
+
+@pytest.mark.parametrize(("overrides", "reason"), [
+    ({"exp": int(time.time()) - 120}, "expired"),
+    ({"nbf": int(time.time()) + 600}, "not_yet_valid"),
+    ({"aud": "someone-else"}, "wrong_audience"),
+    ({"iss": "https://evil.test"}, "wrong_issuer"),
+])
+def test_jwt_claims_are_checked(signer, overrides, reason):
+    algorithm, private, verifier = signer
+    with pytest.raises(AuthError) as caught:
+        verifier.verify(jwt.encode(_claims(**overrides), private, algorithm=algorithm))
+    assert caught.value.reason == reason
+
+
+def test_jwt_from_another_key_or_algorithm_is_refused(signer):
+    algorithm, _, verifier = signer
+    stranger = (rsa.generate_private_key(public_exponent=65537, key_size=2048) if algorithm == "RS256"
+                else ec.generate_private_key(ec.SECP256R1()))
+    with pytest.raises(AuthError) as caught:
+        verifier.verify(jwt.encode(_claims(), stranger, algorithm=algorithm))
+    assert caught.value.reason == "bad_signature"
+    with pytest.raises(AuthError) as caught:  # the classic: HS256 signed with the public key as the secret
+        verifier.verify(jwt.encode(_claims(), "a-shared-secret-of-enough-length-32b", algorithm="HS256"))
+    assert caught.value.reason == "bad_signature"
+
+
+def test_hs256_secret_and_scope_list_claim():
+    verifier = JwtVerifier(JwtSettings(secret="s" * 32, algorithms=("HS256",), scope_claim="scp"))
+    token = jwt.encode({"sub": "h", "aud": "food-rotation-serve", "exp": int(time.time()) + 60, "scp": ["predict"]},
+                       "s" * 32, algorithm="HS256")
+    assert verifier.verify(token).scopes == {"predict"}
+    with pytest.raises(AuthError) as caught:
+        verifier.verify(jwt.encode({"sub": "h", "aud": "food-rotation-serve"}, "s" * 32, algorithm="HS256"))
+    assert caught.value.reason == "malformed"  # no exp
+
+
+def test_authenticator_routes_jwts_to_the_verifier(store, signer):
+    algorithm, private, verifier = signer
+    auth = Authenticator(store, verifier, cache_s=0.5)
+    token = jwt.encode(_claims(scope="predict"), private, algorithm=algorithm)
+    assert auth.authenticate({"Authorization": f"Bearer {token}"}, "predict").user == "gina"
