@@ -1,8 +1,9 @@
-"""python -m auth_plugin serve | tokens issue|list|revoke
+"""python -m auth_plugin serve | tokens issue|list|revoke | models list|deploy|canary|promote|rollback|retire
 
     python -m auth_plugin tokens issue --user alice --scopes predict --ttl 30d   # prints the token once
     python -m auth_plugin tokens list
     python -m auth_plugin tokens revoke 3                                       # effective within a second
+    python -m auth_plugin models deploy food_rotation-v2.0.mar --canary 10      # see auth_plugin/models_cli.py
     python -m auth_plugin serve                                                 # PROXY_* variables configure it
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from auth_plugin import models_cli
 from auth_plugin.app import AccessLogger, create_app
 from auth_plugin.settings import ProxySettings
 from auth_plugin.token_store import SCOPES, TokenStore
@@ -81,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     actions.add_parser("list")
     revoke = actions.add_parser("revoke")
     revoke.add_argument("id", type=int)
+    models_cli.add_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "models":
+        return models_cli.run(args)
     settings = ProxySettings.from_env(os.environ)
     if args.command == "tokens":
         return tokens_command(args, args.db or settings.token_db)

@@ -6,6 +6,8 @@ typed app state and `cleanup_ctx` for the resources; no ASGI server or second HT
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -17,13 +19,18 @@ import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from auth_plugin import admin_api
 from auth_plugin.auth import Authenticator, AuthError, JwtVerifier
 from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers
 from auth_plugin.proxy_metrics import ProxyMetrics
 from auth_plugin.rate_limit import RateLimiter
+from auth_plugin.rollout import RolloutError, Rollouts, RolloutSettings
 from auth_plugin.settings import ProxySettings
+from auth_plugin.smoke_gate import SmokeGate
 from auth_plugin.token_store import TokenStore
+from auth_plugin.torchserve_admin import ManagementError, TorchServeAdmin
 from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys
+from auth_plugin.versions import VersionRegistry
 
 log = logging.getLogger("auth_plugin")
 
@@ -33,6 +40,7 @@ KEYS = web.AppKey("keys", TorchServeKeys)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 LIMITER = web.AppKey("limiter", RateLimiter)
 METRICS = web.AppKey("metrics", ProxyMetrics)
+REGISTRY = web.AppKey("registry", VersionRegistry)
 REQUEST_ID = "request_id"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -66,6 +74,8 @@ async def request_id_and_errors(request: web.Request,
     except UpstreamError as exc:
         metrics.upstream_errors.labels(exc.kind).inc()
         response = json_error(exc.status, "upstream_" + exc.kind, exc.message)
+    except RolloutError as exc:
+        response = json_error(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -111,9 +121,12 @@ async def predict(request: web.Request) -> web.Response:
     if not _NAME.match(model) or (version is not None and not _NAME.match(version)):
         raise web.HTTPNotFound()
     body = await read_body(request, settings.max_body_bytes)
+    registry = app[REGISTRY]
+    version = version or registry.choose(model)  # an explicit version, so drains know what is in flight
     path = f"/predictions/{model}" + (f"/{version}" if version else "")
-    answer = await forward(app[SESSION], app[KEYS], settings.inference_url.rstrip("/") + path, body,
-                           forwarded_headers(request.headers, request[REQUEST_ID]))
+    with registry.in_flight(model, version):
+        answer = await forward(app[SESSION], app[KEYS], settings.inference_url.rstrip("/") + path, body,
+                               forwarded_headers(request.headers, request[REQUEST_ID]))
     content_type = answer.headers.pop("Content-Type", answer.headers.pop("content-type", "application/json"))
     response = web.Response(status=answer.status, body=answer.body, headers=answer.headers)
     response.content_type = content_type.split(";")[0]
@@ -128,12 +141,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when TorchServe answers and the model has at least one live worker."""
+    """Ready when TorchServe answers and the version the routing table sends traffic to has a live worker."""
     app = request.app
     settings = app[SETTINGS]
+    route = app[REGISTRY].route(settings.model_name)
+    path = f"/models/{settings.model_name}" + (f"/{route.default}" if route else "")
     try:
         headers = {"Authorization": f"Bearer {app[KEYS].management()}"}
-        async with app[SESSION].get(f"{settings.management_url.rstrip('/')}/models/{settings.model_name}",
+        async with app[SESSION].get(f"{settings.management_url.rstrip('/')}{path}",
                                     headers=headers, timeout=aiohttp.ClientTimeout(total=2)) as answer:
             if answer.status == 400:
                 app[KEYS].reload()
@@ -149,6 +164,17 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": ProxyMetrics.content_type})
+
+
+async def reconcile_forever(app: web.Application) -> None:
+    """Keep TorchServe serving what the routing table says: after a restart of TorchServe or of the proxy."""
+    settings = app[SETTINGS]
+    while True:
+        try:
+            await app[admin_api.ROLLOUTS].reconcile(settings.model_name)
+        except (ManagementError, RolloutError, KeysUnavailable) as exc:
+            log.info("reconcile: TorchServe not reachable yet (%s)", exc)
+        await asyncio.sleep(settings.reconcile_interval_s)
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -171,12 +197,24 @@ def create_app(settings: ProxySettings) -> web.Application:
         store = TokenStore(settings.token_db)
         verifier = JwtVerifier(settings.jwt) if settings.jwt.enabled else None
         app[AUTHENTICATOR] = Authenticator(store, verifier, settings.token_cache_s)
+        app[REGISTRY] = VersionRegistry(settings.token_db)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s,
                                         sock_read=settings.read_timeout_s)
         app[SESSION] = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64),
                                              auto_decompress=False)
+        gate = SmokeGate(app[SESSION], app[KEYS], settings.inference_url, settings.gate_dir,
+                         settings.gate_min_accuracy)
+        app[admin_api.ROLLOUTS] = Rollouts(
+            TorchServeAdmin(app[SESSION], app[KEYS], settings.management_url), app[REGISTRY], gate,
+            RolloutSettings(settings.model_store, settings.deploy_workers, settings.register_timeout_s,
+                            settings.drain_timeout_s))
+        reconciler = asyncio.create_task(reconcile_forever(app))
         yield
+        reconciler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reconciler
         await app[SESSION].close()
+        app[REGISTRY].close()
         store.close()
 
     app.cleanup_ctx.append(resources)
@@ -185,4 +223,5 @@ def create_app(settings: ProxySettings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    admin_api.add_routes(app, lambda request: app[AUTHENTICATOR].authenticate(request.headers, "admin"))
     return app

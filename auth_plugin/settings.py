@@ -45,6 +45,14 @@ class ProxySettings:
     rate_limit_per_s: float = 0.0  # per token; 0 turns rate limiting off
     rate_limit_burst: int = 20
     jwt: JwtSettings = field(default_factory=JwtSettings)
+    # Version rollout (the admin control plane).
+    model_store: Path = ROOT / "model_store"
+    gate_dir: Path = ROOT / "samples" / "gate"  # upright photos; each is checked at its four turns
+    gate_min_accuracy: float = 0.9
+    deploy_workers: int = 2
+    register_timeout_s: float = 180.0
+    drain_timeout_s: float = 60.0
+    reconcile_interval_s: float = 5.0  # how often TorchServe is brought back to the routing table
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ProxySettings:
@@ -61,7 +69,12 @@ class ProxySettings:
                        "READ_TIMEOUT_S": ("read_timeout_s", float),
                        "KEY_REFRESH_MARGIN_S": ("key_refresh_margin_s", float),
                        "TOKEN_CACHE_S": ("token_cache_s", float), "RATE_LIMIT_PER_S": ("rate_limit_per_s", float),
-                       "RATE_LIMIT_BURST": ("rate_limit_burst", int)}
+                       "RATE_LIMIT_BURST": ("rate_limit_burst", int), "MODEL_STORE": ("model_store", Path),
+                       "GATE_DIR": ("gate_dir", Path), "GATE_MIN_ACCURACY": ("gate_min_accuracy", float),
+                       "DEPLOY_WORKERS": ("deploy_workers", int),
+                       "REGISTER_TIMEOUT_S": ("register_timeout_s", float),
+                       "DRAIN_TIMEOUT_S": ("drain_timeout_s", float),
+                       "RECONCILE_INTERVAL_S": ("reconcile_interval_s", float)}
         for name, (attribute, convert) in conversions.items():
             if (raw := get(name)) is not None:
                 values[attribute] = convert(raw)

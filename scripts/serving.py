@@ -205,7 +205,8 @@ class Proxy:
                 "PROXY_INFERENCE_URL": self.torchserve.inference_url,
                 "PROXY_MANAGEMENT_URL": self.torchserve.management_url,
                 "PROXY_TORCHSERVE_KEY_FILE": str(self.torchserve.home / "key_file.json"),
-                "PROXY_TOKEN_DB": str(self.token_db), "PROXY_MODEL_NAME": MODEL_NAME, **(self.extra_env or {})}
+                "PROXY_TOKEN_DB": str(self.token_db), "PROXY_MODEL_NAME": MODEL_NAME,
+                "PROXY_MODEL_STORE": str(self.torchserve.model_store), **(self.extra_env or {})}
 
     def pid(self) -> int | None:
         try:
@@ -246,11 +247,11 @@ class Proxy:
         self.pid_file.unlink(missing_ok=True)
         return True
 
-    def demo_token(self) -> str:
-        """A predict-scope token for trying the service, kept (mode 600) so re-runs print the same one."""
+    def saved_token(self, name: str, user: str, scopes: list[str]) -> str:
+        """A token kept in home/<name> (mode 600), so re-runs of `make serve` print and use the same one."""
         from auth_plugin.token_store import TokenStore
 
-        saved = self.home / "demo_token"
+        saved = self.home / name
         store = TokenStore(self.token_db)
         try:
             if saved.is_file():
@@ -258,7 +259,7 @@ class Proxy:
                 record = store.lookup(token)
                 if record is not None and not record.revoked and record.expires_at > time.time() + 3600:
                     return token
-            token, _ = store.issue("demo", ["predict"], DEMO_TOKEN_TTL_S)
+            token, _ = store.issue(user, scopes, DEMO_TOKEN_TTL_S)
         finally:
             store.close()
         saved.touch(mode=0o600)
@@ -291,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         if proxy.pid() is None:
             proxy.start()
         proxy.wait_ready()
-        token = proxy.demo_token()
+        token = proxy.saved_token("demo_token", "demo", ["predict"])
+        proxy.saved_token("admin_token", "admin", ["admin", "predict"])  # for `python -m auth_plugin models`
     except ServingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -300,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Logs: {server.home / 'logs'}, {proxy.log_file}. Stop both with: make stop\n")
     print(f"  {curl_example(PROXY_URL, token)}\n")
     print("That token is a demo token (scope predict, 30 days). Issue your own with\n"
-          f"  PROXY_TOKEN_DB={proxy.token_db} .venv/bin/python -m auth_plugin tokens issue --user you --scopes predict")
+          f"  PROXY_TOKEN_DB={proxy.token_db} .venv/bin/python -m auth_plugin tokens issue --user you "
+          "--scopes predict\n"
+          "Model versions: .venv/bin/python -m auth_plugin models list (admin token in .run/proxy/admin_token)")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""One real TorchServe for the integration tests: a real .mar built by scripts/archive.sh, free loopback ports."""
+"""Real TorchServe and proxy processes for the integration tests: real .mar files from scripts/archive.sh,
+free loopback ports, everything in pytest's temporary folders."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,15 +31,19 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-@pytest.fixture(scope="session")
-def torchserve(tmp_path_factory, demo_weights: Path) -> Iterator[TorchServe]:
-    base = tmp_path_factory.mktemp("torchserve")
-    store = base / "model_store"
-    build = subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(demo_weights), "--version", "1.0",
-                            "--export-path", str(store)], capture_output=True, text=True, timeout=180)
+def build_archive(weights: Path, version: str, store: Path, archive_name: str = "food_rotation") -> Path:
+    build = subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(weights), "--version", version,
+                            "--archive-name", archive_name, "--export-path", str(store)],
+                           capture_output=True, text=True, timeout=180)
     assert build.returncode == 0, build.stderr
+    return store / f"{archive_name}.mar"
+
+
+@contextmanager
+def running_torchserve(home: Path, store: Path) -> Iterator[TorchServe]:
+    """TorchServe on three free loopback ports, loading food_rotation.mar from `store`; stopped on exit."""
     inference, management, metrics = free_ports(3)
-    server = TorchServe(home=base / "home", model_store=store, overrides={
+    server = TorchServe(home=home, model_store=store, overrides={
         "inference_address": f"http://127.0.0.1:{inference}",
         "management_address": f"http://127.0.0.1:{management}",
         "metrics_address": f"http://127.0.0.1:{metrics}",
@@ -48,6 +54,26 @@ def torchserve(tmp_path_factory, demo_weights: Path) -> Iterator[TorchServe]:
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def running_proxy(home: Path, torchserve: TorchServe, **env: str) -> Iterator[Proxy]:
+    (port,) = free_ports(1)
+    server = Proxy(home=home, url=f"http://127.0.0.1:{port}", torchserve=torchserve, extra_env=env)
+    try:
+        server.start()
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def torchserve(tmp_path_factory, demo_weights: Path) -> Iterator[TorchServe]:
+    base = tmp_path_factory.mktemp("torchserve")
+    build_archive(demo_weights, "1.0", base / "model_store")
+    with running_torchserve(base / "home", base / "model_store") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -99,15 +125,9 @@ def jwt_keys(tmp_path_factory) -> tuple[object, Path]:
 
 @pytest.fixture(scope="session")
 def proxy(tmp_path_factory, torchserve: TorchServe, jwt_keys) -> Iterator[Proxy]:
-    (port,) = free_ports(1)
-    server = Proxy(home=tmp_path_factory.mktemp("proxy"), url=f"http://127.0.0.1:{port}", torchserve=torchserve,
-                   extra_env={"PROXY_JWT_PUBLIC_KEY_FILE": str(jwt_keys[1]), "PROXY_JWT_ISSUER": "https://idp.test"})
-    try:
-        server.start()
-        server.wait_ready()
+    with running_proxy(tmp_path_factory.mktemp("proxy"), torchserve, PROXY_JWT_PUBLIC_KEY_FILE=str(jwt_keys[1]),
+                       PROXY_JWT_ISSUER="https://idp.test") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def torchserve_predictions(server: TorchServe) -> float:

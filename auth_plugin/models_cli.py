@@ -1,0 +1,92 @@
+"""`python -m auth_plugin models ...`: the control plane from a shell, through the proxy's admin API.
+
+Needs an admin-scope token: --token, PROXY_ADMIN_TOKEN, or the one `make serve` keeps in .run/proxy/admin_token.
+Exits non-zero, with the proxy's reason, when a step is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import requests
+
+from auth_plugin.settings import ROOT
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+SAVED_ADMIN_TOKEN = ROOT / ".run" / "proxy" / "admin_token"
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    models = commands.add_parser("models", help="list, deploy, canary, promote, roll back, retire versions")
+    models.add_argument("--url", default=os.environ.get("PROXY_URL", DEFAULT_URL))
+    models.add_argument("--token", help="admin-scope token (default: PROXY_ADMIN_TOKEN or .run/proxy/admin_token)")
+    models.add_argument("--model", default="food_rotation")
+    actions = models.add_subparsers(dest="action", required=True)
+    actions.add_parser("list")
+    deploy = actions.add_parser("deploy", help="register an archive of model_store/, gate it, optionally as canary")
+    deploy.add_argument("archive", help="file name of a .mar in model_store/")
+    deploy.add_argument("--canary", type=float, default=0.0, help="percent of traffic for the new version")
+    canary = actions.add_parser("canary")
+    canary.add_argument("version")
+    canary.add_argument("percent", type=float)
+    promote = actions.add_parser("promote", help="make a version (default: the canary) the default, drain the old")
+    promote.add_argument("version", nargs="?")
+    actions.add_parser("rollback", help="restore the previous default")
+    retire = actions.add_parser("retire")
+    retire.add_argument("version")
+
+
+def _token(args: argparse.Namespace) -> str:
+    token = args.token or os.environ.get("PROXY_ADMIN_TOKEN")
+    if not token and SAVED_ADMIN_TOKEN.is_file():
+        token = SAVED_ADMIN_TOKEN.read_text().strip()
+    if not token:
+        raise SystemExit("error: no admin token: pass --token or set PROXY_ADMIN_TOKEN")
+    return token
+
+
+def _print_versions(answer: dict) -> None:
+    print(f"{'version':<10} {'default':<8} {'canary%':<8} {'workers':<8} {'in-flight':<10} {'val_acc':<8} "
+          f"{'arch':<20} archive")
+    for row in answer["versions"]:
+        val = "" if row.get("val_acc") is None else f"{row['val_acc']:.4f}"
+        print(f"{row['version']:<10} {'yes' if row['default'] else '':<8} {row['canary_percent']:<8g} "
+              f"{row['workers']:<8} {row['in_flight']:<10} {val:<8} {row.get('arch') or '':<20} {row['archive']}")
+
+
+def run(args: argparse.Namespace) -> int:
+    base = f"{args.url.rstrip('/')}/admin/models/{args.model}"
+    headers = {"Authorization": f"Bearer {_token(args)}"}
+    calls = {
+        "list": ("GET", "", None),
+        "deploy": ("POST", "/deploy", {"archive": getattr(args, "archive", None),
+                                       "canary": getattr(args, "canary", 0)}),
+        "canary": ("POST", "/canary", {"version": getattr(args, "version", None),
+                                       "percent": getattr(args, "percent", 0)}),
+        "promote": ("POST", "/promote", {"version": getattr(args, "version", None)}),
+        "rollback": ("POST", "/rollback", {}),
+        "retire": ("POST", "/retire", {"version": getattr(args, "version", None)}),
+    }
+    method, path, body = calls[args.action]
+    try:
+        answer = requests.request(method, base + path, json=body, headers=headers, timeout=600)
+    except requests.RequestException as exc:
+        print(f"error: the proxy at {args.url} did not answer: {exc}", file=sys.stderr)
+        return 1
+    try:
+        document = answer.json()
+    except ValueError:
+        document = {"message": answer.text}
+    if answer.status_code >= 400:
+        print(f"refused ({answer.status_code} {document.get('error', '')}): {document.get('message')}",
+              file=sys.stderr)
+        return 1
+    if args.action == "list":
+        _print_versions(document)
+    else:
+        print(json.dumps(document))
+    return 0
+

@@ -1,0 +1,82 @@
+"""TorchServe's management API on loopback, with TorchServe's management key: register, set-default, unregister."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys
+
+
+class ManagementError(Exception):
+    """TorchServe refused or failed a management call; `status` is its HTTP status (0: unreachable)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class VersionState:
+    version: str
+    archive: str
+    workers: int  # READY workers
+    is_default: bool
+
+
+class TorchServeAdmin:
+    def __init__(self, session: aiohttp.ClientSession, keys: TorchServeKeys, management_url: str) -> None:
+        self._session = session
+        self._keys = keys
+        self._url = management_url.rstrip("/")
+
+    async def _call(self, method: str, path: str, timeout_s: float = 10.0, **params: str) -> Any:
+        for attempt in (1, 2):
+            try:
+                headers = {"Authorization": f"Bearer {self._keys.management()}"}
+                async with self._session.request(method, self._url + path, params=params, headers=headers,
+                                                 timeout=aiohttp.ClientTimeout(total=timeout_s)) as answer:
+                    text = await answer.text()
+            except KeysUnavailable as exc:
+                raise ManagementError(0, str(exc)) from exc
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise ManagementError(0, f"TorchServe's management API did not answer: {type(exc).__name__}") from exc
+            if answer.status == 400 and "InvalidKeyException" in text and attempt == 1:
+                self._keys.reload()
+                continue
+            if answer.status >= 400:
+                try:
+                    message = json.loads(text).get("message", text)
+                except ValueError:
+                    message = text
+                raise ManagementError(answer.status, message)
+            return json.loads(text) if text.strip() else {}
+        raise ManagementError(400, "TorchServe refused its own management key")
+
+    async def versions(self, model: str) -> list[VersionState]:
+        """Every registered version of `model`; [] when the model is not registered at all."""
+        try:
+            described = await self._call("GET", f"/models/{model}/all")
+            default = (await self._call("GET", f"/models/{model}"))[0]["modelVersion"]
+        except ManagementError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return [VersionState(version=entry["modelVersion"], archive=entry["modelUrl"],
+                             workers=sum(w.get("status") == "READY" for w in entry.get("workers", [])),
+                             is_default=entry["modelVersion"] == default) for entry in described]
+
+    async def register(self, archive: str, workers: int, timeout_s: float) -> None:
+        """Register an archive of the model store and wait until its workers are up (synchronous)."""
+        await self._call("POST", "/models", timeout_s=timeout_s, url=archive, initial_workers=str(workers),
+                         synchronous="true")
+
+    async def set_default(self, model: str, version: str) -> None:
+        await self._call("PUT", f"/models/{model}/{version}/set-default")
+
+    async def unregister(self, model: str, version: str) -> None:
+        await self._call("DELETE", f"/models/{model}/{version}", timeout_s=60.0)

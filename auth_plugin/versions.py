@@ -1,0 +1,109 @@
+"""Which versions of a model are deployed, which one is the default and which takes a canary share.
+
+Persisted in the proxy's SQLite file so that a restart of the proxy or of TorchServe restores the same routing;
+in-flight counts per version live in memory (they only matter while this process forwards requests).
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS model_versions (
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    archive TEXT NOT NULL,
+    deployed_at REAL NOT NULL,
+    PRIMARY KEY (model, version)
+);
+CREATE TABLE IF NOT EXISTS routes (
+    model TEXT PRIMARY KEY,
+    default_version TEXT NOT NULL,
+    canary_version TEXT,
+    canary_percent REAL NOT NULL DEFAULT 0,
+    previous_version TEXT,
+    previous_archive TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class Route:
+    default: str
+    canary: str | None = None
+    canary_percent: float = 0.0
+    previous: str | None = None  # the default before the last promotion: what a rollback restores
+    previous_archive: str | None = None
+
+    def with_canary(self, version: str | None, percent: float) -> Route:
+        return replace(self, canary=version if percent > 0 else None, canary_percent=percent if version else 0.0)
+
+
+class VersionRegistry:
+    def __init__(self, path: Path, rng: random.Random | None = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._rng = rng or random.Random()
+        self._in_flight: Counter[tuple[str, str]] = Counter()
+        self._routes: dict[str, Route | None] = {}  # this process is the only writer: read once, then cached
+
+    def close(self) -> None:
+        self._db.close()
+
+    def route(self, model: str) -> Route | None:
+        if model in self._routes:
+            return self._routes[model]
+        row = self._db.execute("SELECT default_version, canary_version, canary_percent, previous_version, "
+                               "previous_archive FROM routes WHERE model = ?", (model,)).fetchone()
+        self._routes[model] = Route(*row) if row else None
+        return self._routes[model]
+
+    def set_route(self, model: str, route: Route) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO routes VALUES (?, ?, ?, ?, ?, ?)",
+            (model, route.default, route.canary, route.canary_percent, route.previous, route.previous_archive),
+        )
+        self._routes[model] = route
+
+    def versions(self, model: str) -> dict[str, str]:
+        """version -> archive file name, in deployment order."""
+        rows = self._db.execute("SELECT version, archive FROM model_versions WHERE model = ? ORDER BY deployed_at",
+                                (model,))
+        return dict(rows.fetchall())
+
+    def add_version(self, model: str, version: str, archive: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO model_versions VALUES (?, ?, ?, ?)",
+                         (model, version, archive, time.time()))
+
+    def remove_version(self, model: str, version: str) -> None:
+        self._db.execute("DELETE FROM model_versions WHERE model = ? AND version = ?", (model, version))
+
+    def choose(self, model: str) -> str | None:
+        """The version for one request: the canary with its share of the traffic, else the default."""
+        route = self.route(model)
+        if route is None:
+            return None
+        if route.canary and self._rng.random() * 100 < route.canary_percent:
+            return route.canary
+        return route.default
+
+    @contextmanager
+    def in_flight(self, model: str, version: str | None) -> Iterator[None]:
+        key = (model, version or "")
+        self._in_flight[key] += 1
+        try:
+            yield
+        finally:
+            self._in_flight[key] -= 1
+
+    def in_flight_count(self, model: str, version: str) -> int:
+        return self._in_flight[(model, version)]

@@ -1,0 +1,182 @@
+"""Version rollout on a TorchServe + proxy of its own, under constant load: not one request may fail.
+
+deploy v2 as a 50 % canary -> promote (v1 drained, unregistered) -> a broken v3 refused by the gate -> roll back
+to v1 -> roll back again to v2 -> restart TorchServe and the proxy: v2 is still the default.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+import torch
+
+from rotation_model import RotationNet
+from scripts.serving import Proxy
+from tests.integration.conftest import build_archive, issue_token, running_proxy, running_torchserve
+from tests.photos import CLEAR_SCENES, encode, rotated, scene
+
+pytestmark = pytest.mark.integration
+CLIENTS = 8
+
+
+@dataclass
+class Load:
+    """CLIENTS threads posting real JPEGs through the proxy until stopped; every answer is recorded."""
+
+    proxy: Proxy
+    token: str
+    answers: list[tuple[float, int, str]] = field(default_factory=list)  # (time, status, model_version)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def _client(self, index: int) -> None:
+        photo = encode(rotated(scene(CLEAR_SCENES[index % len(CLEAR_SCENES)]), 90 * (index % 4)), "JPEG")
+        session = requests.Session()
+        while not self.stop.is_set():
+            try:
+                answer = session.post(f"{self.proxy.url}/predictions/food_rotation", data=photo,
+                                      headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
+                version = answer.json().get("model_version", "") if answer.status_code == 200 else answer.text[:200]
+                self.answers.append((time.monotonic(), answer.status_code, version))
+            except requests.RequestException as exc:
+                self.answers.append((time.monotonic(), 0, repr(exc)))
+
+    def __enter__(self) -> Load:
+        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(CLIENTS)]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=90)
+
+    def versions_since(self, start: float) -> Counter[str]:
+        return Counter(version for at, status, version in self.answers if at >= start and status == 200)
+
+    def failures(self) -> list[tuple[float, int, str]]:
+        return [answer for answer in self.answers if answer[1] != 200]
+
+
+def admin(proxy: Proxy, token: str, action: str, body: dict | None = None) -> requests.Response:
+    url = f"{proxy.url}/admin/models/food_rotation" + (f"/{action}" if action != "list" else "")
+    method = "GET" if action == "list" else "POST"
+    return requests.request(method, url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=600)
+
+
+def listed(proxy: Proxy, token: str) -> dict[str, dict]:
+    answer = admin(proxy, token, "list")
+    assert answer.status_code == 200, answer.text
+    return {row["version"]: row for row in answer.json()["versions"]}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, demo_weights):
+    base = tmp_path_factory.mktemp("rollout")
+    store = base / "model_store"
+    build_archive(demo_weights, "1.0", store)
+    build_archive(demo_weights, "2.0", store, "food_rotation-v2.0")
+    broken = base / "broken" / "random.pth"  # a model that loads and answers, but guesses: the gate must see it
+    broken.parent.mkdir()
+    torch.save(RotationNet("mobilenet_v3_small").state_dict(), broken)
+    broken.with_suffix(".json").write_text(json.dumps({"arch": "mobilenet_v3_small", "image_size": 224,
+                                                       "classes": [0, 90, 180, 270]}))
+    build_archive(broken, "3.0", store, "food_rotation-v3.0")
+    with running_torchserve(base / "torchserve", store) as torchserve:
+        with running_proxy(base / "proxy", torchserve, PROXY_RECONCILE_INTERVAL_S="1") as proxy:
+            yield torchserve, proxy
+
+
+def test_rollout_canary_promote_refuse_and_roll_back_under_load(stack):
+    _, proxy = stack
+    admin_token = issue_token(proxy, "--user", "ops", "--scopes", "admin")[1]
+    user_token = issue_token(proxy, "--user", "load", "--scopes", "predict")[1]
+    assert admin(proxy, user_token, "list").status_code == 403  # the control plane needs the admin scope
+
+    with Load(proxy, user_token) as load:
+        time.sleep(2)
+        assert set(load.versions_since(0)) == {"1.0"}
+
+        deployed = admin(proxy, admin_token, "deploy", {"archive": "food_rotation-v2.0.mar", "canary": 50})
+        assert deployed.status_code == 201, deployed.text
+        assert deployed.json()["gate_accuracy"] >= 0.9
+        canary_start = time.monotonic()
+        time.sleep(6)
+        shares = load.versions_since(canary_start)
+        assert set(shares) == {"1.0", "2.0"}
+        assert 0.3 < shares["2.0"] / sum(shares.values()) < 0.7, shares
+
+        promoted = admin(proxy, admin_token, "promote", {"version": "2.0"})
+        assert promoted.status_code == 200, promoted.text
+        promoted_at = time.monotonic()
+        assert set(listed(proxy, admin_token)) == {"2.0"}  # v1 drained and retired
+        time.sleep(3)
+        assert set(load.versions_since(promoted_at)) == {"2.0"}
+
+        refused = admin(proxy, admin_token, "deploy", {"archive": "food_rotation-v3.0.mar"})
+        assert refused.status_code == 422 and refused.json()["error"] == "gate_refused"
+        assert "accuracy" in refused.json()["message"]
+        assert set(listed(proxy, admin_token)) == {"2.0"}
+        time.sleep(2)
+
+        rolled_back = admin(proxy, admin_token, "rollback")
+        assert rolled_back.status_code == 200, rolled_back.text
+        rolled_back_at = time.monotonic()
+        time.sleep(3)
+        assert set(load.versions_since(rolled_back_at)) == {"1.0"}
+        assert set(listed(proxy, admin_token)) == {"1.0"}
+
+    assert load.failures() == []
+    assert len(load.answers) > 200
+    print(f"\nrollout under load: {len(load.answers)} requests, {len(load.failures())} failed")
+
+
+@pytest.mark.parametrize(("action", "body", "status", "error"), [
+    ("deploy", {"archive": "../model_store/food_rotation.mar"}, 400, "bad_archive_name"),
+    ("deploy", {"archive": "https://example.com/x.mar"}, 400, "bad_archive_name"),
+    ("deploy", {"archive": "sub/x.mar"}, 400, "bad_archive_name"),
+    ("deploy", {"archive": "nowhere.mar"}, 404, "archive_not_found"),
+    ("deploy", {"archive": "food_rotation.mar"}, 409, "version_exists"),
+    ("retire", {"version": "1.0"}, 409, "is_default"),
+    ("retire", {"version": "9.9"}, 404, "unknown_version"),
+    ("promote", {"version": "9.9"}, 404, "unknown_version"),
+    ("canary", {"version": "1.0", "percent": 150}, 400, "bad_canary"),
+])
+def test_bad_control_plane_input(stack, action, body, status, error):
+    _, proxy = stack
+    token = issue_token(proxy, "--user", "ops", "--scopes", "admin")[1]
+    answer = admin(proxy, token, action, body)
+    assert (answer.status_code, answer.json()["error"]) == (status, error), answer.text
+
+
+def test_unknown_model_is_404(stack):
+    _, proxy = stack
+    token = issue_token(proxy, "--user", "ops", "--scopes", "admin")[1]
+    answer = requests.post(f"{proxy.url}/admin/models/nope/promote", json={"version": "1.0"},
+                           headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert answer.status_code == 404
+
+
+def test_restart_of_torchserve_and_proxy_restores_the_default(stack):
+    torchserve, proxy = stack
+    token = issue_token(proxy, "--user", "ops", "--scopes", "admin")[1]
+    assert admin(proxy, token, "rollback").status_code == 200  # back to 2.0: not what load_models loads
+    assert listed(proxy, token)["2.0"]["default"]
+    proxy.stop()
+    torchserve.stop()
+    torchserve.start()
+    torchserve.wait_ready(min_workers=2)  # TorchServe alone serves 1.0 again (load_models)
+    proxy.start()
+    proxy.wait_ready(timeout=120)
+    versions = listed(proxy, token)
+    assert set(versions) == {"2.0"} and versions["2.0"]["default"] and versions["2.0"]["workers"] >= 1
+    user = issue_token(proxy, "--user", "after-restart")[1]
+    answer = requests.post(f"{proxy.url}/predictions/food_rotation", data=encode(scene(CLEAR_SCENES[0]), "JPEG"),
+                           headers={"Authorization": f"Bearer {user}"}, timeout=60)
+    assert answer.status_code == 200 and answer.json()["model_version"] == "2.0"
