@@ -1,0 +1,62 @@
+import json
+import random
+import zipfile
+
+import pytest
+
+from auth_plugin.rollout import RolloutError, read_archive
+from auth_plugin.versions import Route, VersionRegistry
+
+
+@pytest.fixture
+def registry(tmp_path):
+    registry = VersionRegistry(tmp_path / "proxy.sqlite3", rng=random.Random(0))
+    yield registry
+    registry.close()
+
+
+def test_routes_and_versions_survive_a_new_process(tmp_path, registry):
+    registry.add_version("m", "1.0", "m.mar")
+    registry.add_version("m", "2.0", "m-v2.mar")
+    registry.set_route("m", Route(default="1.0").with_canary("2.0", 25))
+    again = VersionRegistry(tmp_path / "proxy.sqlite3")
+    assert again.versions("m") == {"1.0": "m.mar", "2.0": "m-v2.mar"}
+    assert again.route("m") == Route(default="1.0", canary="2.0", canary_percent=25)
+    again.close()
+
+
+def test_canary_share_is_honoured(registry):
+    registry.set_route("m", Route(default="1.0").with_canary("2.0", 30))
+    picks = [registry.choose("m") for _ in range(4000)]
+    assert 0.27 < picks.count("2.0") / len(picks) < 0.33
+    registry.set_route("m", registry.route("m").with_canary(None, 0))
+    assert {registry.choose("m") for _ in range(100)} == {"1.0"}
+    assert registry.choose("unknown") is None
+
+
+def test_in_flight_is_counted_per_version(registry):
+    with registry.in_flight("m", "1.0"), registry.in_flight("m", "1.0"):
+        assert registry.in_flight_count("m", "1.0") == 2 and registry.in_flight_count("m", "2.0") == 0
+    assert registry.in_flight_count("m", "1.0") == 0
+
+
+def _mar(path, name="food_rotation", version="2.0"):
+    with zipfile.ZipFile(path, "w") as mar:
+        mar.writestr("MAR-INF/MANIFEST.json", json.dumps({"model": {"modelName": name, "modelVersion": version}}))
+        mar.writestr("metadata.json", json.dumps({"arch": "resnet18", "val_acc": 0.9}))
+
+
+def test_read_archive(tmp_path):
+    _mar(tmp_path / "v2.mar")
+    assert read_archive(tmp_path, "v2.mar") == {"model": "food_rotation", "version": "2.0",
+                                                "metadata": {"arch": "resnet18", "val_acc": 0.9}}
+
+
+@pytest.mark.parametrize(("name", "status"), [("../v2.mar", 400), ("/etc/v2.mar", 400), ("a/v2.mar", 400),
+                                              ("file:///x.mar", 400), ("http://h/x.mar", 400), ("v2.zip", 400),
+                                              ("missing.mar", 404), ("broken.mar", 400)])
+def test_read_archive_refusals(tmp_path, name, status):
+    (tmp_path / "broken.mar").write_bytes(b"not a zip")
+    with pytest.raises(RolloutError) as caught:
+        read_archive(tmp_path, name)
+    assert caught.value.status == status
