@@ -10,7 +10,7 @@ DEMO_WEIGHTS := weights/food_rotation_demo.pth
 DEMO_VERSION := 1.0
 HANDLER_FILES := $(wildcard handler/*.py) handler/model-config.yaml
 
-.PHONY: serve stop test install java archive lint demo-weights clean
+.PHONY: serve stop test install java archive lint demo-weights bench clean
 
 serve: install java $(DEFAULT_ARCHIVE)
 	@$(PY) -m scripts.serving start
@@ -45,6 +45,17 @@ archive: $(DEFAULT_ARCHIVE)
 
 lint: install
 	$(PY) -m ruff check .
+
+# Not part of `make test`: a few minutes on 2 cores, writes bench/RESULTS.md. Needs Debian's apache2-utils (ab)
+# and captum (TorchServe's stock image_classifier, the peer, imports it).
+bench: install java $(VENV)/.installed-bench
+	@command -v ab >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq apache2-utils >/dev/null; } \
+		|| { echo "bench needs ab: apt-get install apache2-utils" >&2; exit 1; }
+	$(PY) bench/run_bench.py
+
+$(VENV)/.installed-bench: requirements-bench.txt $(INSTALLED)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt 2>&1 | grep -v "^WARNING: Location" || true
+	@touch $@
 
 # Reproduces the shipped demo weights (about 20 minutes on 2 cores); see README.
 demo-weights: install

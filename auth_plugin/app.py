@@ -173,7 +173,7 @@ async def reconcile_forever(app: web.Application) -> None:
         try:
             await app[admin_api.ROLLOUTS].reconcile(settings.model_name)
         except (ManagementError, RolloutError, KeysUnavailable) as exc:
-            log.info("reconcile: TorchServe not reachable yet (%s)", exc)
+            log.warning("reconcile did not complete (will retry): %s", exc)
         await asyncio.sleep(settings.reconcile_interval_s)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from auth_plugin.smoke_gate import GateRefused, SmokeGate
-from auth_plugin.torchserve_admin import ManagementError, TorchServeAdmin
+from auth_plugin.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
 from auth_plugin.versions import Route, VersionRegistry
 
 log = logging.getLogger("auth_plugin.rollout")
@@ -211,6 +211,24 @@ class Rollouts:
         self._registry.remove_version(model, version)
         await self._torchserve(self._admin.unregister, model, version)
 
+    def _forget_lost_version(self, model: str, route: Route, version: str, archive: str,
+                             live: dict[str, VersionState]) -> Route:
+        """An archive deleted from the model store cannot be restored: serve what TorchServe has, loudly."""
+        log.error("%s %s cannot be restored: %s is gone from the model store; dropping it from the routing table",
+                  model, version, archive)
+        self._registry.remove_version(model, version)
+        if route.canary == version:
+            route = route.with_canary(None, 0)
+        if route.default == version:
+            fallback = next((state for state in live.values() if state.is_default), None)
+            if fallback is None:
+                return route
+            log.error("%s now routes to TorchServe's default %s", model, fallback.version)
+            self._registry.add_version(model, fallback.version, fallback.archive)
+            route = Route(default=fallback.version)
+        self._registry.set_route(model, route)
+        return route
+
     async def reconcile(self, model: str) -> None:
         """Make TorchServe serve what the registry says (after a restart of either); adopt TorchServe's state once."""
         async with self._lock:
@@ -222,11 +240,15 @@ class Rollouts:
                     self._registry.add_version(model, default.version, default.archive)
                     self._registry.set_route(model, Route(default=default.version))
                 return
+            for version, archive in self._registry.versions(model).items():
+                if version in live:
+                    continue
+                if not (self._settings.model_store / archive).is_file():
+                    route = self._forget_lost_version(model, route, version, archive, live)
+                    continue
+                log.info("restoring %s %s from %s", model, version, archive)
+                await self._admin.register(archive, self._settings.workers, self._settings.register_timeout_s)
             wanted = self._registry.versions(model)
-            for version, archive in wanted.items():
-                if version not in live:
-                    log.info("restoring %s %s from %s", model, version, archive)
-                    await self._admin.register(archive, self._settings.workers, self._settings.register_timeout_s)
             live = {state.version: state for state in await self._admin.versions(model)}
             if route.default in live and not live[route.default].is_default:
                 await self._admin.set_default(model, route.default)

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -56,6 +57,18 @@ def allowed_urls_for(model_store: Path) -> str:
     return "^file://" + re.escape(str(model_store)).replace("\\", "\\\\") + "/[A-Za-z0-9._-]+\\\\.mar$"
 
 
+def free_ports(count: int) -> list[int]:
+    """Loopback ports nobody listens on right now (for tests and the bench)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def _alive(pid: int) -> bool:
     """Running, and not a zombie: a stopped server whose parent has gone may never be reaped here."""
     try:
@@ -87,6 +100,19 @@ class TorchServe:
     model_store: Path
     base_config: Path = ROOT / "config.properties"
     overrides: Mapping[str, str] | None = None
+
+    @classmethod
+    def on_free_ports(cls, home: Path, model_store: Path, **overrides: str) -> TorchServe:
+        """An instance on five unused loopback ports (REST and gRPC), for tests and the bench."""
+        inference, management, metrics, grpc_inference, grpc_management = free_ports(5)
+        return cls(home=home, model_store=model_store, overrides={
+            "inference_address": f"http://127.0.0.1:{inference}",
+            "management_address": f"http://127.0.0.1:{management}",
+            "metrics_address": f"http://127.0.0.1:{metrics}",
+            "grpc_inference_port": str(grpc_inference),
+            "grpc_management_port": str(grpc_management),
+            **overrides,
+        })
 
     @property
     def config(self) -> dict[str, str]:

@@ -4,7 +4,6 @@ free loopback ports, everything in pytest's temporary folders."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,19 +15,8 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from scripts.serving import Proxy, TorchServe
+from scripts.serving import Proxy, TorchServe, free_ports
 from tests.conftest import ROOT
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def build_archive(weights: Path, version: str, store: Path, archive_name: str = "food_rotation") -> Path:
@@ -41,13 +29,8 @@ def build_archive(weights: Path, version: str, store: Path, archive_name: str = 
 
 @contextmanager
 def running_torchserve(home: Path, store: Path) -> Iterator[TorchServe]:
-    """TorchServe on three free loopback ports, loading food_rotation.mar from `store`; stopped on exit."""
-    inference, management, metrics = free_ports(3)
-    server = TorchServe(home=home, model_store=store, overrides={
-        "inference_address": f"http://127.0.0.1:{inference}",
-        "management_address": f"http://127.0.0.1:{management}",
-        "metrics_address": f"http://127.0.0.1:{metrics}",
-    })
+    """TorchServe on free loopback ports, loading food_rotation.mar from `store`; stopped on exit."""
+    server = TorchServe.on_free_ports(home, store)
     try:
         server.start()
         server.wait_ready(min_workers=2, timeout=180)

@@ -13,9 +13,9 @@ import jwt
 import pytest
 import requests
 
-from scripts.serving import Proxy, curl_example
+from scripts.serving import Proxy, curl_example, free_ports
 from tests.conftest import ROOT
-from tests.integration.conftest import ISSUED, free_ports, issue_token, torchserve_predictions
+from tests.integration.conftest import ISSUED, issue_token, torchserve_predictions
 from tests.photos import CLEAR_SCENES, encode, rotated, scene
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,62 @@
+"""Rollouts.reconcile against a stand-in for TorchServe's management API (the real one is in tests/integration)."""
+
+from __future__ import annotations
+
+from auth_plugin.rollout import Rollouts, RolloutSettings
+from auth_plugin.torchserve_admin import VersionState
+from auth_plugin.versions import Route, VersionRegistry
+
+
+class FakeAdmin:
+    def __init__(self, versions: dict[str, str], default: str) -> None:
+        self.live = dict(versions)  # version -> archive
+        self.default = default
+        self.calls: list[tuple] = []
+
+    async def versions(self, model: str) -> list[VersionState]:
+        return [VersionState(v, a, 2, v == self.default) for v, a in self.live.items()]
+
+    async def register(self, archive: str, workers: int, timeout_s: float) -> None:
+        self.calls.append(("register", archive))
+        self.live[archive.removesuffix(".mar").split("-v")[-1]] = archive
+
+    async def set_default(self, model: str, version: str) -> None:
+        self.calls.append(("set_default", version))
+        self.default = version
+
+    async def unregister(self, model: str, version: str) -> None:
+        self.calls.append(("unregister", version))
+        del self.live[version]
+
+
+def rollouts(tmp_path, admin: FakeAdmin) -> tuple[Rollouts, VersionRegistry]:
+    registry = VersionRegistry(tmp_path / "db.sqlite3")
+    return Rollouts(admin, registry, gate=None, settings=RolloutSettings(model_store=tmp_path)), registry
+
+
+async def test_first_run_adopts_torchserves_default(tmp_path):
+    admin = FakeAdmin({"1.0": "m.mar"}, "1.0")
+    control, registry = rollouts(tmp_path, admin)
+    await control.reconcile("m")
+    assert registry.route("m") == Route(default="1.0") and registry.versions("m") == {"1.0": "m.mar"}
+    assert admin.calls == []
+
+
+async def test_after_a_torchserve_restart_the_table_wins(tmp_path):
+    (tmp_path / "m-v2.0.mar").write_bytes(b"archive")
+    admin = FakeAdmin({"1.0": "m.mar"}, "1.0")  # load_models brought back 1.0 only
+    control, registry = rollouts(tmp_path, admin)
+    registry.add_version("m", "2.0", "m-v2.0.mar")
+    registry.set_route("m", Route(default="2.0", previous="1.0", previous_archive="m.mar"))
+    await control.reconcile("m")
+    assert admin.calls == [("register", "m-v2.0.mar"), ("set_default", "2.0"), ("unregister", "1.0")]
+
+
+async def test_a_deleted_archive_falls_back_to_what_torchserve_serves(tmp_path):
+    admin = FakeAdmin({"1.0": "m.mar"}, "1.0")
+    control, registry = rollouts(tmp_path, admin)
+    registry.add_version("m", "2.0", "m-v2.0.mar")  # its archive is not in the model store any more
+    registry.set_route("m", Route(default="2.0"))
+    await control.reconcile("m")
+    assert registry.route("m").default == "1.0" and registry.versions("m") == {"1.0": "m.mar"}
+    assert admin.calls == []
