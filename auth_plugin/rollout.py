@@ -112,17 +112,27 @@ class Rollouts:
 
     async def _register_and_gate(self, model: str, version: str, archive: str) -> float:
         """Register with workers (synchronously), then the smoke gate; a refused version is unregistered."""
-        await self._torchserve(self._admin.register, archive, self._settings.workers,
-                               self._settings.register_timeout_s)
+        try:
+            await self._admin.register(archive, self._settings.workers, self._settings.register_timeout_s)
+        except ManagementError as exc:
+            if exc.status != 500:  # 409 already registered, 404 not found, ...: TorchServe's own answer
+                raise RolloutError(502 if exc.status == 0 else exc.status, "torchserve_refused", exc.message) from exc
+            await self._unregister_quietly(model, version)  # wrong weights, a handler that raises at load, ...
+            raise RolloutError(422, "gate_refused", f"version {version} refused: its workers did not start "
+                               f"({exc.message}); TorchServe's model_log.log has the handler's error") from exc
         try:
             return await self._gate.check(model, version)
         except GateRefused as exc:
             log.warning("smoke gate refused %s %s: %s", model, version, exc)
-            try:
-                await self._admin.unregister(model, version)
-            except ManagementError:
-                log.exception("could not unregister refused version %s %s", model, version)
+            await self._unregister_quietly(model, version)
             raise RolloutError(422, "gate_refused", f"version {version} refused by the smoke gate: {exc}") from exc
+
+    async def _unregister_quietly(self, model: str, version: str) -> None:
+        try:
+            await self._admin.unregister(model, version)
+        except ManagementError as exc:
+            if exc.status != 404:  # 404: TorchServe already dropped it
+                log.exception("could not unregister refused version %s %s", model, version)
 
     async def deploy(self, model: str, archive: str, canary_percent: float = 0.0) -> dict[str, Any]:
         if not 0 <= canary_percent <= 100:

@@ -1,7 +1,7 @@
 """Version rollout on a TorchServe + proxy of its own, under constant load: not one request may fail.
 
-deploy v2 as a 50 % canary -> promote (v1 drained, unregistered) -> a broken v3 refused by the gate -> roll back
-to v1 -> roll back again to v2 -> restart TorchServe and the proxy: v2 is still the default.
+deploy v2 as a 50 % canary -> promote (v1 drained, unregistered) -> an untrained v3 and an unloadable v4 refused
+by the gate -> roll back to v1 -> roll back again to v2 -> restart TorchServe and the proxy: v2 is still the default.
 """
 
 from __future__ import annotations
@@ -88,6 +88,11 @@ def stack(tmp_path_factory, demo_weights):
     broken.with_suffix(".json").write_text(json.dumps({"arch": "mobilenet_v3_small", "image_size": 224,
                                                        "classes": [0, 90, 180, 270]}))
     build_archive(broken, "3.0", store, "food_rotation-v3.0")
+    wrong = base / "wrong" / "resnet.pth"  # weights of another architecture: the workers cannot even load them
+    wrong.parent.mkdir()
+    torch.save(RotationNet("resnet18").state_dict(), wrong)
+    wrong.with_suffix(".json").write_text(broken.with_suffix(".json").read_text())
+    build_archive(wrong, "4.0", store, "food_rotation-v4.0")
     with running_torchserve(base / "torchserve", store) as torchserve:
         with running_proxy(base / "proxy", torchserve, PROXY_RECONCILE_INTERVAL_S="1") as proxy:
             yield torchserve, proxy
@@ -122,6 +127,9 @@ def test_rollout_canary_promote_refuse_and_roll_back_under_load(stack):
         refused = admin(proxy, admin_token, "deploy", {"archive": "food_rotation-v3.0.mar"})
         assert refused.status_code == 422 and refused.json()["error"] == "gate_refused"
         assert "accuracy" in refused.json()["message"]
+        assert set(listed(proxy, admin_token)) == {"2.0"}
+        unloadable = admin(proxy, admin_token, "deploy", {"archive": "food_rotation-v4.0.mar"})
+        assert unloadable.status_code == 422 and "workers did not start" in unloadable.json()["message"]
         assert set(listed(proxy, admin_token)) == {"2.0"}
         time.sleep(2)
 
