@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import aiohttp
 from aiohttp import web
@@ -97,7 +97,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _model_version(content_type: str, headers: dict[str, str], body: bytes) -> str:
+def _model_version(content_type: str, headers: Mapping[str, str], body: bytes) -> str:
     if "X-Model-Version" in headers:
         return headers["X-Model-Version"]
     if content_type.startswith("application/json") and len(body) < 4096:
@@ -127,7 +127,7 @@ async def predict(request: web.Request) -> web.Response:
     with registry.in_flight(model, version):
         answer = await forward(app[SESSION], app[KEYS], settings.inference_url.rstrip("/") + path, body,
                                forwarded_headers(request.headers, request[REQUEST_ID]))
-    content_type = answer.headers.pop("Content-Type", answer.headers.pop("content-type", "application/json"))
+    content_type = answer.headers.pop("Content-Type", "application/json")
     response = web.Response(status=answer.status, body=answer.body, headers=answer.headers)
     response.content_type = content_type.split(";")[0]
     app[METRICS].requests.labels("predictions", str(answer.status),

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
+from multidict import CIMultiDict
 
 from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys
 
@@ -32,7 +33,7 @@ class UpstreamError(Exception):
 @dataclass(frozen=True)
 class UpstreamAnswer:
     status: int
-    headers: dict[str, str]
+    headers: CIMultiDict[str]  # case-insensitive: TorchServe sends its names in lower case
     body: bytes
 
 
@@ -47,8 +48,8 @@ def forwarded_headers(headers: Mapping[str, str], request_id: str) -> dict[str, 
     return out
 
 
-def returned_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name: value for name, value in headers.items() if name.lower() not in _NOT_RETURNED}
+def returned_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    return CIMultiDict((name, value) for name, value in headers.items() if name.lower() not in _NOT_RETURNED)
 
 
 def _refused_key(status: int, body: bytes) -> bool:

@@ -81,6 +81,15 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _running_pid(pid_file: Path) -> int | None:
+    """The pid recorded in `pid_file`, if that process still runs."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
 def _terminate(pid: int, timeout: float) -> None:
     """SIGTERM, then SIGKILL if it is still there after `timeout` seconds."""
     try:
@@ -146,11 +155,7 @@ class TorchServe:
         return {kind: entry["key"] for kind, entry in document.items()}
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _alive(pid) else None
+        return _running_pid(self.pid_file)
 
     def start(self) -> None:
         if self.pid() is not None:
@@ -235,11 +240,7 @@ class Proxy:
                 "PROXY_MODEL_STORE": str(self.torchserve.model_store), **(self.extra_env or {})}
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        return pid if _alive(pid) else None
+        return _running_pid(self.pid_file)
 
     def start(self) -> None:
         if self.pid() is not None:
