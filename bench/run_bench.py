@@ -72,14 +72,18 @@ def make_images() -> dict[str, list[Path]]:
     return files
 
 
-def _limit_worker(paths: list[str], image_size: int, batch: int, threads: int, seconds: float, start, out) -> None:
+def _limit_worker(paths: list[str], handler_config: dict, batch: int, threads: int, seconds: float, start,
+                  out) -> None:
     torch.set_num_threads(threads)
+    from handler_settings import HandlerSettings
     from photo_io import load_upright, to_pixels
-    from rotation_model import RotationNet
+    from rotation_model import RotationNet, as_batch, for_inference
 
-    model = RotationNet(json.loads(WEIGHTS.with_suffix(".json").read_text())["arch"])
+    metadata = json.loads(WEIGHTS.with_suffix(".json").read_text())
+    settings = HandlerSettings.from_archive(metadata, handler_config)
+    model = RotationNet(metadata["arch"])
     model.load_state_dict(torch.load(WEIGHTS, weights_only=True))
-    model.eval()
+    model = for_inference(model, torch.device("cpu"), settings.channels_last)
     images = [Path(p).read_bytes() for p in paths]
     start.wait()
     done, latencies, began, index = 0, [], time.perf_counter(), 0
@@ -87,24 +91,25 @@ def _limit_worker(paths: list[str], image_size: int, batch: int, threads: int, s
         t0 = time.perf_counter()
         pixels = []
         for _ in range(batch):
-            image, _ = load_upright(images[index % len(images)], image_size, 100_000_000)
-            pixels.append(to_pixels(image, image_size))
+            image, _ = load_upright(images[index % len(images)], settings.image_size, settings.max_image_pixels)
+            pixels.append(to_pixels(image, settings.image_size))
             index += 1
         with torch.inference_mode():
-            model(torch.stack(pixels)).softmax(dim=1)
+            model(as_batch(pixels, torch.device("cpu"), settings.channels_last)).softmax(dim=1)
         latencies.extend([(time.perf_counter() - t0) * 1000] * batch)
         done += batch
     out.put((done, time.perf_counter() - began, latencies))
 
 
-def limit(paths: list[Path], workers: int, threads: int, max_batch: int, concurrency: int, seconds: float) -> Measure:
+def limit(paths: list[Path], handler_config: dict, workers: int, threads: int, max_batch: int, concurrency: int,
+          seconds: float) -> Measure:
     """`concurrency` requests spread over the workers, each worker batching what it holds (as TorchServe does)."""
     active = min(workers, concurrency)
     batch = min(max_batch, -(-concurrency // active))
     ctx = mp.get_context("spawn")
     start, out = ctx.Barrier(active), ctx.Queue()
-    procs = [ctx.Process(target=_limit_worker, args=([str(p) for p in paths], 224, batch, threads, seconds, start,
-                                                       out)) for _ in range(active)]
+    procs = [ctx.Process(target=_limit_worker, args=([str(p) for p in paths], handler_config, batch, threads,
+                                                       seconds, start, out)) for _ in range(active)]
     for proc in procs:
         proc.start()
     results = [out.get() for _ in procs]
@@ -226,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         for label, paths in images.items():
             for concurrency in CONCURRENCY:
-                results[("limit", label, concurrency)] = limit(paths, workers, threads, batch, concurrency,
-                                                               args.seconds)
+                results[("limit", label, concurrency)] = limit(paths, config.get("handler", {}), workers, threads,
+                                                               batch, concurrency, args.seconds)
                 for name, (url, headers) in targets.items():
                     key = {"Authorization": f"Bearer {server.keys()['inference']}"}  # TorchServe may renew it
                     ab(url, paths[0], 4, headers(), requests_total=16)  # warm

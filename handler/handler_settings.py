@@ -19,6 +19,7 @@ class HandlerSettings:
     max_image_pixels: int = 100_000_000  # above a 50 MP phone photo, below a decompression bomb
     torch_threads: int = 1  # one per worker: TorchServe runs a worker per core on a small CPU box
     jpeg_quality: int = 95
+    channels_last: bool = True
 
     @classmethod
     def from_archive(cls, metadata: Mapping[str, Any], handler_config: Mapping[str, Any] | None) -> HandlerSettings:
@@ -27,8 +28,9 @@ class HandlerSettings:
         unknown = sorted(set(overrides) - tunable)
         if unknown:
             raise ValueError(f"unknown handler settings in model-config.yaml: {', '.join(unknown)}")
+        types = {f.name: f.type for f in fields(cls)}
         return cls(
             arch=str(metadata["arch"]),
             image_size=int(metadata.get("image_size", DEFAULT_IMAGE_SIZE)),
-            **{key: int(value) for key, value in overrides.items()},
+            **{key: bool(value) if types[key] == "bool" else int(value) for key, value in overrides.items()},
         )

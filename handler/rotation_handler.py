@@ -18,7 +18,7 @@ from ts.torch_handler.base_handler import BaseHandler
 from handler_settings import HandlerSettings
 from photo_io import PhotoError, load_upright, render_upright, to_pixels
 from request_payload import Prepared, parse_item
-from rotation_model import CLASSES, RotationNet
+from rotation_model import CLASSES, RotationNet, as_batch, for_inference
 
 logger = logging.getLogger(__name__)
 _CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
@@ -37,7 +37,7 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
         model = RotationNet(self.settings.arch)
         weights = torch.load(model_dir / manifest["serializedFile"], map_location=self.device, weights_only=True)
         model.load_state_dict(weights)
-        self.model = model.to(self.device).eval()
+        self.model = for_inference(model, self.device, self.settings.channels_last)
         self.model_version = str(manifest.get("modelVersion", metadata.get("version", "unknown")))
         self.manifest = context.manifest
         self.initialized = True
@@ -63,7 +63,7 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
     def inference(self, items: list[Prepared | PhotoError], *args: Any, **kwargs: Any) -> list[Prepared | PhotoError]:
         ready = [item for item in items if isinstance(item, Prepared)]
         if ready:
-            batch = torch.stack([item.pixels for item in ready]).to(self.device)
+            batch = as_batch([item.pixels for item in ready], self.device, self.settings.channels_last)
             with torch.inference_mode():
                 probabilities = torch.softmax(self.model(batch), dim=1).cpu()
             for item, row in zip(ready, probabilities, strict=True):

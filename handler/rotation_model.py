@@ -45,3 +45,14 @@ class RotationNet(nn.Module):
 
     def forward(self, pixels: Tensor) -> Tensor:
         return self.backbone((pixels.float() - self.mean) / self.std)
+
+
+def for_inference(model: RotationNet, device: torch.device, channels_last: bool) -> RotationNet:
+    """eval() on `device`; channels_last cut the CPU forward pass by ~28 % here (bench/forward_variants.py)."""
+    model = model.to(device).eval()
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def as_batch(pixels: list[Tensor], device: torch.device, channels_last: bool) -> Tensor:
+    batch = torch.stack(pixels).to(device)
+    return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch

@@ -44,3 +44,8 @@ def test_overrides_win_over_the_repo_config(tmp_path):
     server = TorchServe(home=tmp_path, model_store=Path("/models"), overrides={"inference_address": "http://x:1"})
     assert server.inference_url == "http://x:1" and server.config["model_store"] == "/models"
     assert server.config["allowed_urls"] == allowed_urls_for(Path("/models"))
+
+
+def test_channels_last_is_a_switch():
+    assert HandlerSettings.from_archive({"arch": "resnet18"}, {"channels_last": False}).channels_last is False
+    assert HandlerSettings.from_archive({"arch": "resnet18"}, None).channels_last is True
