@@ -55,7 +55,7 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
                                    orientation.degree, orientation.mirrored))
             except PhotoError as error:
                 items.append(error)
-            except Exception:
+            except Exception:  # a bug hit by one item must not fail the whole batch
                 logger.exception("unexpected failure preparing item %d", idx)
                 items.append(PhotoError(500, "internal_error", "the image could not be processed"))
         return items
