@@ -10,8 +10,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import jwt
+import numpy as np
 import pytest
 import requests
+from PIL import Image
 
 from scripts.serving import Proxy, curl_example, free_ports
 from tests.conftest import ROOT
@@ -143,6 +145,14 @@ def test_torchserve_down_is_503_within_a_second(tmp_path, torchserve, user_token
         assert requests.get(f"{down.url}/readyz", timeout=5).status_code == 503
     finally:
         down.stop()
+
+
+def test_a_15_mb_phone_photo_goes_through(proxy, user_token):
+    noise = np.random.default_rng(1).integers(0, 255, (3000, 4000, 3), dtype=np.uint8)
+    data = encode(Image.fromarray(noise), "JPEG", quality=93)
+    assert 12e6 < len(data) < 16 * 1024 * 1024
+    answer = post(proxy, bearer(user_token), data=data)
+    assert answer.status_code == 200 and answer.json()["model_degree"] in (0, 90, 180, 270)
 
 
 def test_twenty_megabyte_body_is_413(proxy, torchserve, user_token):
