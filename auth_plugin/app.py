@@ -80,20 +80,27 @@ async def request_id_and_errors(request: web.Request,
         if exc.status < 400:
             raise
         response = json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        if exc.status == 408:
+            response.force_close()  # the rest of a slow body is not worth waiting for
     response.headers["X-Request-ID"] = request[REQUEST_ID]
     return response
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, or TooLarge as soon as it is known to exceed `limit` (before reading it all)."""
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body; TooLarge as soon as it is known to exceed `limit` (before reading it all), and a 408
+    when the client takes longer than `timeout_s` to send it (a slow-loris upload must not hold a slot)."""
     if request.content_length is not None and request.content_length > limit:
         raise TooLarge
     chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise web.HTTPRequestTimeout() from exc
     return b"".join(chunks)
 
 
@@ -120,7 +127,7 @@ async def predict(request: web.Request) -> web.Response:
     model, version = request.match_info["model"], request.match_info.get("version")
     if not _NAME.match(model) or (version is not None and not _NAME.match(version)):
         raise web.HTTPNotFound()
-    body = await read_body(request, settings.max_body_bytes)
+    body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
     registry = app[REGISTRY]
     version = version or registry.choose(model)  # an explicit version, so drains know what is in flight
     path = f"/predictions/{model}" + (f"/{version}" if version else "")

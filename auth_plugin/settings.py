@@ -38,6 +38,7 @@ class ProxySettings:
     model_name: str = "food_rotation"
     # Raw and multipart photos up to 16 MiB; base64 JSON inflates by 4/3, so about 12 MB photos that way.
     max_body_bytes: int = 16 * 1024 * 1024
+    body_timeout_s: float = 30.0  # a client must finish sending its body within this (slow-loris -> 408)
     connect_timeout_s: float = 0.5  # TorchServe down -> 503 well within a second
     read_timeout_s: float = 35.0  # above TorchServe's 30 s response timeout -> 504 only when truly stuck
     key_refresh_margin_s: float = 300.0  # renew TorchServe's inference key this long before it expires
@@ -65,7 +66,8 @@ class ProxySettings:
         conversions = {"HOST": ("host", str), "PORT": ("port", int), "INFERENCE_URL": ("inference_url", str),
                        "MANAGEMENT_URL": ("management_url", str), "TORCHSERVE_KEY_FILE": ("torchserve_key_file", Path),
                        "TOKEN_DB": ("token_db", Path), "MODEL_NAME": ("model_name", str),
-                       "MAX_BODY_BYTES": ("max_body_bytes", int), "CONNECT_TIMEOUT_S": ("connect_timeout_s", float),
+                       "MAX_BODY_BYTES": ("max_body_bytes", int), "BODY_TIMEOUT_S": ("body_timeout_s", float),
+                       "CONNECT_TIMEOUT_S": ("connect_timeout_s", float),
                        "READ_TIMEOUT_S": ("read_timeout_s", float),
                        "KEY_REFRESH_MARGIN_S": ("key_refresh_margin_s", float),
                        "TOKEN_CACHE_S": ("token_cache_s", float), "RATE_LIMIT_PER_S": ("rate_limit_per_s", float),

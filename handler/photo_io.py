@@ -7,7 +7,9 @@ Every failure caused by the input is a `PhotoError` carrying the HTTP status and
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +17,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
+_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+               (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
 _ORIENTATION_TAG = 0x0112
 _T = Image.Transpose
 
@@ -57,10 +61,37 @@ _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
 _PNG_MODES = frozenset({"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"})
 
 
+def sniff(data: bytes) -> str | None:
+    """The format its first bytes claim, whatever follows: tells a broken image from something else."""
+    for magic, name in _SIGNATURES:
+        if data.startswith(magic):
+            return name
+    return "WEBP" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None
+
+
+def check_png_crcs(data: bytes) -> None:
+    """PIL does not check the CRC of a PNG's IDAT chunks; a mismatch means the file was damaged on the way."""
+    position = 8
+    while position + 12 <= len(data):
+        length = struct.unpack(">I", data[position:position + 4])[0]
+        end = position + 8 + length
+        if end + 4 > len(data):
+            return  # truncated: the decoder reports it
+        kind = data[position + 4:position + 8]
+        if zlib.crc32(data[position + 4:end]) != struct.unpack(">I", data[end:end + 4])[0]:
+            raise PhotoError(400, "corrupt_image", f"the PNG chunk {kind.decode('latin-1')!r} has a bad CRC")
+        if kind == b"IEND":
+            return
+        position = end + 4
+
+
 def open_photo(data: bytes, max_pixels: int) -> Image.Image:
     """Identify the image from its header only; refuse what must not be decoded before any pixel is."""
     if not data:
         raise PhotoError(400, "empty_body", "the request carried no image bytes")
+    claimed = sniff(data)
+    if claimed == "PNG":
+        check_png_crcs(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
@@ -68,6 +99,8 @@ def open_photo(data: bytes, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise PhotoError(413, "image_too_large", f"the image has too many pixels ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if claimed is not None:
+            raise PhotoError(400, "corrupt_image", f"the {claimed} header could not be read") from exc
         raise PhotoError(
             415, "not_an_image", "the body is not an image in a supported format (JPEG, PNG, WebP, GIF, BMP, TIFF)"
         ) from exc

@@ -47,6 +47,12 @@ def _header(headers: Mapping[str, Any], name: str) -> str:
     return ""
 
 
+def _part_type(headers: Mapping[str, Any], name: str) -> str:
+    """TorchServe files each multipart part's own headers under the part's name."""
+    part = headers.get(name)
+    return str(part.get("content-type", "")).lower() if isinstance(part, Mapping) else ""
+
+
 def format_from_accept(accept: str) -> str | None:
     """The first image type listed in Accept that we can produce; anything else means JSON."""
     for media_range in accept.split(","):
@@ -95,9 +101,9 @@ def parse_item(item: Mapping[str, Any], headers: Mapping[str, Any]) -> Payload:
         )
     format_value: object = None
     field = next((name for name in IMAGE_FIELDS if name in item), None)
-    if field is None:  # a multipart form whose file field has another name: take the first binary part
-        field = next((name for name, value in item.items() if isinstance(value, (bytes, bytearray))
-                      and name != "format" and value), None)
+    if field is None:  # a multipart form whose file field has another name: its first image or binary file part
+        field = next((name for name, value in item.items() if isinstance(value, (bytes, bytearray)) and value
+                      and _part_type(headers, name).startswith(("image/", "application/octet-stream"))), None)
     if field is None:
         raise PhotoError(400, "missing_image",
                          "no image found: send it as the body, as a multipart file field, or as JSON {\"image\": ...}")

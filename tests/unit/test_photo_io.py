@@ -118,7 +118,28 @@ def test_truncated_jpeg_is_corrupt():
 def test_zero_width_header_is_refused():
     with pytest.raises(PhotoError) as caught:
         load_upright(png_header_only(0, 10), 224, LIMIT)
-    assert caught.value.status in (400, 415)
+    assert (caught.value.status, caught.value.code) == (400, "corrupt_image")
+
+
+def test_damaged_png_is_corrupt_not_foreign():
+    png = encode(scene(), "PNG")
+    damaged_header = bytearray(png)
+    damaged_header[29] ^= 0xFF  # the IHDR CRC
+    start = png.index(b"IDAT")
+    damaged_data = bytearray(png)
+    damaged_data[start + 40] ^= 0xFF  # inside IDAT: only the CRC tells (PIL does not check it)
+    for data, where in ((damaged_header, "IHDR"), (damaged_data, "IDAT")):
+        with pytest.raises(PhotoError) as caught:
+            load_upright(bytes(data), 224, LIMIT)
+        assert (caught.value.status, caught.value.code) == (400, "corrupt_image") and where in caught.value.message
+
+
+def test_jpeg_with_a_broken_marker_is_corrupt():
+    good = encode(scene(), "JPEG")
+    at = good.index(b"\xff\xdb")
+    with pytest.raises(PhotoError) as caught:
+        load_upright(good[:at] + b"\xff\x01" + good[at:], 224, LIMIT)
+    assert (caught.value.status, caught.value.code) == (400, "corrupt_image")
 
 
 def test_pixel_limit_is_the_one_passed_in():

@@ -45,8 +45,17 @@ def test_bad_json_is_named(body, code):
 
 
 def test_multipart_file_under_any_field_name():
-    item = {"note": bytearray(b""), "photo": bytearray(JPEG)}
-    assert parse_item(item, {"Content-Type": "multipart/form-data; boundary=x"}).image == JPEG
+    item = {"note": bytearray(b"a text field"), "photo": bytearray(JPEG)}
+    headers = {"Content-Type": "multipart/form-data; boundary=x", "note": {"content-type": ""},
+               "photo": {"content-type": "image/jpeg"}}
+    assert parse_item(item, headers).image == JPEG
+
+
+def test_multipart_text_fields_are_not_taken_for_the_file():
+    item = {"note": bytearray(b"hello")}
+    with pytest.raises(PhotoError) as caught:
+        parse_item(item, {"Content-Type": "multipart/form-data; boundary=x", "note": {"content-type": "text/plain"}})
+    assert caught.value.code == "missing_image"
 
 
 def test_multipart_format_field_asks_for_the_image():

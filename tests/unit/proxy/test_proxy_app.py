@@ -126,6 +126,19 @@ async def test_body_over_the_limit_is_413(setup):
     assert answer.status == 413 and fake.seen == []
 
 
+async def test_slow_loris_upload_is_timed_out(setup):
+    fake, client, auth = setup
+    proxy = await client(body_timeout_s=0.3)
+
+    async def trickle():
+        for _ in range(20):
+            yield b"x"
+            await asyncio.sleep(0.1)
+
+    answer = await proxy.post("/predictions/food_rotation", data=trickle(), headers=auth)
+    assert answer.status == 408 and (await answer.json())["error"] == "request_timeout" and fake.seen == []
+
+
 async def test_renewed_key_is_picked_up_after_a_refusal(setup):
     fake, client, auth = setup
     proxy = await client()
