@@ -7,10 +7,7 @@ by the gate -> roll back to v1 -> roll back again to v2 -> restart TorchServe an
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 
 import pytest
 import requests
@@ -19,49 +16,10 @@ import torch
 from rotation_model import RotationNet
 from scripts.serving import Proxy
 from tests.integration.conftest import build_archive, issue_token, running_proxy, running_torchserve
-from tests.photos import CLEAR_SCENES, encode, rotated, scene
+from tests.integration.load import Load
+from tests.photos import CLEAR_SCENES, encode, scene
 
 pytestmark = pytest.mark.integration
-CLIENTS = 8
-
-
-@dataclass
-class Load:
-    """CLIENTS threads posting real JPEGs through the proxy until stopped; every answer is recorded."""
-
-    proxy: Proxy
-    token: str
-    answers: list[tuple[float, int, str]] = field(default_factory=list)  # (time, status, model_version)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def _client(self, index: int) -> None:
-        photo = encode(rotated(scene(CLEAR_SCENES[index % len(CLEAR_SCENES)]), 90 * (index % 4)), "JPEG")
-        session = requests.Session()
-        while not self.stop.is_set():
-            try:
-                answer = session.post(f"{self.proxy.url}/predictions/food_rotation", data=photo,
-                                      headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
-                version = answer.json().get("model_version", "") if answer.status_code == 200 else answer.text[:200]
-                self.answers.append((time.monotonic(), answer.status_code, version))
-            except requests.RequestException as exc:
-                self.answers.append((time.monotonic(), 0, repr(exc)))
-
-    def __enter__(self) -> Load:
-        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(CLIENTS)]
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=90)
-
-    def versions_since(self, start: float) -> Counter[str]:
-        return Counter(version for at, status, version in self.answers if at >= start and status == 200)
-
-    def failures(self) -> list[tuple[float, int, str]]:
-        return [answer for answer in self.answers if answer[1] != 200]
 
 
 def admin(proxy: Proxy, token: str, action: str, body: dict | None = None) -> requests.Response:

@@ -1,0 +1,119 @@
+"""Faults under load, on a TorchServe + proxy of their own: what is lost, and how fast the service is back.
+
+Marked slow (each waits for restarts); they run in `make test` and in CI all the same. Figures go to
+test-artifacts/faults.json, from which tests/resilience/REPORT.md quotes the last run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+import requests
+
+from scripts.serving import ROOT
+from tests.integration.conftest import build_archive, issue_token, running_proxy, running_torchserve, worker_pids
+from tests.integration.load import CLIENTS, Load
+from tests.photos import CLEAR_SCENES, encode, scene
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+FIGURES = ROOT / "test-artifacts" / "faults.json"
+
+
+def record(name: str, **figures: float) -> None:
+    FIGURES.parent.mkdir(exist_ok=True)
+    document = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+    document[name] = figures
+    FIGURES.write_text(json.dumps(document, indent=2) + "\n")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, demo_weights):
+    base = tmp_path_factory.mktemp("faults")
+    build_archive(demo_weights, "1.0", base / "model_store")
+    with running_torchserve(base / "torchserve", base / "model_store") as torchserve:
+        with running_proxy(base / "proxy", torchserve, PROXY_RECONCILE_INTERVAL_S="1") as proxy:
+            yield torchserve, proxy
+
+
+def wait_until(condition, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout}s")
+
+
+def test_kill_9_of_a_worker_loses_only_what_was_in_flight_on_it(stack):
+    torchserve, proxy = stack
+    token = issue_token(proxy, "--user", "load")[1]
+    with Load(proxy, token) as load:
+        time.sleep(2)
+        victim = worker_pids(torchserve)[0]
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        recovered = wait_until(lambda: len(worker_pids(torchserve)) == 2 and victim not in worker_pids(torchserve),
+                               timeout=60)
+        time.sleep(2)
+    failures = [answer for answer in load.failures() if answer[0] >= killed_at - 1]
+    after = [answer for answer in load.since(killed_at + 10)]
+    record("kill -9 of a worker", requests=len(load.answers), failed=len(failures),
+           worker_back_s=round(recovered, 1))
+    assert len(failures) <= CLIENTS  # at most what was in flight on the killed worker
+    assert load.failures() == failures  # nothing failed before the kill
+    assert all(status == 200 for _, status, _ in after) and len(load.since(killed_at)) > len(failures)
+
+
+def test_torchserve_down_means_fast_503s_and_recovery_without_help(stack):
+    torchserve, proxy = stack
+    token = issue_token(proxy, "--user", "outage")[1]
+    photo = encode(scene(CLEAR_SCENES[0]), "JPEG")
+    headers = {"Authorization": f"Bearer {token}"}
+    with Load(proxy, token) as load:
+        time.sleep(1)
+        torchserve.stop()
+        stopped_at = time.monotonic()
+        time.sleep(1)
+        durations = []
+        for _ in range(5):
+            started = time.monotonic()
+            answer = requests.post(f"{proxy.url}/predictions/food_rotation", data=photo, headers=headers, timeout=10)
+            durations.append(time.monotonic() - started)
+            assert answer.status_code == 503, answer.text
+        torchserve.start()
+        torchserve.wait_ready(min_workers=1, timeout=120)
+        ready_at = time.monotonic()
+        back = wait_until(lambda: requests.post(f"{proxy.url}/predictions/food_rotation", data=photo,
+                                                headers=headers, timeout=30).status_code == 200, timeout=30)
+        time.sleep(1)
+    record("TorchServe stopped under load", requests=len(load.answers), failed_while_down=len(load.failures()),
+           slowest_503_s=round(max(durations), 3), proxy_back_after_torchserve_ready_s=round(back, 1),
+           outage_s=round(ready_at - stopped_at + back, 1))
+    assert max(durations) < 1.0
+    assert {status for _, status, _ in load.failures()} <= {503}
+    assert all(status == 200 for _, status, _ in load.since(ready_at + back + 0.5))
+
+
+def test_proxy_restart_keeps_tokens_and_routing(stack):
+    _, proxy = stack
+    token = issue_token(proxy, "--user", "before-restart")[1]
+    admin = issue_token(proxy, "--user", "ops", "--scopes", "admin")[1]
+    listing = requests.get(f"{proxy.url}/admin/models/food_rotation", headers={"Authorization": f"Bearer {admin}"},
+                           timeout=30).json()
+    proxy.stop()
+    started = time.monotonic()
+    proxy.start()
+    proxy.wait_ready()
+    record("proxy restarted", back_s=round(time.monotonic() - started, 1))
+    answer = requests.post(f"{proxy.url}/predictions/food_rotation", data=encode(scene(CLEAR_SCENES[1]), "JPEG"),
+                           headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert answer.status_code == 200
+    again = requests.get(f"{proxy.url}/admin/models/food_rotation", headers={"Authorization": f"Bearer {admin}"},
+                         timeout=30).json()
+    assert [(v["version"], v["default"]) for v in again["versions"]] == [
+        (v["version"], v["default"]) for v in listing["versions"]]
+
