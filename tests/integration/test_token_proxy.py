@@ -190,8 +190,8 @@ def test_http10_clients_are_not_kept_open(proxy, user_token):
     assert b"connection: keep-alive" not in head
 
 
-def test_zz_no_token_is_ever_written_to_a_log(proxy, torchserve):
-    """Runs last in this module: every token issued by the suite, looked for in every log file."""
+def test_no_token_is_written_to_this_modules_logs(proxy, torchserve):
+    """Every token issued so far, looked for in the logs of the session proxy and TorchServe."""
     inference_key = torchserve.keys()["inference"]
     logs = [proxy.log_file, *sorted((torchserve.home / "logs").glob("*"))]
     text = "\n".join(path.read_text(errors="replace") for path in logs if path.is_file())
