@@ -59,6 +59,17 @@ def credential_from(headers: Mapping[str, str]) -> str:
     return token
 
 
+# PyJWT's refusals, most specific first, and how each is answered (reason for metrics, description for the caller).
+_JWT_REFUSALS: tuple[tuple[type[jwt.InvalidTokenError], tuple[str, str]], ...] = (
+    (jwt.ExpiredSignatureError, ("expired", "the token has expired")),
+    (jwt.ImmatureSignatureError, ("not_yet_valid", "the token is not valid yet (nbf)")),
+    (jwt.InvalidAudienceError, ("wrong_audience", "the token is for another audience")),
+    (jwt.InvalidIssuerError, ("wrong_issuer", "the token comes from another issuer")),
+    (jwt.InvalidSignatureError, ("bad_signature", "the token's signature does not verify")),
+    (jwt.InvalidAlgorithmError, ("bad_signature", "the token is signed with an algorithm that is not accepted")),
+)
+
+
 class JwtVerifier:
     def __init__(self, settings: JwtSettings) -> None:
         self._settings = settings
@@ -72,22 +83,12 @@ class JwtVerifier:
         try:
             claims = jwt.decode(token, self._key, algorithms=list(s.algorithms), audience=s.audience, issuer=s.issuer,
                                 leeway=s.leeway_s, options={"require": ["exp", "aud"] + (["iss"] if s.issuer else [])})
-        except jwt.ExpiredSignatureError as exc:
-            raise AuthError("expired", "the token has expired") from exc
-        except jwt.ImmatureSignatureError as exc:
-            raise AuthError("not_yet_valid", "the token is not valid yet (nbf)") from exc
-        except jwt.InvalidAudienceError as exc:
-            raise AuthError("wrong_audience", "the token is for another audience") from exc
-        except jwt.InvalidIssuerError as exc:
-            raise AuthError("wrong_issuer", "the token comes from another issuer") from exc
-        except jwt.InvalidSignatureError as exc:
-            raise AuthError("bad_signature", "the token's signature does not verify") from exc
-        except jwt.InvalidAlgorithmError as exc:
-            raise AuthError("bad_signature", "the token is signed with an algorithm that is not accepted") from exc
         except jwt.MissingRequiredClaimError as exc:
             raise AuthError("malformed", f"the token lacks the {exc.claim!r} claim") from exc
         except jwt.InvalidTokenError as exc:
-            raise AuthError("malformed", "the token is not a well-formed JWT") from exc
+            reason, description = next((answer for kind, answer in _JWT_REFUSALS if isinstance(exc, kind)),
+                                       ("malformed", "the token is not a well-formed JWT"))
+            raise AuthError(reason, description) from exc
         raw_scopes = claims.get(s.scope_claim, "")
         scopes = raw_scopes.split() if isinstance(raw_scopes, str) else [str(x) for x in raw_scopes or []]
         user = str(claims.get(s.user_claim, "unknown"))

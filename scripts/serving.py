@@ -90,6 +90,15 @@ def _running_pid(pid_file: Path) -> int | None:
     return pid if _alive(pid) else None
 
 
+def _stop(pid_file: Path, timeout: float) -> bool:
+    """Stop the process recorded in `pid_file` and forget it; True if it was running."""
+    pid = _running_pid(pid_file)
+    if pid is not None:
+        _terminate(pid, timeout)
+    pid_file.unlink(missing_ok=True)
+    return pid is not None
+
+
 def _terminate(pid: int, timeout: float) -> None:
     """SIGTERM, then SIGKILL if it is still there after `timeout` seconds."""
     try:
@@ -200,13 +209,8 @@ class TorchServe:
 
     def stop(self, timeout: float = 30.0) -> bool:
         """SIGTERM (what `torchserve --stop` sends), then SIGKILL; True if something was running."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        _terminate(pid, timeout)
-        self.pid_file.unlink(missing_ok=True)
         (self.home / "key_file.json").unlink(missing_ok=True)
-        return True
+        return _stop(self.pid_file, timeout)
 
 
 @dataclass(frozen=True)
@@ -267,12 +271,7 @@ class Proxy:
         raise ServingError(f"the proxy is not ready after {timeout:.0f}s; see {self.log_file}")
 
     def stop(self, timeout: float = 10.0) -> bool:
-        pid = self.pid()
-        if pid is None:
-            return False
-        _terminate(pid, timeout)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return _stop(self.pid_file, timeout)
 
     def saved_token(self, name: str, user: str, scopes: list[str]) -> str:
         """A token kept in home/<name> (mode 600), so re-runs of `make serve` print and use the same one."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 from PIL import Image
 
@@ -47,3 +49,20 @@ def jpeg_with_orientation(upright: Image.Image, orientation: int, **options: obj
 def rotated(upright: Image.Image, model_degree: int) -> Image.Image:
     """The upright scene turned so that `rotate(model_degree, expand=True)` makes it upright again."""
     return upright.rotate(-model_degree, expand=True)
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares width x height (valid CRCs) and holds no pixel data at all."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IEND", b"")
+
+
+def png_bomb(side: int) -> bytes:
+    """A real, valid greyscale PNG of side x side black pixels: tiny on the wire, side^2 bytes decoded."""
+    raw = zlib.compress(b"\x00" * ((side + 1) * side), 9)
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", raw) + png_chunk(b"IEND", b"")

@@ -6,9 +6,7 @@ import base64
 import io
 import json
 import socket
-import struct
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -16,20 +14,11 @@ import requests
 from PIL import Image
 
 from tests.integration.conftest import issue_token, worker_pids
-from tests.photos import CLEAR_SCENES, encode, jpeg_with_orientation, rotated, scene
+from tests.photos import CLEAR_SCENES, encode, jpeg_with_orientation, png_header, rotated, scene
 
 pytestmark = pytest.mark.integration
 UPRIGHT = scene(CLEAR_SCENES[0])
 GOOD = encode(UPRIGHT, "JPEG")
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _png_header(width: int, height: int) -> bytes:
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + _chunk(b"IEND", b""))
 
 
 def _with_exif(tag_value: int) -> bytes:
@@ -95,8 +84,8 @@ REFUSED = {
     "truncated jpeg": (GOOD[: len(GOOD) // 2], "image/jpeg", 400, "corrupt_image"),
     "jpeg with a corrupt marker": (_broken_marker_jpeg(), "image/jpeg", 400, "corrupt_image"),
     "png with a bad crc": (_bad_crc_png(), "image/png", 400, "corrupt_image"),
-    "header declaring 0 width": (_png_header(0, 480), "image/png", 400, "corrupt_image"),
-    "30000x30000 png header": (_png_header(30000, 30000), "image/png", 413, "image_too_large"),
+    "header declaring 0 width": (png_header(0, 480), "image/png", 400, "corrupt_image"),
+    "30000x30000 png header": (png_header(30000, 30000), "image/png", 413, "image_too_large"),
     "invalid base64": (b'{"image": "%%% not base64 %%%"}', JSON, 400, "invalid_base64"),
     "base64 of a non-image": (json.dumps({"image": base64.b64encode(b"hello").decode()}).encode(), JSON, 415,
                               "not_an_image"),

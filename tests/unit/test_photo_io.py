@@ -1,13 +1,11 @@
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
 from photo_io import ORIENTATIONS, PhotoError, load_upright, render_upright, to_pixels, turn
-from tests.photos import encode, jpeg_with_orientation, scene
+from tests.photos import encode, jpeg_with_orientation, png_header, scene
 
 LIMIT = 100_000_000
 EXPECTED = {1: (0, False), 2: (0, True), 3: (180, False), 4: (180, True),
@@ -22,14 +20,6 @@ def close(a: Image.Image, b: Image.Image) -> bool:
     x = np.asarray(a.convert("L").resize(small), dtype=np.float32)
     y = np.asarray(b.convert("L").resize(small), dtype=np.float32)
     return float(np.abs(x - y).mean()) < 6.0
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose IHDR declares width x height, with a valid CRC and no pixel data to speak of."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
-            + struct.pack(">I", zlib.crc32(chunk)) + b"\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -100,7 +90,7 @@ def test_animated_gif_uses_the_first_frame():
     (b"", 400, "empty_body"),
     (b"hello, this is text", 415, "not_an_image"),
     (b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n", 415, "not_an_image"),
-    (png_header_only(30000, 30000), 413, "image_too_large"),
+    (png_header(30000, 30000), 413, "image_too_large"),
 ])
 def test_bad_bytes_are_named(data, status, code):
     with pytest.raises(PhotoError) as caught:
@@ -117,7 +107,7 @@ def test_truncated_jpeg_is_corrupt():
 
 def test_zero_width_header_is_refused():
     with pytest.raises(PhotoError) as caught:
-        load_upright(png_header_only(0, 10), 224, LIMIT)
+        load_upright(png_header(0, 10), 224, LIMIT)
     assert (caught.value.status, caught.value.code) == (400, "corrupt_image")
 
 
