@@ -76,8 +76,8 @@ def _limit_worker(paths: list[str], handler_config: dict, batch: int, threads: i
                   out) -> None:
     torch.set_num_threads(threads)
     from handler_settings import HandlerSettings
-    from photo_io import load_upright, to_pixels
-    from rotation_model import RotationNet, as_batch, for_inference
+    from photo_io import load_upright
+    from rotation_model import RotationNet, as_batch, for_inference, to_pixels
 
     metadata = json.loads(WEIGHTS.with_suffix(".json").read_text())
     settings = HandlerSettings.from_archive(metadata, handler_config)

@@ -1,6 +1,7 @@
 """Decode photos for the model and encode the upright result: pure functions over bytes and PIL images.
 
-Shared by the TorchServe handler and the training scripts, so that a photo is seen the same way in both.
+Shared by the TorchServe handler, the training scripts and the proxy's feedback store, so that a photo is seen the
+same way everywhere; free of torch, so the proxy can use it without loading a deep-learning framework.
 Every failure caused by the input is a `PhotoError` carrying the HTTP status and a code naming the problem.
 """
 
@@ -13,7 +14,6 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
@@ -168,12 +168,6 @@ def load_upright(data: bytes, min_side: int, max_pixels: int) -> tuple[Image.Ima
     if orientation.transpose is not None:
         img = img.transpose(orientation.transpose)
     return img, orientation
-
-
-def to_pixels(img: Image.Image, size: int) -> torch.Tensor:
-    """The model's input: the whole photo squeezed to size x size (nothing cropped away), uint8 CHW."""
-    img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
 def turn(img: Image.Image, degree: int) -> Image.Image:

@@ -12,11 +12,12 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from photo_io import PhotoError
+
+if TYPE_CHECKING:  # the proxy parses feedback with this module and never loads torch
+    import torch
 
 IMAGE_FIELDS = ("body", "data", "file", "image")
 _FORMATS = {"json": None, "jpeg": "jpeg", "jpg": "jpeg", "png": "png"}

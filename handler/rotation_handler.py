@@ -16,9 +16,9 @@ import torch
 from ts.torch_handler.base_handler import BaseHandler
 
 from handler_settings import HandlerSettings
-from photo_io import PhotoError, load_upright, render_upright, to_pixels
+from photo_io import PhotoError, load_upright, render_upright
 from request_payload import Prepared, parse_item
-from rotation_model import CLASSES, RotationNet, as_batch, for_inference
+from rotation_model import CLASSES, RotationNet, as_batch, for_inference, to_pixels
 
 logger = logging.getLogger(__name__)
 _CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}

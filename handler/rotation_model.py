@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor, nn
 from torchvision import models
 
@@ -56,3 +58,9 @@ def for_inference(model: RotationNet, device: torch.device, channels_last: bool)
 def as_batch(pixels: list[Tensor], device: torch.device, channels_last: bool) -> Tensor:
     batch = torch.stack(pixels).to(device)
     return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+
+
+def to_pixels(img: Image.Image, size: int) -> Tensor:
+    """The model's input: the whole photo squeezed to size x size (nothing cropped away), uint8 CHW."""
+    img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from photo_io import ORIENTATIONS, PhotoError, load_upright, render_upright, to_pixels, turn
+from photo_io import ORIENTATIONS, PhotoError, load_upright, render_upright, turn
+from rotation_model import to_pixels
 from tests.photos import encode, jpeg_with_orientation, png_header, scene
 
 LIMIT = 100_000_000
