@@ -14,13 +14,16 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from auth_plugin import admin_api
-from auth_plugin.auth import Authenticator, AuthError, JwtVerifier
+from auth_plugin import admin_api, feedback_api
+from auth_plugin.auth import Authenticator, AuthError, JwtVerifier, Principal
+from auth_plugin.bodies import TooLarge, read_body
+from auth_plugin.datasets import DatasetError, DatasetStore
 from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers
 from auth_plugin.proxy_metrics import ProxyMetrics
 from auth_plugin.rate_limit import RateLimiter
@@ -31,6 +34,7 @@ from auth_plugin.token_store import TokenStore
 from auth_plugin.torchserve_admin import ManagementError, TorchServeAdmin
 from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys
 from auth_plugin.versions import VersionRegistry
+from photo_io import PhotoError
 
 log = logging.getLogger("auth_plugin")
 
@@ -45,10 +49,23 @@ REQUEST_ID = "request_id"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+_PAGE_FILES = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css"}
+# The admin page runs its own script and style files only; it may load images it made itself (blob:) and talk to
+# this origin. Sent with every answer: the JSON ones are never meant to be rendered either.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+                               "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 
 
-class TooLarge(Exception):
-    pass
+class RateLimited(Exception):
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"retry in {wait_s:.2f} s")
+        self.wait_s = wait_s
 
 
 def json_error(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -74,8 +91,11 @@ async def request_id_and_errors(request: web.Request,
     except UpstreamError as exc:
         metrics.upstream_errors.labels(exc.kind).inc()
         response = json_error(exc.status, "upstream_" + exc.kind, exc.message)
-    except RolloutError as exc:
+    except (RolloutError, DatasetError, PhotoError) as exc:
         response = json_error(exc.status, exc.code, exc.message)
+    except RateLimited as exc:
+        response = json_error(429, "rate_limited", "too many requests for this token",
+                              {"Retry-After": RateLimiter.retry_after(exc.wait_s)})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -83,25 +103,17 @@ async def request_id_and_errors(request: web.Request,
         if exc.status == 408:
             response.force_close()  # the rest of a slow body is not worth waiting for
     response.headers["X-Request-ID"] = request[REQUEST_ID]
+    response.headers.update(SECURITY_HEADERS)
     return response
 
 
-async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
-    """The whole body; TooLarge as soon as it is known to exceed `limit` (before reading it all), and a 408
-    when the client takes longer than `timeout_s` to send it (a slow-loris upload must not hold a slot)."""
-    if request.content_length is not None and request.content_length > limit:
-        raise TooLarge
-    chunks, size = [], 0
-    try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in request.content.iter_chunked(64 * 1024):
-                size += len(chunk)
-                if size > limit:
-                    raise TooLarge
-                chunks.append(chunk)
-    except TimeoutError as exc:
-        raise web.HTTPRequestTimeout() from exc
-    return b"".join(chunks)
+def admit(request: web.Request, scope: str) -> Principal:
+    """The caller's identity, when its token carries `scope` and its rate allows one more request."""
+    principal = request.app[AUTHENTICATOR].authenticate(request.headers, scope)
+    wait = request.app[LIMITER].acquire(principal.subject_key)
+    if wait > 0:
+        raise RateLimited(wait)
+    return principal
 
 
 def _model_version(content_type: str, headers: Mapping[str, str], body: bytes) -> str:
@@ -119,11 +131,7 @@ async def predict(request: web.Request) -> web.Response:
     started = time.perf_counter()
     app = request.app
     settings = app[SETTINGS]
-    principal = app[AUTHENTICATOR].authenticate(request.headers, "predict")
-    wait = app[LIMITER].acquire(principal.subject_key)
-    if wait > 0:
-        return json_error(429, "rate_limited", "too many requests for this token",
-                          {"Retry-After": RateLimiter.retry_after(wait)})
+    admit(request, "predict")
     model, version = request.match_info["model"], request.match_info.get("version")
     if not _NAME.match(model) or (version is not None and not _NAME.match(version)):
         raise web.HTTPNotFound()
@@ -141,6 +149,22 @@ async def predict(request: web.Request) -> web.Response:
                                  _model_version(content_type, answer.headers, answer.body)).inc()
     app[METRICS].latency.labels("predictions").observe(time.perf_counter() - started)
     return response
+
+
+async def whoami(request: web.Request) -> web.Response:
+    """Who this token is and what it may do: the admin page signs in with it."""
+    principal = request.app[AUTHENTICATOR].identify(request.headers)
+    return web.json_response({"user": principal.user, "scopes": sorted(principal.scopes),
+                              "model": request.app[SETTINGS].model_name})
+
+
+async def page(request: web.Request) -> web.FileResponse:
+    """The admin page: static files, no build step; it signs in with a token kept in the tab's session storage."""
+    name = request.match_info.get("name", "index.html")
+    if name not in _PAGE_FILES:
+        raise web.HTTPNotFound()
+    return web.FileResponse(STATIC_DIR / name, headers={"Content-Type": f"{_PAGE_FILES[name]}; charset=utf-8",
+                                                        "Cache-Control": "no-cache"})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -205,6 +229,7 @@ def create_app(settings: ProxySettings) -> web.Application:
         verifier = JwtVerifier(settings.jwt) if settings.jwt.enabled else None
         app[AUTHENTICATOR] = Authenticator(store, verifier, settings.token_cache_s)
         app[REGISTRY] = VersionRegistry(settings.token_db)
+        app[feedback_api.DATASETS] = DatasetStore(settings.datasets_dir, settings.max_image_pixels)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s,
                                         sock_read=settings.read_timeout_s)
         app[SESSION] = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64),
@@ -227,8 +252,12 @@ def create_app(settings: ProxySettings) -> web.Application:
     app.cleanup_ctx.append(resources)
     app.router.add_post("/predictions/{model}", predict)
     app.router.add_post("/predictions/{model}/{version}", predict)
+    app.router.add_get("/", page)
+    app.router.add_get("/static/{name}", page)
+    app.router.add_get("/whoami", whoami)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     admin_api.add_routes(app, lambda request: app[AUTHENTICATOR].authenticate(request.headers, "admin"))
+    feedback_api.add_routes(app, settings, admit)
     return app

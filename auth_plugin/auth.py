@@ -105,8 +105,12 @@ class Authenticator:
         self._cache_s = cache_s
         self._cache: dict[str, tuple[float, Principal | AuthError]] = {}
 
+    def identify(self, headers: Mapping[str, str]) -> Principal:
+        """Whoever the credential names, whatever its scopes."""
+        return self._identify(credential_from(headers))
+
     def authenticate(self, headers: Mapping[str, str], scope: str) -> Principal:
-        principal = self._identify(credential_from(headers))
+        principal = self.identify(headers)
         if scope not in principal.scopes:
             raise AuthError("insufficient_scope", f"this call needs the '{scope}' scope", status=403, scope=scope)
         return principal

@@ -54,6 +54,9 @@ class ProxySettings:
     register_timeout_s: float = 180.0
     drain_timeout_s: float = 60.0
     reconcile_interval_s: float = 5.0  # how often TorchServe is brought back to the routing table
+    # The feedback loop: corrections are stored upright in datasets under this folder.
+    datasets_dir: Path = ROOT / "data" / "feedback"
+    max_image_pixels: int = 100_000_000  # as the handler's: a photo it would refuse is refused here too
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ProxySettings:
@@ -76,7 +79,8 @@ class ProxySettings:
                        "DEPLOY_WORKERS": ("deploy_workers", int),
                        "REGISTER_TIMEOUT_S": ("register_timeout_s", float),
                        "DRAIN_TIMEOUT_S": ("drain_timeout_s", float),
-                       "RECONCILE_INTERVAL_S": ("reconcile_interval_s", float)}
+                       "RECONCILE_INTERVAL_S": ("reconcile_interval_s", float),
+                       "DATASETS_DIR": ("datasets_dir", Path), "MAX_IMAGE_PIXELS": ("max_image_pixels", int)}
         for name, (attribute, convert) in conversions.items():
             if (raw := get(name)) is not None:
                 values[attribute] = convert(raw)

@@ -6,21 +6,11 @@ from PIL import Image, ImageCms
 
 from photo_io import ORIENTATIONS, PhotoError, load_upright, render_upright, turn
 from rotation_model import to_pixels
-from tests.photos import encode, jpeg_with_orientation, png_header, scene
+from tests.photos import encode, jpeg_with_orientation, png_header, same_picture, scene
 
 LIMIT = 100_000_000
 EXPECTED = {1: (0, False), 2: (0, True), 3: (180, False), 4: (180, True),
             5: (90, True), 6: (270, False), 7: (270, True), 8: (90, False)}
-
-
-def close(a: Image.Image, b: Image.Image) -> bool:
-    """Same picture, allowing for JPEG loss: compare small grey thumbnails."""
-    if a.size != b.size:
-        return False
-    small = (64, 64)
-    x = np.asarray(a.convert("L").resize(small), dtype=np.float32)
-    y = np.asarray(b.convert("L").resize(small), dtype=np.float32)
-    return float(np.abs(x - y).mean()) < 6.0
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -28,14 +18,14 @@ def test_every_exif_orientation_is_applied_and_reported(orientation):
     upright = scene()
     img, found = load_upright(jpeg_with_orientation(upright, orientation), 600, LIMIT)
     assert (found.degree, found.mirrored) == EXPECTED[orientation]
-    assert close(img, upright)
+    assert same_picture(img, upright)
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_exif_degree_is_the_counter_clockwise_turn_pil_applies(orientation):
     upright = scene()
     stored = Image.open(io.BytesIO(jpeg_with_orientation(upright, orientation)))
-    assert close(stored.rotate(ORIENTATIONS[orientation].degree, expand=True), upright)
+    assert same_picture(stored.rotate(ORIENTATIONS[orientation].degree, expand=True), upright)
 
 
 @pytest.mark.parametrize("tag", [0, 9, 65535])
@@ -156,7 +146,7 @@ def test_render_upright_applies_exif_then_model_turn_and_keeps_metadata():
     sideways = upright.rotate(-90, expand=True)  # needs a 90 degree counter-clockwise turn
     data = jpeg_with_orientation(sideways, 6, icc_profile=icc)
     out = Image.open(io.BytesIO(render_upright(data, 90, "jpeg", LIMIT, 90)))
-    assert out.format == "JPEG" and close(out, upright)
+    assert out.format == "JPEG" and same_picture(out, upright)
     assert out.getexif().get(0x0112) is None and out.getexif().get(0x010F) == "TestCam"
     assert out.info.get("icc_profile") == icc
 

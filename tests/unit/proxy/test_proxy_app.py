@@ -3,76 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from aiohttp import web
-
-from auth_plugin.app import create_app
-from auth_plugin.settings import ProxySettings
-from auth_plugin.token_store import TokenStore
-
-
-class FakeTorchServe:
-    """Just enough of TorchServe: key-checked predictions, a token API that renews the inference key."""
-
-    def __init__(self, key_file: Path) -> None:
-        self.key_file = key_file
-        self.seen: list[dict[str, str]] = []
-        self.delay_s = 0.0
-        self.renew("infer001")
-
-    def renew(self, key: str, expires_in_s: float = 3600) -> None:
-        expires = (datetime.now(UTC) + timedelta(seconds=expires_in_s)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
-        self.key_file.write_text(json.dumps({"management": {"key": "mgmt0001", "expiration time": expires},
-                                             "inference": {"key": key, "expiration time": expires},
-                                             "API": {"key": "api00001"}}))
-
-    async def predict(self, request: web.Request) -> web.Response:
-        current = json.loads(self.key_file.read_text())["inference"]["key"]
-        if request.headers.get("Authorization") != f"Bearer {current}":
-            return web.json_response({"code": 400, "type": "InvalidKeyException"}, status=400)
-        self.seen.append(dict(request.headers))
-        await asyncio.sleep(self.delay_s)
-        body = await request.read()
-        return web.json_response({"model_degree": 90, "bytes": len(body), "model_version": "1.0"},
-                                 headers={"Connection": "keep-alive", "X-Custom": "kept"})
-
-    async def token(self, request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != "Bearer api00001":
-            return web.json_response({}, status=400)
-        self.renew("infer002")
-        return web.json_response({})
-
-    async def models(self, request: web.Request) -> web.Response:
-        return web.json_response([{"workers": [{"status": "READY"}]}])
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/predictions/{model}", self.predict)
-        app.router.add_post("/predictions/{model}/{version}", self.predict)
-        app.router.add_post("/token", self.token)
-        app.router.add_get("/models/{model}", self.models)
-        return app
-
-
-@pytest.fixture
-async def setup(tmp_path, aiohttp_server, aiohttp_client):
-    fake = FakeTorchServe(tmp_path / "key_file.json")
-    upstream = await aiohttp_server(fake.app())
-    store = TokenStore(tmp_path / "tokens.sqlite3")
-    token, _ = store.issue("alice", ["predict"], 3600)
-
-    async def client(**overrides):
-        settings = ProxySettings(inference_url=str(upstream.make_url("")), management_url=str(upstream.make_url("")),
-                                 torchserve_key_file=fake.key_file, token_db=tmp_path / "tokens.sqlite3",
-                                 **overrides)
-        return await aiohttp_client(create_app(settings))
-
-    yield fake, client, {"Authorization": f"Bearer {token}"}
-    store.close()
 
 
 async def test_prediction_goes_through_with_torchserve_key_not_the_callers(setup):

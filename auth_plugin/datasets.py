@@ -1,0 +1,228 @@
+"""Collected corrections: datasets of upright photos, the training data of the next version.
+
+A dataset is a plain folder, readable without the proxy (retraining reads it; an operator can copy it away):
+
+    <root>/<name>/dataset.json          {"name", "number" (1, 2, ... in order of creation), "created_at", "closed_at"}
+    <root>/<name>/manifest.jsonl        one line per event: a correction or a removal (who, when, what)
+    <root>/<name>/photos/<sha256>.jpg   the photo turned upright, longest side <= `photo_side`, no EXIF
+    <root>/<name>/thumbs/<sha256>.jpg   a small copy for the admin page
+
+The manifest is the only truth: what a dataset holds and its counts are a fold over its lines. The sha256 is of
+the bytes the caller sent, so the same photo sent again is counted, not stored twice. Feedback goes to the one
+active dataset; starting a new one closes it, so a retrained version names a dataset that no longer changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from photo_io import load_upright, turn
+
+DEGREES = (0, 90, 180, 270)
+HELD_OUT_SHARE = 5  # one photo in five (by its sha256) is never trained on: the smoke gate checks it
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class DatasetError(Exception):
+    """A refused dataset operation: `status` (400/404/409) and a code naming why."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def is_held_out(sha256: str) -> bool:
+    """Stable across runs and machines: the same photo is always on the same side of the split."""
+    return int(sha256[:8], 16) % HELD_OUT_SHARE == 0
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Correction:
+    """One collected photo: the turn it needed (`true_degree`) and what the service had answered."""
+
+    sha256: str
+    true_degree: int
+    count: int
+    user: str
+    time: str
+    model_version: str | None = None
+    model_degree: int | None = None
+
+
+@dataclass(frozen=True)
+class Split:
+    train: list[Path]
+    held_out: list[Path]
+    manifest_sha256: str  # identifies exactly what was trained on
+
+
+class DatasetStore:
+    def __init__(self, root: Path, max_pixels: int, photo_side: int = 1024, thumb_side: int = 192) -> None:
+        self.root = root
+        self._max_pixels = max_pixels
+        self._photo_side = photo_side
+        self._thumb_side = thumb_side
+        self._lock = threading.RLock()  # one writer at a time; the proxy calls in from worker threads
+
+    # -- reading ----------------------------------------------------------------------------------------------
+
+    def _folder(self, name: str) -> Path:
+        if not _NAME.match(name):
+            raise DatasetError(400, "bad_dataset_name", "a dataset name is 1-64 of a-z, 0-9, '_' and '-'")
+        folder = self.root / name
+        if not (folder / "dataset.json").is_file():
+            raise DatasetError(404, "unknown_dataset", f"there is no dataset {name!r}")
+        return folder
+
+    def _info(self, folder: Path) -> dict[str, Any]:
+        return json.loads((folder / "dataset.json").read_text())
+
+    def _events(self, folder: Path) -> Iterator[dict[str, Any]]:
+        manifest = folder / "manifest.jsonl"
+        if manifest.is_file():
+            with manifest.open(encoding="utf-8") as lines:
+                for line in lines:
+                    if line.endswith("\n"):  # a line cut short by a crash mid-write is not an event
+                        yield json.loads(line)
+
+    def corrections(self, name: str) -> list[Correction]:
+        """The photos a dataset holds now, oldest first: the fold over its manifest."""
+        held: dict[str, Correction] = {}
+        for event in self._events(self._folder(name)):
+            sha = event["sha256"]
+            if event["event"] == "removed":
+                held.pop(sha, None)
+                continue
+            count = held[sha].count + 1 if sha in held else 1
+            held[sha] = Correction(sha, event["true_degree"], count, event["user"], event["time"],
+                                   event.get("model_version"), event.get("model_degree"))
+        return list(held.values())
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        folders = [p for p in self.root.iterdir() if (p / "dataset.json").is_file()]
+        return [p.name for p in sorted(folders, key=lambda p: self._info(p)["number"])]
+
+    def active(self) -> str | None:
+        return next((name for name in reversed(self.names()) if self._info(self.root / name)["closed_at"] is None),
+                    None)
+
+    def summary(self, name: str, corrections: list[Correction] | None = None) -> dict[str, Any]:
+        info = self._info(self._folder(name))
+        corrections = self.corrections(name) if corrections is None else corrections
+        per_class = {str(degree): 0 for degree in DEGREES}
+        for correction in corrections:
+            per_class[str(correction.true_degree)] += 1
+        return {**info, "photos": len(corrections), "submissions": sum(c.count for c in corrections),
+                "held_out": sum(is_held_out(c.sha256) for c in corrections), "per_class": per_class}
+
+    def describe(self, name: str) -> dict[str, Any]:
+        corrections = self.corrections(name)
+        return {**self.summary(name, corrections), "items": [asdict(c) for c in corrections]}
+
+    def photo(self, name: str, sha256: str, thumbnail: bool) -> Path:
+        if not _SHA256.match(sha256):
+            raise DatasetError(400, "bad_sha256", "a photo is named by the 64 hex digits of its sha256")
+        path = self._folder(name) / ("thumbs" if thumbnail else "photos") / f"{sha256}.jpg"
+        if not path.is_file():
+            raise DatasetError(404, "unknown_photo", f"dataset {name!r} holds no photo {sha256[:12]}...")
+        return path
+
+    def split(self, name: str) -> Split:
+        """Training photos and held-out photos; the manifest digest names the exact state trained on."""
+        folder = self._folder(name)
+        corrections = self.corrections(name)
+        train = [folder / "photos" / f"{c.sha256}.jpg" for c in corrections if not is_held_out(c.sha256)]
+        held_out = [folder / "photos" / f"{c.sha256}.jpg" for c in corrections if is_held_out(c.sha256)]
+        digest = hashlib.sha256(json.dumps([asdict(c) for c in corrections], sort_keys=True).encode()).hexdigest()
+        return Split(train, held_out, digest)
+
+    # -- writing ----------------------------------------------------------------------------------------------
+
+    def start_new(self, name: str | None = None) -> str:
+        """Close the active dataset (if any) and open a new, empty one."""
+        with self._lock:
+            existing = self.names()
+            if name is None:
+                numbers = [int(n.rsplit("-", 1)[1]) for n in existing if re.fullmatch(r"feedback-\d+", n)]
+                name = f"feedback-{max(numbers, default=0) + 1}"
+            if not _NAME.match(name):
+                raise DatasetError(400, "bad_dataset_name", "a dataset name is 1-64 of a-z, 0-9, '_' and '-'")
+            if name in existing:
+                raise DatasetError(409, "dataset_exists", f"there is already a dataset {name!r}")
+            active = self.active()
+            if active is not None:
+                folder = self.root / active
+                self._write_info(folder, {**self._info(folder), "closed_at": now()})
+            folder = self.root / name
+            (folder / "photos").mkdir(parents=True)
+            (folder / "thumbs").mkdir()
+            self._write_info(folder, {"name": name, "number": len(existing) + 1, "created_at": now(),
+                                      "closed_at": None})
+            return name
+
+    def add(self, image: bytes, true_degree: int, user: str, model_version: str | None = None,
+            model_degree: int | None = None) -> tuple[str, Correction, bool]:
+        """Store `image` turned upright in the active dataset: (dataset, correction, was it a duplicate).
+
+        PhotoError when the bytes are not a usable image, exactly as a prediction would be refused.
+        """
+        sha = hashlib.sha256(image).hexdigest()
+        with self._lock:
+            name = self.active() or self.start_new()
+            folder = self.root / name
+            previous = next((c for c in self.corrections(name) if c.sha256 == sha), None)
+            if previous is None or previous.true_degree != true_degree:
+                self._store_upright(folder, sha, image, true_degree)
+            event = {"event": "correction", "sha256": sha, "true_degree": true_degree, "user": user, "time": now(),
+                     "model_version": model_version, "model_degree": model_degree}
+            with (folder / "manifest.jsonl").open("a", encoding="utf-8") as manifest:
+                manifest.write(json.dumps(event) + "\n")
+            count = previous.count + 1 if previous else 1
+        correction = Correction(sha, true_degree, count, user, event["time"], model_version, model_degree)
+        return name, correction, previous is not None
+
+    def remove(self, name: str, sha256: str, user: str) -> None:
+        with self._lock:
+            self.photo(name, sha256, thumbnail=False)
+            folder = self._folder(name)
+            with (folder / "manifest.jsonl").open("a", encoding="utf-8") as manifest:
+                manifest.write(json.dumps({"event": "removed", "sha256": sha256, "user": user, "time": now()}) + "\n")
+            for kind in ("photos", "thumbs"):
+                (folder / kind / f"{sha256}.jpg").unlink(missing_ok=True)
+
+    def _store_upright(self, folder: Path, sha: str, image: bytes, true_degree: int) -> None:
+        upright, _ = load_upright(image, self._photo_side, self._max_pixels)  # EXIF turn applied
+        upright = turn(upright, true_degree)
+        for kind, side, quality in (("photos", self._photo_side, 92), ("thumbs", self._thumb_side, 80)):
+            copy = upright.copy()
+            copy.thumbnail((side, side))
+            out = io.BytesIO()
+            copy.save(out, "JPEG", quality=quality)  # no EXIF: location and camera data stay out of the dataset
+            partial = folder / kind / f"{sha}.jpg.partial"
+            partial.write_bytes(out.getvalue())
+            partial.replace(folder / kind / f"{sha}.jpg")
+
+    @staticmethod
+    def _write_info(folder: Path, info: dict[str, Any]) -> None:
+        partial = folder / "dataset.json.partial"
+        partial.write_text(json.dumps(info, indent=2) + "\n")
+        partial.replace(folder / "dataset.json")
+

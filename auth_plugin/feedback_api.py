@@ -1,0 +1,165 @@
+"""Corrections in, datasets out: the feedback loop over HTTP.
+
+    POST   /feedback                               (predict) the photo + "true_degree" [+ "model_degree",
+                                                   "model_version"]: the same input forms as a prediction
+                                                   (raw body with the fields as query parameters, multipart
+                                                   form fields, or JSON {"image": "<base64>", ...})
+    GET    /datasets                               (admin) every dataset with its counts per class
+    POST   /datasets                               (admin) {"name": optional}: close the active one, start anew
+    GET    /datasets/{name}                        (admin) one dataset and its photos
+    GET    /datasets/{name}/photos/{sha256}        (admin) the stored upright photo (JPEG)
+    GET    /datasets/{name}/photos/{sha256}/thumbnail
+    DELETE /datasets/{name}/photos/{sha256}        (admin) remove one photo
+
+The photo is parsed by the handler's own `request_payload`, so what predicts also corrects, and refused with the
+same 4xx codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from email import policy
+from email.parser import BytesParser
+from typing import Any
+
+from aiohttp import web
+
+from auth_plugin.auth import Principal
+from auth_plugin.bodies import read_body
+from auth_plugin.datasets import DEGREES, DatasetError, DatasetStore
+from auth_plugin.settings import ProxySettings
+from photo_io import PhotoError
+from request_payload import parse_item
+
+DATASETS = web.AppKey("datasets", DatasetStore)
+FIELDS = ("true_degree", "model_degree", "model_version")
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+Admit = Callable[[web.Request, str], Principal]
+
+
+def _multipart(body: bytes, content_type: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Form fields as TorchServe hands them to the handler: files as bytes, text fields as str, and each
+    file part's own content type filed under its name."""
+    message = BytesParser(policy=policy.HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1")
+                                                          + b"\r\n\r\n" + body)
+    if not message.is_multipart():
+        raise PhotoError(400, "invalid_multipart", "the multipart body could not be parsed (boundary missing?)")
+    item: dict[str, Any] = {}
+    part_types: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or not name:
+            continue
+        payload = part.get_payload(decode=True) or b""
+        if part.get_filename() is None and part.get_content_maintype() == "text":
+            item[name] = payload.decode("utf-8", "replace")
+        else:
+            item[name] = payload
+            part_types[name] = {"content-type": part.get_content_type()}
+    return item, part_types
+
+
+def parse_degree(value: object, field: str, required: bool) -> int | None:
+    """0/90/180/270 as a number or a string; PhotoError(400) naming the field otherwise."""
+    if value is None or value == "":
+        if required:
+            raise PhotoError(400, f"missing_{field}", f"give \"{field}\": one of 0, 90, 180, 270")
+        return None
+    text = str(value).strip()
+    if isinstance(value, bool) or text not in {str(d) for d in DEGREES}:
+        raise PhotoError(400, f"invalid_{field}", f"\"{field}\" must be one of 0, 90, 180, 270; got {text[:20]!r}")
+    return int(text)
+
+
+def parse_feedback(body: bytes, content_type: str, query: Mapping[str, str]) -> tuple[bytes, dict[str, Any]]:
+    """(image bytes, the correction's fields); form or JSON fields win over query parameters."""
+    media_type = content_type.split(";")[0].strip().lower()
+    headers: dict[str, Any] = {"content-type": content_type}
+    fields: dict[str, Any] = {name: query[name] for name in FIELDS if name in query}
+    if media_type == "multipart/form-data":
+        item, part_types = _multipart(body, content_type)
+        headers.update(part_types)
+        fields.update({name: item[name] for name in FIELDS if name in item})
+    elif media_type == "application/json":
+        try:
+            document = json.loads(body)
+        except ValueError as exc:
+            raise PhotoError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+        item = {"body": document}
+        if isinstance(document, dict):
+            fields.update({name: document[name] for name in FIELDS if name in document})
+    else:
+        item = {"body": body}
+    image = parse_item(item, headers).image
+    version = fields.get("model_version")
+    if version is not None and (not isinstance(version, str) or not _VERSION.match(version)):
+        raise PhotoError(400, "invalid_model_version", "\"model_version\" must look like 1.0 (letters, digits, ._-)")
+    return image, {"true_degree": parse_degree(fields.get("true_degree"), "true_degree", required=True),
+                   "model_degree": parse_degree(fields.get("model_degree"), "model_degree", required=False),
+                   "model_version": version}
+
+
+def add_routes(app: web.Application, settings: ProxySettings, admit: Admit) -> None:
+    """`admit(request, scope)` authenticates (and rate-limits) before anything else is read."""
+
+    async def feedback(request: web.Request) -> web.Response:
+        principal = admit(request, "predict")
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+
+        def store() -> tuple[str, Any, bool]:  # parsing a 15 MB form and decoding the photo: off the event loop
+            image, fields = parse_feedback(body, request.headers.get("Content-Type", ""), request.query)
+            return app[DATASETS].add(image, fields["true_degree"], principal.user, fields["model_version"],
+                                     fields["model_degree"])
+
+        name, correction, duplicate = await asyncio.to_thread(store)
+        return web.json_response({"dataset": name, **asdict(correction), "duplicate": duplicate},
+                                 status=200 if duplicate else 201)
+
+    async def list_datasets(request: web.Request) -> web.Response:
+        admit(request, "admin")
+        datasets = app[DATASETS]
+        summaries = await asyncio.to_thread(lambda: [datasets.summary(name) for name in datasets.names()])
+        return web.json_response({"active": datasets.active(), "datasets": summaries})
+
+    async def start_dataset(request: web.Request) -> web.Response:
+        admit(request, "admin")
+        name = None
+        if request.can_read_body:
+            try:
+                document = json.loads(await request.read() or b"{}")
+            except ValueError as exc:
+                raise DatasetError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+            name = document.get("name") if isinstance(document, dict) else None
+            if name is not None and not isinstance(name, str):
+                raise DatasetError(400, "bad_dataset_name", "\"name\" must be a string")
+        started = await asyncio.to_thread(app[DATASETS].start_new, name)
+        return web.json_response(app[DATASETS].summary(started), status=201)
+
+    async def show_dataset(request: web.Request) -> web.Response:
+        admit(request, "admin")
+        return web.json_response(await asyncio.to_thread(app[DATASETS].describe, request.match_info["name"]))
+
+    def photo_route(thumbnail: bool) -> Callable[[web.Request], Any]:
+        async def photo(request: web.Request) -> web.FileResponse:
+            admit(request, "admin")
+            path = app[DATASETS].photo(request.match_info["name"], request.match_info["sha256"], thumbnail)
+            return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, no-store"})
+        return photo
+
+    async def remove_photo(request: web.Request) -> web.Response:
+        principal = admit(request, "admin")
+        sha = request.match_info["sha256"]
+        await asyncio.to_thread(app[DATASETS].remove, request.match_info["name"], sha, principal.user)
+        return web.json_response({"removed": sha})
+
+    app.router.add_post("/feedback", feedback)
+    app.router.add_get("/datasets", list_datasets)
+    app.router.add_post("/datasets", start_dataset)
+    app.router.add_get("/datasets/{name}", show_dataset)
+    app.router.add_get("/datasets/{name}/photos/{sha256}", photo_route(thumbnail=False))
+    app.router.add_get("/datasets/{name}/photos/{sha256}/thumbnail", photo_route(thumbnail=True))
+    app.router.add_delete("/datasets/{name}/photos/{sha256}", remove_photo)

@@ -1,0 +1,124 @@
+"""The dataset store on disk: photos kept upright, duplicates counted, the manifest the only truth."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from auth_plugin.datasets import DatasetError, DatasetStore, is_held_out
+from photo_io import PhotoError
+from tests.photos import encode, jpeg_with_orientation, rotated, same_picture, scene
+
+LIMIT = 100_000_000
+
+
+@pytest.fixture
+def store(tmp_path) -> DatasetStore:
+    return DatasetStore(tmp_path / "datasets", LIMIT, photo_side=512, thumb_side=96)
+
+
+def stored(store: DatasetStore, name: str, sha: str, thumbnail: bool = False) -> Image.Image:
+    return Image.open(io.BytesIO(store.photo(name, sha, thumbnail).read_bytes()))
+
+
+@pytest.mark.parametrize("true_degree", [0, 90, 180, 270])
+def test_a_correction_is_stored_upright_small_and_without_exif(store, true_degree):
+    upright = scene()
+    name, correction, duplicate = store.add(encode(rotated(upright, true_degree)), true_degree, "alice", "1.0", 0)
+    assert (name, duplicate, correction.count, correction.true_degree) == ("feedback-1", False, 1, true_degree)
+    photo = stored(store, name, correction.sha256)
+    assert max(photo.size) <= 512 and not photo.getexif()
+    assert same_picture(photo, upright.resize(photo.size))
+    assert max(stored(store, name, correction.sha256, thumbnail=True).size) <= 96
+
+
+def test_the_exif_turn_is_applied_before_the_correction(store):
+    upright = scene()
+    # Tag 6 turns the stored pixels into a picture that still needs 90 degrees: true_degree counts after EXIF.
+    sideways = jpeg_with_orientation(rotated(upright, 90), 6)
+    name, correction, _ = store.add(sideways, 90, "alice")
+    photo = stored(store, name, correction.sha256)
+    assert same_picture(photo, upright.resize(photo.size))
+
+
+def test_a_duplicate_is_counted_not_stored_twice_and_the_latest_correction_wins(store):
+    data = encode(rotated(scene(), 90))
+    store.add(data, 90, "alice", "1.0", 0)
+    name, again, duplicate = store.add(data, 90, "bob", "1.0", 0)
+    assert duplicate and again.count == 2 and again.user == "bob"
+    assert len(list((store.root / name / "photos").iterdir())) == 1
+    summary = store.summary(name)
+    assert (summary["photos"], summary["submissions"], summary["per_class"]["90"]) == (1, 2, 1)
+    _, changed, _ = store.add(data, 180, "carol")  # someone corrects the correction
+    assert changed.count == 3 and store.summary(name)["per_class"] == {"0": 0, "90": 0, "180": 1, "270": 0}
+    assert len((store.root / name / "manifest.jsonl").read_text().splitlines()) == 3
+
+
+def test_remove_deletes_the_files_and_a_later_copy_counts_afresh(store):
+    data = encode(scene())
+    name, correction, _ = store.add(data, 0, "alice")
+    store.remove(name, correction.sha256, "admin")
+    assert store.corrections(name) == []
+    assert not list((store.root / name / "photos").iterdir()) and not list((store.root / name / "thumbs").iterdir())
+    with pytest.raises(DatasetError) as gone:
+        store.remove(name, correction.sha256, "admin")
+    assert gone.value.status == 404
+    assert store.add(data, 0, "alice")[1].count == 1
+    last = json.loads((store.root / name / "manifest.jsonl").read_text().splitlines()[1])
+    assert last["event"] == "removed" and last["user"] == "admin"
+
+
+def test_starting_a_dataset_closes_the_active_one(store):
+    first, _, _ = store.add(encode(scene()), 0, "alice")
+    assert store.start_new() == "feedback-2" and store.active() == "feedback-2"
+    assert store.summary(first)["closed_at"] is not None and store.summary("feedback-2")["closed_at"] is None
+    assert store.add(encode(scene(1002)), 90, "alice")[0] == "feedback-2"
+    assert store.start_new("kitchen-2026") == "kitchen-2026" and store.names() == [first, "feedback-2",
+                                                                                    "kitchen-2026"]
+    for name, status in (("kitchen-2026", 409), ("../etc", 400), ("Upper", 400)):
+        with pytest.raises(DatasetError) as refused:
+            store.start_new(name)
+        assert refused.value.status == status
+
+
+def test_split_holds_out_by_sha_and_names_the_exact_state(store):
+    for seed in range(1001, 1013):
+        store.add(encode(scene(seed).resize((160, 120))), 0, "alice")
+    split = store.split("feedback-1")
+    shas = {c.sha256: c for c in store.corrections("feedback-1")}
+    assert len(split.train) + len(split.held_out) == 12
+    assert all(is_held_out(path.stem) and path.stem in shas for path in split.held_out)
+    assert not any(is_held_out(path.stem) for path in split.train)
+    assert store.split("feedback-1").manifest_sha256 == split.manifest_sha256
+    store.remove("feedback-1", next(iter(shas)), "admin")
+    assert store.split("feedback-1").manifest_sha256 != split.manifest_sha256
+
+
+def test_a_line_cut_short_by_a_crash_is_not_an_event(store):
+    name, correction, _ = store.add(encode(scene()), 0, "alice")
+    with (store.root / name / "manifest.jsonl").open("a") as manifest:
+        manifest.write('{"event": "removed", "sha256": "' + correction.sha256[:10])
+    assert [c.sha256 for c in store.corrections(name)] == [correction.sha256]
+
+
+def test_a_bad_photo_is_refused_and_leaves_nothing_behind(store):
+    with pytest.raises(PhotoError) as refused:
+        store.add(b"\xff\xd8\xff\xe0 not really a jpeg", 0, "alice")
+    assert refused.value.status == 400 and refused.value.code == "corrupt_image"
+    name = store.active()
+    assert store.corrections(name) == [] and not list((store.root / name / "photos").iterdir())
+
+
+def test_unknown_datasets_and_photos_are_404_and_bad_names_400(store):
+    for call, status in ((lambda: store.describe("nope"), 404), (lambda: store.describe("../x"), 400),
+                         (lambda: store.photo("feedback-1", "0" * 64, False), 404)):
+        with pytest.raises(DatasetError) as refused:
+            call()
+        assert refused.value.status == status
+    store.start_new()
+    with pytest.raises(DatasetError) as refused:
+        store.photo("feedback-1", "../../etc/passwd", False)
+    assert refused.value.status == 400
