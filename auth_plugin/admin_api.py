@@ -1,7 +1,9 @@
 """The control plane over HTTP (admin scope): list versions, deploy, canary, promote, roll back, retire.
 
     GET  /admin/models/{model}                  versions, default, canary share, workers, archive metadata
-    POST /admin/models/{model}/deploy           {"archive": "food_rotation-v2.0.mar", "canary": 10}
+    GET  /admin/models/{model}/archives         the model's archives in model_store/, deployed or not
+    POST /admin/models/{model}/deploy           {"archive": "food_rotation-v2.0.mar", "canary": 10,
+                                                 "gate_dataset": "feedback-1" (gate on its held-out photos too)}
     POST /admin/models/{model}/canary           {"version": "2.0", "percent": 50}
     POST /admin/models/{model}/promote          {"version": "2.0"}   (default: the canary)
     POST /admin/models/{model}/rollback         {}
@@ -10,11 +12,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from auth_plugin.feedback_api import DATASETS
 from auth_plugin.rollout import RolloutError, Rollouts
 
 ROLLOUTS = web.AppKey("rollouts", Rollouts)
@@ -53,10 +58,20 @@ async def list_versions(request: web.Request) -> web.Response:
     return web.json_response({"model": model, "versions": await request.app[ROLLOUTS].describe(model)})
 
 
+async def list_archives(request: web.Request) -> web.Response:
+    model = request.match_info["model"]
+    return web.json_response({"model": model, "archives": await request.app[ROLLOUTS].archives(model)})
+
+
 async def deploy(request: web.Request) -> web.Response:
     body = await _json_body(request)
+    held_out: list[Path] = []
+    if (dataset := _string(body, "gate_dataset", required=False)) is not None:
+        held_out = (await asyncio.to_thread(request.app[DATASETS].split, dataset)).held_out
+        if not held_out:
+            raise RolloutError(422, "no_held_out_photos", f"dataset {dataset!r} has no held-out photos to gate on")
     result = await request.app[ROLLOUTS].deploy(request.match_info["model"], _string(body, "archive"),
-                                                _percent(body, "canary"))
+                                                _percent(body, "canary"), held_out)
     return web.json_response(result, status=201)
 
 
@@ -91,6 +106,7 @@ def add_routes(app: web.Application, authenticate_admin: Any) -> None:
         return wrapper
 
     app.router.add_get("/admin/models/{model}", guarded(list_versions))
+    app.router.add_get("/admin/models/{model}/archives", guarded(list_archives))
     app.router.add_post("/admin/models/{model}/deploy", guarded(deploy))
     app.router.add_post("/admin/models/{model}/canary", guarded(canary))
     app.router.add_post("/admin/models/{model}/promote", guarded(promote))

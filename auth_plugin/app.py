@@ -102,6 +102,9 @@ async def request_id_and_errors(request: web.Request,
         response = json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
         if exc.status == 408:
             response.force_close()  # the rest of a slow body is not worth waiting for
+    except Exception:  # a bug must still answer in the one error format, and leave a trace
+        log.exception("unexpected failure on %s %s", request.method, request.path)
+        response = json_error(500, "internal_error", "the proxy failed to answer; its log has the details")
     response.headers["X-Request-ID"] = request[REQUEST_ID]
     response.headers.update(SECURITY_HEADERS)
     return response
@@ -165,6 +168,10 @@ async def page(request: web.Request) -> web.FileResponse:
         raise web.HTTPNotFound()
     return web.FileResponse(STATIC_DIR / name, headers={"Content-Type": f"{_PAGE_FILES[name]}; charset=utf-8",
                                                         "Cache-Control": "no-cache"})
+
+
+async def no_icon(request: web.Request) -> web.Response:
+    return web.Response(status=204)  # browsers ask for one; an empty answer keeps 404s out of the log
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -254,6 +261,7 @@ def create_app(settings: ProxySettings) -> web.Application:
     app.router.add_post("/predictions/{model}/{version}", predict)
     app.router.add_get("/", page)
     app.router.add_get("/static/{name}", page)
+    app.router.add_get("/favicon.ico", no_icon)
     app.router.add_get("/whoami", whoami)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -39,8 +39,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     retire.add_argument("version")
 
 
-def _token(args: argparse.Namespace) -> str:
-    token = args.token or os.environ.get("PROXY_ADMIN_TOKEN")
+def admin_token(given: str | None) -> str:
+    token = given or os.environ.get("PROXY_ADMIN_TOKEN")
     if not token and SAVED_ADMIN_TOKEN.is_file():
         token = SAVED_ADMIN_TOKEN.read_text().strip()
     if not token:
@@ -59,7 +59,7 @@ def _print_versions(answer: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     base = f"{args.url.rstrip('/')}/admin/models/{args.model}"
-    headers = {"Authorization": f"Bearer {_token(args)}"}
+    headers = {"Authorization": f"Bearer {admin_token(args.token)}"}
     calls = {
         "list": ("GET", "", None),
         "deploy": ("POST", "/deploy", {"archive": getattr(args, "archive", None),

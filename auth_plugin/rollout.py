@@ -13,6 +13,7 @@ import logging
 import re
 import time
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,13 @@ def read_archive(model_store: Path, archive: str) -> dict[str, Any]:
     return {"model": manifest["modelName"], "version": manifest["modelVersion"], "metadata": metadata}
 
 
+def _trained_on(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The collected dataset a version was retrained on, and its accuracy on that dataset's held-out photos."""
+    dataset = metadata.get("dataset")
+    return {"dataset": dataset.get("name") if isinstance(dataset, dict) else None,
+            "heldout_acc": metadata.get("heldout_acc")}
+
+
 class Rollouts:
     def __init__(self, admin: TorchServeAdmin, registry: VersionRegistry, gate: SmokeGate,
                  settings: RolloutSettings) -> None:
@@ -94,8 +102,24 @@ class Rollouts:
                 "in_flight": self._registry.in_flight_count(model, version),
                 "arch": metadata.get("arch"), "train_acc": metadata.get("train_acc"),
                 "val_acc": metadata.get("val_acc"), "sha256": metadata.get("weights_sha256"),
-                "created_at": metadata.get("created_at"),
+                "created_at": metadata.get("created_at"), **_trained_on(metadata),
             })
+        return rows
+
+    async def archives(self, model: str) -> list[dict[str, Any]]:
+        """The archives of `model` in the model store, deployed or not: what the admin page can deploy."""
+        deployed = set(self._registry.versions(model).values())
+        rows = []
+        for path in sorted(self._settings.model_store.glob("*.mar")):
+            try:
+                info = await asyncio.to_thread(read_archive, self._settings.model_store, path.name)
+            except RolloutError:
+                continue
+            if info["model"] == model:
+                metadata = info["metadata"]
+                rows.append({"archive": path.name, "version": info["version"], "deployed": path.name in deployed,
+                             "val_acc": metadata.get("val_acc"), "created_at": metadata.get("created_at"),
+                             **_trained_on(metadata)})
         return rows
 
     def _route(self, model: str) -> Route:
@@ -110,7 +134,8 @@ class Rollouts:
             raise RolloutError(404, "unknown_version", f"{model} has no deployed version {version}")
         return archive
 
-    async def _register_and_gate(self, model: str, version: str, archive: str) -> float:
+    async def _register_and_gate(self, model: str, version: str, archive: str,
+                                 held_out: Sequence[Path] = ()) -> dict[str, float]:
         """Register with workers (synchronously), then the smoke gate; a refused version is unregistered."""
         try:
             await self._admin.register(archive, self._settings.workers, self._settings.register_timeout_s)
@@ -121,7 +146,7 @@ class Rollouts:
             raise RolloutError(422, "gate_refused", f"version {version} refused: its workers did not start "
                                f"({exc.message}); TorchServe's model_log.log has the handler's error") from exc
         try:
-            return await self._gate.check(model, version)
+            return await self._gate.check(model, version, held_out)
         except GateRefused as exc:
             log.warning("smoke gate refused %s %s: %s", model, version, exc)
             await self._unregister_quietly(model, version)
@@ -134,7 +159,9 @@ class Rollouts:
             if exc.status != 404:  # 404: TorchServe already dropped it
                 log.exception("could not unregister refused version %s %s", model, version)
 
-    async def deploy(self, model: str, archive: str, canary_percent: float = 0.0) -> dict[str, Any]:
+    async def deploy(self, model: str, archive: str, canary_percent: float = 0.0,
+                     held_out: Sequence[Path] = ()) -> dict[str, Any]:
+        """Register, gate (on `held_out` photos too, when given), then route `canary_percent` of traffic to it."""
         if not 0 <= canary_percent <= 100:
             raise RolloutError(400, "bad_canary", "canary must be a percentage between 0 and 100")
         info = read_archive(self._settings.model_store, archive)
@@ -146,13 +173,12 @@ class Rollouts:
             live = {state.version for state in await self._torchserve(self._admin.versions, model)}
             if version in self._registry.versions(model) or version in live:
                 raise RolloutError(409, "version_exists", f"{model} {version} is already deployed")
-            accuracy = await self._register_and_gate(model, version, archive)
+            accuracy = await self._register_and_gate(model, version, archive, held_out)
             self._registry.add_version(model, version, archive)
             if canary_percent > 0:
                 self._registry.set_route(model, route.with_canary(version, canary_percent))
-        log.info("deployed %s %s from %s (gate accuracy %.3f, canary %s%%)", model, version, archive, accuracy,
-                 canary_percent)
-        return {"model": model, "version": version, "gate_accuracy": accuracy, "canary_percent": canary_percent}
+        log.info("deployed %s %s from %s (%s, canary %s%%)", model, version, archive, accuracy, canary_percent)
+        return {"model": model, "version": version, **accuracy, "canary_percent": canary_percent}
 
     async def set_canary(self, model: str, version: str, percent: float) -> dict[str, Any]:
         if not 0 <= percent <= 100:

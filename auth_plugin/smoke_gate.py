@@ -1,7 +1,8 @@
 """The smoke gate: a validation set run through one exact version before it may take any traffic.
 
 Any folder of upright photos will do: each is sent at its four turns, so the labels come free, as in training.
-A version that errors on any image or scores below the threshold is refused.
+A version trained on collected corrections is also checked on the corrections held out of its training.
+A version that errors on any image or scores below the threshold on either set is refused.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -25,11 +27,15 @@ class GateRefused(Exception):
     """The version errored or scored too low; the message says which and how."""
 
 
-def validation_images(folder: Path, max_photos: int) -> list[tuple[bytes, int]]:
-    """(JPEG bytes, expected model_degree) for each photo at each turn."""
+def gate_photos(folder: Path, max_photos: int) -> list[Path]:
     photos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _SUFFIXES)[:max_photos]
     if not photos:
         raise GateRefused(f"no validation photos in {folder}")
+    return photos
+
+
+def validation_images(photos: Sequence[Path]) -> list[tuple[bytes, int]]:
+    """(JPEG bytes, expected model_degree) for each photo at each turn."""
     images = []
     for photo in photos:
         with Image.open(photo) as img:
@@ -51,9 +57,18 @@ class SmokeGate:
         self._min_accuracy = min_accuracy
         self._max_photos = max_photos
 
-    async def check(self, model: str, version: str) -> float:
-        """The version's accuracy on the validation set; GateRefused if it errs or falls short."""
-        images = await asyncio.to_thread(validation_images, self._folder, self._max_photos)
+    async def check(self, model: str, version: str, held_out: Sequence[Path] = ()) -> dict[str, float]:
+        """Accuracy on the gate's samples and, for a version trained on collected corrections, on the photos
+        held out of its training: {"gate_accuracy": ..., "heldout_accuracy": ...}. Each must reach the
+        threshold (a retrained version must still know the old photos); GateRefused if one falls short or errs."""
+        sets = {"gate_accuracy": ("the gate's samples", await asyncio.to_thread(gate_photos, self._folder,
+                                                                               self._max_photos))}
+        if held_out:
+            sets["heldout_accuracy"] = ("the held-out corrections", list(held_out))
+        return {key: await self._accuracy(model, version, label, photos) for key, (label, photos) in sets.items()}
+
+    async def _accuracy(self, model: str, version: str, label: str, photos: list[Path]) -> float:
+        images = await asyncio.to_thread(validation_images, photos)
         url = f"{self._url}/predictions/{model}/{version}"
         limit = asyncio.Semaphore(4)
 
@@ -73,7 +88,7 @@ class SmokeGate:
             correct += _degree(body) == expected
         accuracy = correct / len(images)
         if accuracy < self._min_accuracy:
-            raise GateRefused(f"accuracy {accuracy:.3f} on {len(images)} validation images is below "
+            raise GateRefused(f"accuracy {accuracy:.3f} on {len(images)} images of {label} is below "
                               f"the threshold {self._min_accuracy:.3f}")
         return accuracy
 

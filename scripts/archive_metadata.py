@@ -27,6 +27,8 @@ def build(weights: Path, name: str, version: str) -> dict[str, object]:
         "weights_file": weights.name,
         "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        # A retrained version: the collected dataset it learnt from and its accuracy on that set's held-out photos.
+        **{key: info[key] for key in ("dataset", "heldout_acc", "heldout_acc_before") if key in info},
     }
 
 

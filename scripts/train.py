@@ -10,10 +10,13 @@ Writes a training checkpoint (.tar) whenever validation accuracy improves:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,6 +47,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    parser.add_argument("--init", type=Path, help="fine-tune from these weights (a .pth with its .json) instead of "
+                                                  "starting from scratch")
+    parser.add_argument("--keep", choices=("best", "last"), default="best",
+                        help="checkpoint the best epoch on validation, or the last one (when the validation photos "
+                             "are also the reported test, choosing on them would flatter it)")
     return parser.parse_args(argv)
 
 
@@ -54,19 +62,27 @@ def save_atomically(obj: dict, path: Path) -> None:
     partial.replace(path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def initial_model(arch: str, init: Path | None) -> RotationNet:
+    model = RotationNet(arch)
+    if init is not None:
+        info = json.loads(init.with_suffix(".json").read_text())
+        if info["arch"] != arch:
+            raise SystemExit(f"error: {init} holds a {info['arch']}, not a {arch}: pass --arch {info['arch']}")
+        model.load_state_dict(torch.load(init, weights_only=True))
+    return model
+
+
+def train(args: argparse.Namespace, train_photos: Sequence[Path], val_photos: Sequence[Path]) -> dict[str, Any]:
+    """Train on `train_photos`, validate on `val_photos`; returns what was checkpointed to args.out (no weights)."""
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-
-    train_photos, val_photos = split_by_photo(find_photos(args.data_dir), args.val_fraction, args.seed)
     print(f"{len(train_photos)} training photos, {len(val_photos)} validation photos (x{len(CLASSES)} turns each)")
     train_batches = loader(RotatedPhotos(train_photos, args.image_size, augment), args.batch_size, True,
                            args.workers, args.seed)
     val_batches = loader(RotatedPhotos(val_photos, args.image_size), args.batch_size, False, args.workers, args.seed)
 
-    model = RotationNet(args.arch)
+    model = initial_model(args.arch, args.init)
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             # torchvision's MobileNet/EfficientNet use 0.01, tuned for long ImageNet runs: in a short run from
@@ -76,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr,
                                                    total_steps=args.epochs * len(train_batches))
     criterion = nn.CrossEntropyLoss(label_smoothing=0.05)
-    best_acc = -1.0
+    start: dict[str, Any] = {}
+    if args.init is not None:  # where fine-tuning starts from: the figure a retrained version has to beat
+        start["init_val_acc"] = accuracy(confusion_matrix(model, val_batches))
+        print(f"before training ({args.init.name}): val_acc={start['init_val_acc']:.4f}")
+    best_acc, saved = -1.0, {}
     for epoch in range(1, args.epochs + 1):
         model.train()
         correct = seen = 0
@@ -94,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         train_acc = correct / seen
         val_acc = accuracy(confusion_matrix(model, val_batches))
         print(f"epoch {epoch}: train_acc={train_acc:.4f} val_acc={val_acc:.4f}")
-        if val_acc > best_acc:
-            best_acc = val_acc
-            save_atomically({
+        best_acc = max(best_acc, val_acc)
+        if (val_acc >= best_acc) if args.keep == "best" else (epoch == args.epochs):
+            saved = {
                 "epoch": epoch,
                 "state_dict": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -109,8 +129,17 @@ def main(argv: list[str] | None = None) -> int:
                 "seed": args.seed,
                 "train_photos": len(train_photos),
                 "val_photos": len(val_photos),
-            }, args.out)
-            print(f"saved {args.out} (best val_acc {best_acc:.4f})")
+                **start,
+            }
+            save_atomically(saved, args.out)
+            print(f"saved {args.out} (epoch {epoch}, val_acc {val_acc:.4f})")
+    return {key: value for key, value in saved.items() if key not in ("state_dict", "optimizer")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    train_photos, val_photos = split_by_photo(find_photos(args.data_dir), args.val_fraction, args.seed)
+    train(args, train_photos, val_photos)
     return 0
 
 

@@ -28,10 +28,17 @@ const enc = encodeURIComponent;
 
 /* ---------- small helpers ---------- */
 
-function el(tag, className, text) {
-  const node = document.createElement(tag);
+/* createElement + className + textContent (never HTML) + plain properties (type, alt, value, ariaLabel...) */
+function el(tag, className, text, props = {}) {
+  const node = Object.assign(document.createElement(tag), props);
   if (className) node.className = className;
   if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+function button(className, label, onClick, props = {}) {
+  const node = el("button", className, label, { type: "button", ...props });
+  node.addEventListener("click", onClick);
   return node;
 }
 
@@ -45,34 +52,29 @@ function percent(value) {
 }
 
 function formatDate(iso) {
-  if (!iso) return "—";
-  const date = new Date(iso);
-  if (Number.isNaN(date.getTime())) return String(iso);
+  const date = new Date(iso ?? "");
+  if (!iso || Number.isNaN(date.getTime())) return iso ? String(iso) : "—";
   return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
-function sentence(text) {
-  return /[.!?…]$/.test(text) ? text : `${text}.`;
-}
+const sentence = (text) => (/[.!?…]$/.test(text) ? text : `${text}.`);
+const shortSha = (sha) => `${String(sha).slice(0, 12)}…`;
+const degreeText = (degree) => (degree === null ? "—" : `${degree}°`);
 
 function parseDegree(value) {
   const number = Number(value);
   return value !== null && value !== "" && DEGREES.includes(number) ? number : null;
 }
 
-function shortSha(sha) {
-  return `${String(sha).slice(0, 12)}…`;
+function validPercent(value) {
+  const number = Number(value);
+  return value !== "" && Number.isFinite(number) && number >= 0 && number <= 100 ? number : null;
 }
 
 /* ---------- the API ---------- */
 
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.name = "ApiError";
-    this.status = status;
-    this.code = code;
-  }
+function apiError(status, code, message) {
+  return Object.assign(new Error(message), { name: "ApiError", status, code });
 }
 
 async function errorFrom(response) {
@@ -80,43 +82,38 @@ async function errorFrom(response) {
   let message = response.statusText || "the request failed";
   const text = await response.text().catch(() => "");
   try {
-    const body = JSON.parse(text);
-    if (body && typeof body === "object") {
-      code = String(body.error || code);
-      message = String(body.message || message);
-    }
+    const body = JSON.parse(text) ?? {};
+    code = String(body.error || code);
+    message = String(body.message || message);
   } catch {
-    if (text.trim()) message = text.trim().slice(0, 200);
+    if (text.trim()) message = text.trim().replace(/\s+/g, " ").slice(0, 200); // a plain-text error page
   }
-  return new ApiError(response.status, code, message);
+  return apiError(response.status, code, message);
 }
 
-/* Turns any failure into an ApiError; a 401 on a signed-in session signs out ("cancelled" for the caller). */
+/* Any failure as an ApiError; a 401 on a signed-in session signs out, and callers get "cancelled". */
 function failure(err, timeout, session) {
-  if (session !== state.session) return new ApiError(0, "cancelled", "signed out");
-  if (err instanceof ApiError) {
-    if (err.status === 401 && state.token) {
-      signOut(`Your token is no longer accepted: ${sentence(err.message)}`, "error");
-      return new ApiError(0, "cancelled", "signed out");
-    }
-    return err;
+  const cancelled = apiError(0, "cancelled", "signed out");
+  if (session !== state.session) return cancelled;
+  if (err.name === "ApiError") {
+    if (err.status !== 401 || !state.token) return err;
+    signOut(`Your token is no longer accepted: ${sentence(err.message)}`, "error");
+    return cancelled;
   }
-  if (err.name === "AbortError") return new ApiError(0, "timeout", `the proxy did not answer within ${timeout / 1000} s`);
-  if (err instanceof SyntaxError) return new ApiError(0, "bad_response", "the proxy's answer was not valid JSON");
-  return new ApiError(0, "network", "the proxy did not answer (network error)");
+  if (err.name === "AbortError") return apiError(0, "timeout", `the proxy did not answer within ${timeout / 1000} s`);
+  if (err instanceof SyntaxError) return apiError(0, "bad_response", "the proxy's answer was not valid JSON");
+  return apiError(0, "network", "the proxy did not answer (network error)");
 }
 
-/* fetch with the Bearer header and a timeout; JSON by default, or { blob, headers } with as: "blob". */
+/* fetch with the Bearer header and a timeout; parsed JSON, or { blob, headers } with as: "blob". */
 async function api(path, { method = "GET", json, body, headers = {}, as = "json", timeout = TIMEOUT_MS, token = state.token } = {}) {
   const session = state.session;
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeout);
-  const init = { method, headers: { ...headers, Authorization: `Bearer ${token}` }, signal: controller.signal, cache: "no-store" };
+  const init = { method, body, headers: { ...headers, Authorization: `Bearer ${token}` }, signal: controller.signal, cache: "no-store" };
   if (json !== undefined) {
     init.body = JSON.stringify(json);
     init.headers["Content-Type"] = "application/json";
-  } else if (body !== undefined) {
-    init.body = body;
   }
   state.controllers.add(controller);
   try {
@@ -142,14 +139,14 @@ function confirmAction(text) {
   const dialog = $("confirm");
   if (dialog.open) return Promise.resolve(false);
   $("confirm-text").textContent = text;
-  dialog.returnValue = "";
+  dialog.returnValue = ""; // Escape closes without a value: a no
   return new Promise((resolve) => {
     dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true });
     dialog.showModal();
   });
 }
 
-/* Controls marked data-locked stay disabled whatever the busy state (the default row, no archives). */
+/* While a section is busy all its controls are disabled; those marked data-locked stay disabled anyway. */
 function applyBusy(section) {
   const busy = state.busy[section] > 0;
   const view = $(`view-${section}`);
@@ -172,48 +169,43 @@ async function withBusy(section, work) {
 
 /* ---------- sign-in, sign-out, views ---------- */
 
-function hasScope(scope) {
-  return state.scopes.includes(scope);
-}
+const hasScope = (scope) => state.scopes.includes(scope);
 
 async function signIn(token) {
-  const button = $("sign-in");
-  button.disabled = true;
+  $("sign-in").disabled = true;
   setStatus($("sign-in-error"), "Checking the token…", "busy");
   try {
     startSession(token, await api("/whoami", { token }));
   } catch (err) {
     const refused = err.status === 401 || err.status === 403;
     if (refused) sessionStorage.removeItem(TOKEN_KEY);
-    const text = refused ? "That token was not accepted: " : "Could not sign in: ";
-    setStatus($("sign-in-error"), text + sentence(err.message), "error");
+    const prefix = refused ? "That token was not accepted: " : "Could not sign in: ";
+    setStatus($("sign-in-error"), prefix + sentence(err.message), "error");
     $("sign-in-form").hidden = false;
   } finally {
-    button.disabled = false;
+    $("sign-in").disabled = false;
   }
 }
 
 function startSession(token, who) {
-  state.token = token;
-  state.user = String(who.user ?? "?");
-  state.scopes = Array.isArray(who.scopes) ? who.scopes.map(String) : [];
-  state.model = String(who.model || "food_rotation");
+  Object.assign(state, {
+    token, user: String(who.user ?? "?"), model: String(who.model || "food_rotation"),
+    scopes: Array.isArray(who.scopes) ? who.scopes.map(String) : [],
+  });
   sessionStorage.setItem(TOKEN_KEY, token);
   $("token").value = "";
   setStatus($("sign-in-error"), "");
   $("sign-in-form").hidden = true;
   clearAllViews();
   const allowed = Object.keys(VIEW_SCOPES).filter((view) => hasScope(VIEW_SCOPES[view]));
-  $("whoami").textContent = `${state.user} (${state.scopes.join(", ")})` + (allowed.length ? "" : ": no views for these scopes");
-  $("whoami").hidden = false;
-  $("sign-out").hidden = false;
-  $("nav").hidden = false;
+  $("whoami").textContent = `${state.user} (${state.scopes.join(", ")})${allowed.length ? "" : ": no views for these scopes"}`;
+  for (const id of ["whoami", "sign-out", "nav"]) $(id).hidden = false;
   for (const view of Object.keys(VIEW_SCOPES)) $(`nav-${view}`).hidden = !allowed.includes(view);
   if (allowed.length) showView(allowed[0]);
 }
 
 function signOut(message = "", kind = "") {
-  state.session += 1;
+  state.session += 1; // answers still on their way are dropped
   for (const controller of state.controllers) controller.abort();
   state.controllers.clear();
   sessionStorage.removeItem(TOKEN_KEY);
@@ -221,10 +213,8 @@ function signOut(message = "", kind = "") {
   if ($("confirm").open) $("confirm").close("no");
   clearAllViews();
   for (const view of Object.keys(VIEW_SCOPES)) $(`view-${view}`).hidden = true;
-  $("nav").hidden = true;
-  $("whoami").hidden = true;
+  for (const id of ["whoami", "sign-out", "nav"]) $(id).hidden = true;
   $("whoami").textContent = "";
-  $("sign-out").hidden = true;
   $("sign-in-form").hidden = false;
   setStatus($("sign-in-error"), message, kind);
   $("token").focus();
@@ -253,19 +243,18 @@ function addFiles(fileList) {
     const row = createResultRow(file);
     if (file.size > MAX_FILE_BYTES) {
       failRow(row, `file_too_large: ${(file.size / 1e6).toFixed(1)} MB is over the 15 MB limit; the photo was not sent`);
-    } else {
-      row.parts.progress.textContent = "waiting…";
-      state.queue.push(row);
+      continue;
     }
+    row.parts.progress.textContent = "waiting…";
+    state.queue.push(row);
   }
   pumpQueue();
 }
 
 function pumpQueue() {
   while (state.sending < PARALLEL_PREDICTIONS && state.queue.length) {
-    const row = state.queue.shift();
     state.sending += 1;
-    predictRow(row).finally(() => {
+    predictRow(state.queue.shift()).finally(() => {
       state.sending -= 1;
       pumpQueue();
     });
@@ -274,8 +263,7 @@ function pumpQueue() {
 
 function figure(imgClass, alt, caption) {
   const node = el("figure", "photo");
-  const img = el("img", imgClass);
-  img.alt = alt;
+  const img = el("img", imgClass, null, { alt });
   node.append(img, el("figcaption", "", caption));
   return { node, img };
 }
@@ -287,52 +275,42 @@ function fact(list, label, className) {
 }
 
 function createResultRow(file) {
-  const row = { file, urls: [], modelDegree: null, modelVersion: "", cleared: false };
-  const node = el("article", "result");
+  const row = { file, urls: [URL.createObjectURL(file)], modelDegree: null, modelVersion: "", cleared: false };
   const input = figure("input", "The photo as sent", "Sent");
   const upright = figure("upright", "The photo turned upright by the model", "Upright");
-  upright.img.hidden = true;
-  const url = URL.createObjectURL(file);
-  row.urls.push(url);
-  input.img.src = url;
+  input.img.src = row.urls[0];
+  upright.node.hidden = true; // until the model answers
   const facts = el("dl", "facts");
-  const parts = {
-    progress: el("p", "progress"), error: el("p", "error"), upright: upright.img,
+  row.parts = {
+    progress: el("p", "progress"), error: el("p", "error"), upright: upright.img, uprightFigure: upright.node,
     exif: fact(facts, "EXIF rotation", "exif-degree"), model: fact(facts, "Model turn", "model-degree"),
     confidence: fact(facts, "Confidence", "confidence"), version: fact(facts, "Model version", "model-version"),
+    ...createFixControl(row),
   };
-  Object.assign(parts, createFixControl(row));
-  row.parts = parts;
   const images = el("div", "images");
   images.append(input.node, upright.node);
   const details = el("div", "details");
-  details.append(parts.progress, facts, parts.error, parts.fix);
-  node.append(el("h3", "file-name", file.name || "(unnamed file)"), images, details);
-  row.node = node;
+  details.append(row.parts.progress, facts, row.parts.error, row.parts.fix);
+  row.node = el("article", "result");
+  row.node.append(el("h3", "file-name", file.name || "(unnamed file)"), images, details);
   state.rows.push(row);
-  $("results").prepend(node);
+  $("results").prepend(row.node);
   return row;
 }
 
 function createFixControl(row) {
-  const fix = el("div", "fix");
-  const label = el("label", "", "Right answer ");
-  const select = el("select", "true-degree");
+  const select = el("select", "true-degree", null, { disabled: true });
   for (const degree of DEGREES) {
-    const option = el("option", "", degree === 0 ? "0° (upright)" : `${degree}°`);
-    option.value = String(degree);
-    select.append(option);
+    select.append(el("option", "", degree === 0 ? "0° (upright)" : `${degree}°`, { value: String(degree) }));
   }
-  select.disabled = true;
-  label.append(select);
-  const send = el("button", "send-fix", "Save as training data");
-  send.type = "button";
-  send.disabled = true;
-  const status = el("p", "fix-status status");
   select.addEventListener("change", () => previewChoice(row));
-  send.addEventListener("click", () => sendFix(row));
-  fix.append(label, send, status);
-  return { fix, select, send, fixStatus: status };
+  const label = el("label", "", "Right answer ");
+  label.append(select);
+  const send = button("send-fix", "Save as training data", () => sendFix(row), { disabled: true });
+  const fixStatus = el("p", "fix-status status");
+  const fix = el("div", "fix");
+  fix.append(label, send, fixStatus);
+  return { fix, select, send, fixStatus };
 }
 
 async function predictRow(row) {
@@ -344,7 +322,7 @@ async function predictRow(row) {
       headers: { "Content-Type": row.file.type || "application/octet-stream", Accept: "image/jpeg" },
     });
     if (row.cleared) return;
-    if (!blob.type.startsWith("image/")) throw new ApiError(200, "unexpected_answer", "the service did not answer with an image");
+    if (!blob.type.startsWith("image/")) throw apiError(200, "unexpected_answer", "the service did not answer with an image");
     showPrediction(row, blob, headers);
   } catch (err) {
     if (err.code !== "cancelled" && !row.cleared) failRow(row, `${err.code}: ${err.message}`);
@@ -353,21 +331,17 @@ async function predictRow(row) {
 
 function showPrediction(row, blob, headers) {
   const { parts } = row;
-  const degree = parseDegree(headers.get("X-Model-Degree"));
-  const exif = parseDegree(headers.get("X-Exif-Degree"));
-  const confidence = Number.parseFloat(headers.get("X-Confidence") ?? "");
-  row.modelDegree = degree;
+  row.modelDegree = parseDegree(headers.get("X-Model-Degree"));
   row.modelVersion = headers.get("X-Model-Version") || "";
-  const url = URL.createObjectURL(blob);
-  row.urls.push(url);
-  parts.upright.src = url;
-  parts.upright.hidden = false;
-  parts.exif.textContent = exif === null ? "—" : `${exif}°`;
-  parts.model.textContent = degree === null ? "—" : `${degree}°`;
-  parts.confidence.textContent = percent(confidence);
+  row.urls.push(URL.createObjectURL(blob));
+  parts.upright.src = row.urls.at(-1);
+  parts.uprightFigure.hidden = false;
+  parts.exif.textContent = degreeText(parseDegree(headers.get("X-Exif-Degree")));
+  parts.model.textContent = degreeText(row.modelDegree);
+  parts.confidence.textContent = percent(Number.parseFloat(headers.get("X-Confidence") ?? ""));
   parts.version.textContent = row.modelVersion || "—";
   parts.progress.textContent = "";
-  parts.select.value = String(degree ?? 0);
+  parts.select.value = String(row.modelDegree ?? 0);
   parts.select.disabled = false;
   parts.send.disabled = false;
 }
@@ -409,7 +383,7 @@ async function sendFix(row) {
 function clearResults() {
   state.queue = [];
   for (const row of state.rows) {
-    row.cleared = true;
+    row.cleared = true; // a prediction still on its way is dropped
     row.urls.forEach((url) => URL.revokeObjectURL(url));
   }
   state.rows = [];
@@ -441,22 +415,18 @@ async function refreshData({ open = null, quiet = false } = {}) {
 
 function renderDatasets(list) {
   const rows = list.map((dataset) => {
+    const name = String(dataset.name);
+    const active = name === state.activeDataset || !dataset.closed_at;
     const tr = el("tr", "dataset");
-    const active = dataset.name === state.activeDataset || !dataset.closed_at;
     tr.classList.toggle("active", active);
-    tr.classList.toggle("open", dataset.name === state.openDataset);
-    tr.dataset.name = String(dataset.name);
-    const perClass = dataset.per_class || {};
-    tr.append(el("td", "name", dataset.name), el("td", "state", active ? "active" : `closed ${formatDate(dataset.closed_at)}`),
+    tr.classList.toggle("open", name === state.openDataset);
+    tr.dataset.name = name;
+    const open = button("open", "Open", () => withBusy("data", () => openDataset(name)), { ariaLabel: `Open ${name}` });
+    const actions = el("td", "actions");
+    actions.append(open);
+    tr.append(el("td", "name", name), el("td", "state", active ? "active" : `closed ${formatDate(dataset.closed_at)}`),
       el("td", "photos", dataset.photos ?? 0), el("td", "submissions", dataset.submissions ?? 0),
-      ...DEGREES.map((degree) => el("td", `c${degree}`, perClass[String(degree)] ?? 0)));
-    const open = el("button", "open", "Open");
-    open.type = "button";
-    open.setAttribute("aria-label", `Open ${dataset.name}`);
-    open.addEventListener("click", () => withBusy("data", () => openDataset(String(dataset.name))));
-    const cell = el("td", "actions");
-    cell.append(open);
-    tr.append(cell);
+      ...DEGREES.map((degree) => el("td", `c${degree}`, dataset.per_class?.[String(degree)] ?? 0)), actions);
     return tr;
   });
   $("datasets").tBodies[0].replaceChildren(...rows);
@@ -471,7 +441,7 @@ async function openDataset(name, quiet = false) {
     const data = await api(`/datasets/${enc(name)}`);
     if (generation !== state.itemsGeneration) return;
     state.openDataset = name;
-    for (const tr of document.querySelectorAll("#datasets tr.dataset")) tr.classList.toggle("open", tr.dataset.name === name);
+    for (const tr of $("datasets").querySelectorAll("tr.dataset")) tr.classList.toggle("open", tr.dataset.name === name);
     $("dataset-title").textContent = name;
     const closed = data.closed_at ? `closed ${formatDate(data.closed_at)}` : "active";
     $("dataset-summary").textContent = `${data.photos ?? 0} photos, ${data.submissions ?? 0} submissions; ${closed}`;
@@ -483,12 +453,9 @@ async function openDataset(name, quiet = false) {
 }
 
 function renderItems(name, items, generation) {
-  clearItems(false);
+  dropItems();
   const grid = $("dataset-items");
-  if (!items.length) {
-    grid.append(el("p", "empty", "No photos in this dataset yet."));
-    return;
-  }
+  if (!items.length) grid.append(el("p", "empty", "No photos in this dataset yet."));
   const pending = items.map((item) => {
     const card = itemCard(name, item);
     grid.append(card.node);
@@ -499,28 +466,25 @@ function renderItems(name, items, generation) {
 }
 
 function itemMeta(item) {
-  const answer = item.model_degree === null || item.model_degree === undefined
-    ? "no model answer" : `model said ${item.model_degree}°` + (item.model_version ? ` (v${item.model_version})` : "");
+  const answer = item.model_degree === null || item.model_degree === undefined ? "no model answer"
+    : `model said ${item.model_degree}°${item.model_version ? ` (v${item.model_version})` : ""}`;
   return [shortSha(item.sha256), answer, item.user ? `by ${item.user}` : "", item.time ? formatDate(item.time) : ""]
     .filter(Boolean).join(" · ");
 }
 
 function itemCard(name, item) {
-  const node = el("figure", "item");
-  const img = el("img", "thumb");
-  img.alt = `photo ${shortSha(item.sha256)}`;
+  const img = el("img", "thumb", null, { alt: `photo ${shortSha(item.sha256)}` });
+  const answer = el("p", "answer");
+  answer.append(el("span", "degree", `was turned ${item.true_degree}°`), " ", el("span", "count", `×${item.count ?? 1}`));
+  const remove = button("remove", "Remove", () => removeItem(name, item), { ariaLabel: `Remove photo ${shortSha(item.sha256)}` });
   const caption = el("figcaption");
-  const line = el("p", "answer");
-  line.append(el("span", "degree", `was turned ${item.true_degree}°`), " ", el("span", "count", `×${item.count ?? 1}`));
-  const remove = el("button", "remove", "Remove");
-  remove.type = "button";
-  remove.setAttribute("aria-label", `Remove photo ${shortSha(item.sha256)}`);
-  remove.addEventListener("click", () => removeItem(name, item));
-  caption.append(line, el("p", "meta", itemMeta(item)), remove);
+  caption.append(answer, el("p", "meta", itemMeta(item)), remove);
+  const node = el("figure", "item");
   node.append(img, caption);
   return { node, img };
 }
 
+/* Thumbnails need the Authorization header, so they come through fetch as blob URLs, a few at a time. */
 async function loadThumbnails(name, pending, generation) {
   const worker = async () => {
     while (pending.length && generation === state.itemsGeneration) {
@@ -528,9 +492,8 @@ async function loadThumbnails(name, pending, generation) {
       try {
         const { blob } = await api(`/datasets/${enc(name)}/photos/${enc(sha)}/thumbnail`, { as: "blob" });
         if (generation !== state.itemsGeneration) return;
-        const url = URL.createObjectURL(blob);
-        state.thumbUrls.push(url);
-        img.src = url;
+        state.thumbUrls.push(URL.createObjectURL(blob));
+        img.src = state.thumbUrls.at(-1);
       } catch (err) {
         if (err.code === "cancelled") return;
         img.alt = `thumbnail not available: ${err.message}`;
@@ -541,53 +504,52 @@ async function loadThumbnails(name, pending, generation) {
   await Promise.all(Array.from({ length: PARALLEL_THUMBNAILS }, worker));
 }
 
-async function removeItem(name, item) {
-  const question = `Remove photo ${shortSha(item.sha256)} (was turned ${item.true_degree}°, ×${item.count ?? 1}) from ${name}? It will no longer be used for training.`;
+/* Confirm, run `call` with the section busy, show its message (or the error), then reload quietly. */
+async function dataAction(question, progress, call, reload) {
   if (!(await confirmAction(question))) return;
   const status = $("data-status");
   await withBusy("data", async () => {
-    setStatus(status, "Removing…", "busy");
+    setStatus(status, progress, "busy");
     try {
-      await api(`/datasets/${enc(name)}/photos/${enc(item.sha256)}`, { method: "DELETE" });
-      setStatus(status, `Removed ${shortSha(item.sha256)} from ${name}.`, "ok");
-    } catch (err) {
-      report(status, err, "Not removed: ");
-      if (err.code === "cancelled") return;
-    }
-    await refreshData({ open: name, quiet: true });
-  });
-}
-
-async function startNewDataset() {
-  const old = state.activeDataset;
-  const question = old
-    ? `Close ${old} and start a new dataset? ${old} keeps its photos; new corrections go to the new dataset.`
-    : "Start a new dataset? New corrections will go to it.";
-  if (!(await confirmAction(question))) return;
-  const status = $("data-status");
-  await withBusy("data", async () => {
-    setStatus(status, "Starting a new dataset…", "busy");
-    try {
-      const created = await api("/datasets", { method: "POST", json: {} });
-      state.openDataset = created.name ?? null;
-      setStatus(status, `Started ${created.name}` + (old ? `; ${old} is closed.` : "."), "ok");
+      setStatus(status, await call(), "ok");
     } catch (err) {
       report(status, err, "Refused: ");
       if (err.code === "cancelled") return;
     }
-    await refreshData({ quiet: true });
+    await refreshData({ ...reload, quiet: true });
   });
 }
 
-function clearItems(resetTitle = true) {
-  state.itemsGeneration += 1;
+function removeItem(name, item) {
+  const sha = shortSha(item.sha256);
+  dataAction(`Remove photo ${sha} (was turned ${item.true_degree}°, ×${item.count ?? 1}) from ${name}? It will no longer be used for training.`,
+    "Removing…", async () => {
+      await api(`/datasets/${enc(name)}/photos/${enc(item.sha256)}`, { method: "DELETE" });
+      return `Removed ${sha} from ${name}.`;
+    }, { open: name });
+}
+
+function startNewDataset() {
+  const old = state.activeDataset;
+  dataAction(old ? `Close ${old} and start a new dataset? ${old} keeps its photos; new corrections go to the new dataset.`
+    : "Start a new dataset? New corrections will go to it.", "Starting a new dataset…", async () => {
+    const created = await api("/datasets", { method: "POST", json: {} });
+    state.openDataset = created.name ?? null;
+    return `Started ${created.name}${old ? `; ${old} is closed.` : "."}`;
+  }, {});
+}
+
+function dropItems() {
   state.thumbUrls.forEach((url) => URL.revokeObjectURL(url));
   state.thumbUrls = [];
   $("dataset-items").replaceChildren();
-  if (resetTitle) {
-    $("dataset-title").textContent = "";
-    $("dataset-summary").textContent = "";
-  }
+}
+
+function clearItems() {
+  state.itemsGeneration += 1; // thumbnails still loading are dropped
+  dropItems();
+  $("dataset-title").textContent = "";
+  $("dataset-summary").textContent = "";
 }
 
 function clearDatasets() {
@@ -605,8 +567,7 @@ async function loadModels({ quiet = false } = {}) {
   if (!quiet) setStatus(status, "Loading versions…", "busy");
   return withBusy("models", async () => {
     const [versions, archives] = await Promise.allSettled([api(base), api(`${base}/archives`)]);
-    const failed = [versions, archives].find((result) => result.status === "rejected");
-    if (failed?.reason.code === "cancelled") return;
+    if ([versions, archives].some((result) => result.reason?.code === "cancelled")) return;
     if (versions.status === "fulfilled") renderVersions(versions.value.versions || []);
     renderArchives(archives.status === "fulfilled" ? archives.value.archives || [] : null);
     if (versions.status === "rejected") report(status, versions.reason, "Could not load the versions: ");
@@ -615,22 +576,12 @@ async function loadModels({ quiet = false } = {}) {
   });
 }
 
-function accuracyText(version) {
-  let text = `val ${percent(version.val_acc)}`;
-  if (typeof version.heldout_acc === "number") text += ` · held-out corrections: ${percent(version.heldout_acc)}`;
-  return text;
-}
-
 function renderVersions(list) {
-  const current = list.find((version) => version.default);
-  state.defaultVersion = current ? String(current.version) : null;
-  const rows = list.map((version) => versionRow(version));
+  state.defaultVersion = list.find((version) => version.default)?.version ?? null;
+  const rows = list.map(versionRow);
   if (!rows.length) {
-    const cell = el("td", "empty", "No versions are deployed.");
-    cell.colSpan = 8;
-    const tr = el("tr");
-    tr.append(cell);
-    rows.push(tr);
+    rows.push(el("tr"));
+    rows[0].append(el("td", "empty", "No versions are deployed.", { colSpan: 8 }));
   }
   $("versions").tBodies[0].replaceChildren(...rows);
   applyBusy("models");
@@ -639,54 +590,45 @@ function renderVersions(list) {
 function versionRow(version) {
   const name = String(version.version);
   const canary = Number(version.canary_percent) || 0;
+  const inFlight = Number(version.in_flight) || 0;
+  let accuracy = `val ${percent(version.val_acc)}`;
+  if (typeof version.heldout_acc === "number") accuracy += ` · held-out corrections: ${percent(version.heldout_acc)}`;
   const tr = el("tr", "version");
   tr.classList.toggle("is-default", Boolean(version.default));
   tr.classList.toggle("is-canary", canary > 0);
-  const cell = el("td", "version", name);
-  cell.title = [version.archive, version.arch].filter(Boolean).join(" · ");
-  const accuracy = el("td", "accuracy", accuracyText(version));
-  if (typeof version.train_acc === "number") accuracy.title = `train ${percent(version.train_acc)}`;
-  const inFlight = Number(version.in_flight) || 0;
-  tr.append(cell, el("td", "default", version.default ? "default" : ""), el("td", "canary", canary > 0 ? `${Number(canary.toFixed(1))}%` : ""),
-    el("td", "workers", `${version.workers ?? 0}` + (inFlight ? ` (${inFlight} in flight)` : "")), accuracy,
-    el("td", "dataset", version.dataset ?? "—"), el("td", "created", formatDate(version.created_at)), versionActions(name, canary, Boolean(version.default)));
+  tr.append(el("td", "version", name, { title: [version.archive, version.arch].filter(Boolean).join(" · ") }),
+    el("td", "default", version.default ? "default" : ""),
+    el("td", "canary", canary > 0 ? `${Number(canary.toFixed(1))}%` : ""),
+    el("td", "workers", `${version.workers ?? 0}${inFlight ? ` (${inFlight} in flight)` : ""}`),
+    el("td", "accuracy", accuracy, { title: typeof version.train_acc === "number" ? `train ${percent(version.train_acc)}` : "" }),
+    el("td", "dataset", version.dataset ?? "—"), el("td", "created", formatDate(version.created_at)),
+    versionActions(name, canary, Boolean(version.default)));
   return tr;
 }
 
 function versionActions(name, canary, isDefault) {
+  const input = el("input", "canary-percent", null,
+    { type: "number", min: "0", max: "100", step: "1", value: String(canary), ariaLabel: `Canary traffic for ${name} (%)` });
+  const controls = [input, button("set-canary", "Set canary", () => setCanary(name, input.value)),
+    button("promote", "Promote", () => promote(name)), button("retire", "Retire", () => retire(name))];
+  if (isDefault) controls.forEach((control) => { control.dataset.locked = "1"; });
   const cell = el("td", "actions");
-  const input = el("input", "canary-percent");
-  Object.assign(input, { type: "number", min: "0", max: "100", step: "1", value: String(canary) });
-  input.setAttribute("aria-label", `Canary traffic for ${name} (%)`);
-  const buttons = [["set-canary", "Set canary", () => setCanary(name, input.value)], ["promote", "Promote", () => promote(name)],
-    ["retire", "Retire", () => retire(name)]].map(([className, label, action]) => {
-    const button = el("button", className, label);
-    button.type = "button";
-    button.addEventListener("click", action);
-    return button;
-  });
-  for (const control of [input, ...buttons]) if (isDefault) control.dataset.locked = "1";
-  cell.append(input, ...buttons);
+  cell.append(...controls);
   return cell;
 }
 
 function renderArchives(archives) {
-  const select = $("deploy-archive");
   const candidates = (archives || []).filter((archive) => !archive.deployed);
-  const options = candidates.map((archive) => {
-    const option = el("option", "", `${archive.archive} (v${archive.version}, val ${percent(archive.val_acc)}, data ${archive.dataset ?? "—"})`);
-    option.value = String(archive.archive);
-    return option;
-  });
-  if (!options.length) options.push(el("option", "", archives ? "No archives to deploy" : "Archives not available"));
-  options[0].selected = true;
-  if (!candidates.length) options[0].value = "";
-  select.replaceChildren(...options);
-  for (const control of [select, $("deploy")]) control.dataset.locked = candidates.length ? "" : "1";
+  const options = candidates.map((archive) => el("option", "",
+    `${archive.archive} (v${archive.version}, val ${percent(archive.val_acc)}, data ${archive.dataset ?? "—"})`,
+    { value: String(archive.archive) }));
+  if (!options.length) options.push(el("option", "", archives ? "No archives to deploy" : "Archives not available", { value: "" }));
+  $("deploy-archive").replaceChildren(...options);
+  for (const id of ["deploy-archive", "deploy"]) $(id).dataset.locked = candidates.length ? "" : "1";
   applyBusy("models");
 }
 
-/* Confirm, call, show progress / the server's answer, then reload the table without clearing that answer. */
+/* Confirm, call, show progress and then the server's answer; reload the table without clearing that answer. */
 async function modelAction({ question, progress, path, body = {}, timeout = TIMEOUT_MS, success }) {
   if (!(await confirmAction(question))) return;
   const status = $("models-status");
@@ -706,39 +648,34 @@ async function modelAction({ question, progress, path, body = {}, timeout = TIME
 }
 
 function setCanary(version, value) {
-  const percentValue = Number(value);
-  if (value === "" || !Number.isFinite(percentValue) || percentValue < 0 || percentValue > 100) {
-    setStatus($("models-status"), "The canary share must be a number from 0 to 100.", "error");
-    return;
-  }
-  modelAction({
-    question: percentValue > 0 ? `Send ${percentValue}% of predictions to ${version}?` : `Stop sending predictions to ${version} (canary 0%)?`,
-    progress: `Setting the canary share of ${version}…`, path: "canary", body: { version, percent: percentValue },
-    success: () => (percentValue > 0 ? `${version} now gets ${percentValue}% of predictions` : `${version} gets no predictions now`),
+  const share = validPercent(value);
+  if (share === null) return setStatus($("models-status"), "The canary share must be a number from 0 to 100.", "error");
+  return modelAction({
+    question: share > 0 ? `Send ${share}% of predictions to ${version}?` : `Stop sending predictions to ${version} (canary 0%)?`,
+    progress: `Setting the canary share of ${version}…`, path: "canary", body: { version, percent: share },
+    success: () => (share > 0 ? `${version} now gets ${share}% of predictions` : `${version} gets no predictions now`),
   });
 }
 
 function promote(version) {
   const old = state.defaultVersion;
-  modelAction({
-    question: `Promote ${version} to default?` + (old ? ` ${old} will be drained and unregistered.` : ""),
-    progress: `Promoting ${version}…`, path: "promote", body: { version },
-    success: () => `${version} is now the default`,
+  return modelAction({
+    question: `Promote ${version} to default?${old ? ` ${old} will be drained and unregistered.` : ""}`,
+    progress: `Promoting ${version}…`, path: "promote", body: { version }, success: () => `${version} is now the default`,
   });
 }
 
 function retire(version) {
-  modelAction({
+  return modelAction({
     question: `Retire ${version}? It will be drained and unregistered; its canary share goes back to the default.`,
-    progress: `Retiring ${version}…`, path: "retire", body: { version },
-    success: () => `${version} is retired`,
+    progress: `Retiring ${version}…`, path: "retire", body: { version }, success: () => `${version} is retired`,
   });
 }
 
 function rollback() {
   const current = state.defaultVersion;
-  modelAction({
-    question: "Roll back to the previous default version?" + (current ? ` ${current} will be drained and unregistered.` : ""),
+  return modelAction({
+    question: `Roll back to the previous default version?${current ? ` ${current} will be drained and unregistered.` : ""}`,
     progress: "Rolling back…", path: "rollback",
     success: (result) => (result.default ? `Rolled back: ${result.default} is now the default` : "Rolled back"),
   });
@@ -746,13 +683,10 @@ function rollback() {
 
 function deploy() {
   const archive = $("deploy-archive").value;
-  const canary = Number($("deploy-canary").value);
-  if (!archive) return;
-  if ($("deploy-canary").value === "" || !Number.isFinite(canary) || canary < 0 || canary > 100) {
-    setStatus($("models-status"), "The canary share must be a number from 0 to 100.", "error");
-    return;
-  }
-  modelAction({
+  const canary = validPercent($("deploy-canary").value);
+  if (!archive) return undefined;
+  if (canary === null) return setStatus($("models-status"), "The canary share must be a number from 0 to 100.", "error");
+  return modelAction({
     question: `Deploy ${archive} with ${canary}% of predictions? It must pass the smoke gate first (up to a minute).`,
     progress: `deploying… ${archive} goes through the smoke gate first; this can take up to a minute`,
     path: "deploy", body: { archive, canary }, timeout: DEPLOY_TIMEOUT_MS,
@@ -808,12 +742,9 @@ function init() {
   $("rollback").addEventListener("click", rollback);
   $("deploy").addEventListener("click", deploy);
   const saved = sessionStorage.getItem(TOKEN_KEY);
-  if (saved) {
-    $("sign-in-form").hidden = true; // shown again if the saved token is refused
-    signIn(saved);
-  } else {
-    $("token").focus();
-  }
+  if (!saved) return $("token").focus();
+  $("sign-in-form").hidden = true; // shown again if the saved token is refused
+  return signIn(saved);
 }
 
 document.addEventListener("DOMContentLoaded", init);

@@ -1,0 +1,151 @@
+"""Collected corrections -> the next model version, deployed as a canary. Promotion stays a human decision.
+
+    make retrain DATASET=feedback-1            (same as: .venv/bin/python -m scripts.retrain --dataset feedback-1)
+
+1. Train on the dataset's photos except its held-out fifth (chosen by sha256, so the same photos every time),
+   optionally mixed with --demo-scenes generated scenes, fine-tuning --init (the demo weights by default).
+2. The held-out corrections are the validation set; the last epoch is kept, so its accuracy there is an honest
+   test figure (`heldout_acc`, next to `heldout_acc_before` of the starting weights).
+3. Extract the weights (weights/retrained/, git-ignored), archive model_store/food_rotation-v<next>.mar with
+   the dataset's name and manifest digest in its metadata.json.
+4. Deploy through the proxy: the smoke gate checks the gate samples and the held-out corrections; the version
+   then takes --canary percent of traffic. Promote it on the admin page or with
+   `.venv/bin/python -m auth_plugin models promote`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from auth_plugin.datasets import DatasetError, DatasetStore
+from auth_plugin.models_cli import DEFAULT_URL, admin_token
+from auth_plugin.rollout import RolloutError, read_archive
+from auth_plugin.settings import ROOT, ProxySettings
+from scripts import extract_model_weight, make_demo_data, train
+from scripts.rotation_data import find_photos
+
+DEMO_WEIGHTS = ROOT / "weights" / "food_rotation_demo.pth"
+MIN_TRAINING_PHOTOS = 8
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    settings = ProxySettings.from_env(os.environ)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", help="the collected dataset (default: the active one)")
+    parser.add_argument("--datasets-dir", type=Path, default=settings.datasets_dir)
+    parser.add_argument("--demo-scenes", type=int, default=0, help="mix in this many generated demo scenes")
+    parser.add_argument("--init", type=Path, default=DEMO_WEIGHTS, help="weights to fine-tune (with their .json)")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (lower than from scratch)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=settings.model_name)
+    parser.add_argument("--model-store", type=Path, default=settings.model_store)
+    parser.add_argument("--weights-dir", type=Path, default=ROOT / "weights" / "retrained",
+                        help="where the extracted weights (.pth + .json) are kept: an --init for a later retrain")
+    parser.add_argument("--version", help="the new version (default: one major above the model store's highest)")
+    parser.add_argument("--canary", type=float, default=10.0, help="percent of traffic for the new version")
+    parser.add_argument("--no-deploy", action="store_true", help="stop after the archive")
+    parser.add_argument("--url", default=os.environ.get("PROXY_URL", DEFAULT_URL), help="the token proxy")
+    parser.add_argument("--token", help="admin-scope token (default: PROXY_ADMIN_TOKEN or .run/proxy/admin_token)")
+    return parser.parse_args(argv)
+
+
+def next_version(model_store: Path, model: str) -> str:
+    majors = []
+    for path in model_store.glob("*.mar"):
+        try:
+            info = read_archive(model_store, path.name)
+        except RolloutError:
+            continue
+        if info["model"] == model:
+            majors.append(int(str(info["version"]).split(".")[0]))
+    return f"{max(majors, default=0) + 1}.0"
+
+
+def demo_scenes(count: int, seed: int) -> list[Path]:
+    """Generated scenes, cached by count and seed: they keep the new version from forgetting the old photos."""
+    if count <= 0:
+        return []
+    folder = ROOT / "data" / "demo_mix" / f"seed{seed}-n{count}"
+    if len(list(folder.glob("*.jpg"))) != count:
+        make_demo_data.main([str(folder), "--count", str(count), "--seed", str(1000 + seed)])
+    return find_photos(folder)
+
+
+def deploy(args: argparse.Namespace, archive: str, dataset: str) -> dict[str, Any]:
+    answer = requests.post(f"{args.url.rstrip('/')}/admin/models/{args.model}/deploy",
+                           json={"archive": archive, "canary": args.canary, "gate_dataset": dataset},
+                           headers={"Authorization": f"Bearer {admin_token(args.token)}"}, timeout=600)
+    document = answer.json()
+    if answer.status_code >= 400:
+        raise SystemExit(f"deploy refused ({answer.status_code} {document.get('error')}): {document.get('message')}"
+                         f"\nthe archive stays in {args.model_store} for a look; nothing else changed")
+    return document
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    store = DatasetStore(args.datasets_dir, ProxySettings().max_image_pixels)
+    dataset = args.dataset or store.active()
+    if dataset is None:
+        raise SystemExit(f"error: no datasets in {args.datasets_dir}: collect corrections first (POST /feedback)")
+    try:
+        split = store.split(dataset)
+    except DatasetError as exc:
+        raise SystemExit(f"error: {exc.message}") from exc
+    if len(split.train) < MIN_TRAINING_PHOTOS or not split.held_out:
+        raise SystemExit(f"error: {dataset} has {len(split.train)} training and {len(split.held_out)} held-out "
+                         f"photos; at least {MIN_TRAINING_PHOTOS} and 1 are needed")
+    version = args.version or next_version(args.model_store, args.model)
+    init_info = json.loads(args.init.with_suffix(".json").read_text())
+    mixed = demo_scenes(args.demo_scenes, args.seed)
+    print(f"retraining {args.model} {version} on {dataset}: {len(split.train)} corrections + {len(mixed)} demo "
+          f"scenes, {len(split.held_out)} held out; fine-tuning {args.init.name}")
+
+    weights = args.weights_dir / f"{args.model}-v{version}.pth"
+    with tempfile.TemporaryDirectory() as scratch:
+        checkpoint = Path(scratch) / "retrain.tar"
+        options = train.parse_args([str(args.datasets_dir / dataset), "--out", str(checkpoint), "--epochs",
+                                    str(args.epochs), "--lr", str(args.lr), "--seed", str(args.seed), "--init",
+                                    str(args.init), "--keep", "last", "--arch", init_info["arch"],
+                                    "--image-size", str(init_info["image_size"])])
+        started = time.perf_counter()
+        result = train.train(options, split.train + mixed, split.held_out)
+        train_s = time.perf_counter() - started
+        if extract_model_weight.main([str(checkpoint), str(weights)]) != 0:
+            return 2
+    sidecar = weights.with_suffix(".json")
+    sidecar.write_text(json.dumps({
+        **json.loads(sidecar.read_text()),
+        "dataset": {"name": dataset, "manifest_sha256": split.manifest_sha256, "train_photos": len(split.train),
+                    "held_out_photos": len(split.held_out), "demo_scenes": len(mixed)},
+        "heldout_acc": result["val_acc"], "heldout_acc_before": result.get("init_val_acc"),
+    }, indent=2) + "\n")
+    archive = f"{args.model}-v{version}"
+    subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(weights), "--version", version,
+                    "--name", args.model, "--archive-name", archive, "--export-path", str(args.model_store)],
+                   check=True)
+    print(f"trained in {train_s:.0f} s: held-out corrections {result.get('init_val_acc', float('nan')):.4f} -> "
+          f"{result['val_acc']:.4f} ({len(split.held_out)} photos x 4 turns)")
+    if args.no_deploy:
+        print(f"not deployed (--no-deploy): python -m auth_plugin models deploy {archive}.mar --canary {args.canary}")
+        return 0
+    deployed = deploy(args, f"{archive}.mar", dataset)
+    print(f"deployed {args.model} {deployed['version']} as a {deployed['canary_percent']:g}% canary "
+          f"(gate: samples {deployed['gate_accuracy']:.3f}, held-out corrections {deployed['heldout_accuracy']:.3f})."
+          f"\nPromote it on the admin page (Models) or: .venv/bin/python -m auth_plugin models promote {version}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
