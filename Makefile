@@ -10,7 +10,7 @@ DEMO_WEIGHTS := weights/food_rotation_demo.pth
 DEMO_VERSION := 1.0
 HANDLER_FILES := $(wildcard handler/*.py) handler/model-config.yaml
 
-.PHONY: serve stop test install java archive lint demo-weights bench clean
+.PHONY: serve stop test install java chromium archive lint demo-weights bench retrain clean
 
 serve: install java $(DEFAULT_ARCHIVE)
 	@$(PY) -m scripts.serving start
@@ -18,7 +18,7 @@ serve: install java $(DEFAULT_ARCHIVE)
 stop:
 	@if [ -x $(PY) ]; then $(PY) -m scripts.serving stop; else echo "nothing to stop"; fi
 
-test: install java
+test: install java chromium
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -36,6 +36,9 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 
 java:
 	@scripts/ensure_java.sh
+
+chromium:
+	@scripts/ensure_chromium.sh
 
 # Rebuilt when the handler, its config or the demo weights change, so a served archive is never stale.
 $(DEFAULT_ARCHIVE): $(DEMO_WEIGHTS) $(HANDLER_FILES) scripts/archive.sh scripts/archive_metadata.py | $(INSTALLED)
@@ -56,6 +59,11 @@ bench: install java $(VENV)/.installed-bench
 $(VENV)/.installed-bench: requirements-bench.txt $(INSTALLED)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt 2>&1 | grep -v "^WARNING: Location" || true
 	@touch $@
+
+# Corrections collected on the admin page -> the next version, deployed as a canary through the smoke gate
+# (`make serve` must be running). DATASET defaults to the active dataset; RETRAIN_ARGS e.g. "--demo-scenes 200".
+retrain: install
+	$(PY) -m scripts.retrain $(if $(DATASET),--dataset $(DATASET)) $(RETRAIN_ARGS)
 
 # Reproduces the shipped demo weights (about 20 minutes on 2 cores); see README.
 demo-weights: install

@@ -29,6 +29,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     deploy = actions.add_parser("deploy", help="register an archive of model_store/, gate it, optionally as canary")
     deploy.add_argument("archive", help="file name of a .mar in model_store/")
     deploy.add_argument("--canary", type=float, default=0.0, help="percent of traffic for the new version")
+    deploy.add_argument("--gate-dataset", help="also gate on this collected dataset's held-out photos")
     canary = actions.add_parser("canary")
     canary.add_argument("version")
     canary.add_argument("percent", type=float)
@@ -49,12 +50,16 @@ def admin_token(given: str | None) -> str:
 
 
 def _print_versions(answer: dict) -> None:
+    def figure(value: float | None) -> str:
+        return "" if value is None else f"{value:.4f}"
+
     print(f"{'version':<10} {'default':<8} {'canary%':<8} {'workers':<8} {'in-flight':<10} {'val_acc':<8} "
-          f"{'arch':<20} archive")
+          f"{'held-out':<9} {'dataset':<14} {'arch':<20} archive")
     for row in answer["versions"]:
-        val = "" if row.get("val_acc") is None else f"{row['val_acc']:.4f}"
         print(f"{row['version']:<10} {'yes' if row['default'] else '':<8} {row['canary_percent']:<8g} "
-              f"{row['workers']:<8} {row['in_flight']:<10} {val:<8} {row.get('arch') or '':<20} {row['archive']}")
+              f"{row['workers']:<8} {row['in_flight']:<10} {figure(row.get('val_acc')):<8} "
+              f"{figure(row.get('heldout_acc')):<9} {row.get('dataset') or '':<14} {row.get('arch') or '':<20} "
+              f"{row['archive']}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     calls = {
         "list": ("GET", "", None),
         "deploy": ("POST", "/deploy", {"archive": getattr(args, "archive", None),
-                                       "canary": getattr(args, "canary", 0)}),
+                                       "canary": getattr(args, "canary", 0),
+                                       "gate_dataset": getattr(args, "gate_dataset", None)}),
         "canary": ("POST", "/canary", {"version": getattr(args, "version", None),
                                        "percent": getattr(args, "percent", 0)}),
         "promote": ("POST", "/promote", {"version": getattr(args, "version", None)}),

@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             proxy.start()
         proxy.wait_ready()
         token = proxy.saved_token("demo_token", "demo", ["predict"])
-        proxy.saved_token("admin_token", "admin", ["admin", "predict"])  # for `python -m auth_plugin models`
+        admin = proxy.saved_token("admin_token", "admin", ["admin", "predict"])  # the page, `auth_plugin models`
     except ServingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -330,7 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     print("That token is a demo token (scope predict, 30 days). Issue your own with\n"
           f"  PROXY_TOKEN_DB={proxy.token_db} .venv/bin/python -m auth_plugin tokens issue --user you "
           "--scopes predict\n"
-          "Model versions: .venv/bin/python -m auth_plugin models list (admin token in .run/proxy/admin_token)")
+          "Model versions: .venv/bin/python -m auth_plugin models list (admin token in .run/proxy/admin_token)\n")
+    print(f"Admin page (predict, fix, datasets, versions): open {PROXY_URL}/ and sign in with the admin token\n"
+          f"  {admin}\n"
+          "Corrections collected there become the next version with: make retrain DATASET=feedback-1")
     return 0
 
 

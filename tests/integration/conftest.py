@@ -42,7 +42,8 @@ def running_torchserve(home: Path, store: Path) -> Iterator[TorchServe]:
 @contextmanager
 def running_proxy(home: Path, torchserve: TorchServe, **env: str) -> Iterator[Proxy]:
     (port,) = free_ports(1)
-    server = Proxy(home=home, url=f"http://127.0.0.1:{port}", torchserve=torchserve, extra_env=env)
+    server = Proxy(home=home, url=f"http://127.0.0.1:{port}", torchserve=torchserve,
+                   extra_env={"PROXY_DATASETS_DIR": str(home / "datasets"), **env})
     try:
         server.start()
         server.wait_ready()

@@ -1,0 +1,128 @@
+"""The feedback loop end to end, on a TorchServe + proxy of its own: corrections posted over HTTP in every input
+form -> a dataset on disk -> `python -m scripts.retrain` (as an operator runs it) -> version 2.0 archived with the
+dataset in its metadata, gated on the held-out corrections, serving as a canary; then bad feedback refused."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from io import BytesIO
+
+import pytest
+import requests
+from PIL import Image
+
+from scripts.serving import Proxy
+from tests.conftest import ROOT
+from tests.integration.conftest import build_archive, issue_token, running_proxy, running_torchserve
+from tests.photos import encode, jpeg_with_orientation, rotated, same_picture, scene
+
+pytestmark = pytest.mark.integration
+DEGREES = (0, 90, 180, 270)
+PHOTOS = 24
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, demo_weights):
+    base = tmp_path_factory.mktemp("feedback")
+    build_archive(demo_weights, "1.0", base / "model_store")
+    with running_torchserve(base / "torchserve", base / "model_store") as torchserve:
+        with running_proxy(base / "proxy", torchserve) as proxy:
+            yield torchserve, proxy
+
+
+def send(proxy: Proxy, token: str, index: int) -> requests.Response:
+    """Photo `index`, turned by DEGREES[index % 4], corrected in one of the three input forms."""
+    degree = DEGREES[index % 4]
+    photo = encode(rotated(scene(5000 + index), degree), quality=90)
+    auth = {"Authorization": f"Bearer {token}"}
+    url = f"{proxy.url}/feedback"
+    if index % 3 == 0:
+        return requests.post(url, files={"image": ("photo.jpg", photo, "image/jpeg")},
+                             data={"true_degree": str(degree), "model_degree": "0", "model_version": "1.0"},
+                             headers=auth, timeout=30)
+    if index % 3 == 1:
+        return requests.post(url, params={"true_degree": degree}, data=photo,
+                             headers={**auth, "Content-Type": "image/jpeg"}, timeout=30)
+    return requests.post(url, json={"image": base64.b64encode(photo).decode(), "true_degree": degree}, headers=auth,
+                         timeout=30)
+
+
+def test_corrections_become_a_gated_canary_version(stack, tmp_path):
+    torchserve, proxy = stack
+    user = issue_token(proxy, "--user", "cook", "--scopes", "predict")[1]
+    admin = issue_token(proxy, "--user", "ops", "--scopes", "admin")[1]
+    answers = [send(proxy, user, index) for index in range(PHOTOS)]
+    assert [answer.status_code for answer in answers] == [201] * PHOTOS, answers[0].text
+    assert send(proxy, user, 0).json()["count"] == 2  # the same photo again: counted, not stored twice
+
+    listing = requests.get(f"{proxy.url}/datasets", headers={"Authorization": f"Bearer {admin}"}, timeout=30).json()
+    (dataset,) = listing["datasets"]
+    assert dataset["name"] == listing["active"] == "feedback-1"
+    assert (dataset["photos"], dataset["submissions"]) == (PHOTOS, PHOTOS + 1)
+    assert dataset["per_class"] == {str(degree): PHOTOS // 4 for degree in DEGREES}
+    assert 0 < dataset["held_out"] < PHOTOS
+
+    retrain = subprocess.run(
+        [sys.executable, "-m", "scripts.retrain", "--dataset", "feedback-1", "--epochs", "1",
+         "--datasets-dir", str(proxy.home / "datasets"), "--model-store", str(torchserve.model_store),
+         "--weights-dir", str(tmp_path / "weights"), "--url", proxy.url, "--token", admin, "--canary", "25"],
+        cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True, timeout=600)
+    assert retrain.returncode == 0, retrain.stdout[-2000:] + retrain.stderr[-2000:]
+    assert "as a 25% canary" in retrain.stdout
+
+    with zipfile.ZipFile(torchserve.model_store / "food_rotation-v2.0.mar") as mar:
+        metadata = json.loads(mar.read("metadata.json"))
+    assert metadata["version"] == "2.0" and metadata["dataset"]["name"] == "feedback-1"
+    assert metadata["dataset"]["train_photos"] + metadata["dataset"]["held_out_photos"] == PHOTOS
+    assert metadata["heldout_acc"] >= 0.9 and len(metadata["dataset"]["manifest_sha256"]) == 64
+
+    versions = requests.get(f"{proxy.url}/admin/models/food_rotation", headers={"Authorization": f"Bearer {admin}"},
+                            timeout=30).json()["versions"]
+    rows = {row["version"]: row for row in versions}
+    assert rows["1.0"]["default"] and rows["2.0"]["canary_percent"] == 25 and rows["2.0"]["workers"] >= 1
+    assert rows["2.0"]["dataset"] == "feedback-1" and rows["2.0"]["heldout_acc"] == metadata["heldout_acc"]
+    served = {requests.post(f"{proxy.url}/predictions/food_rotation", data=encode(scene()),
+                            headers={"Authorization": f"Bearer {user}", "Content-Type": "image/jpeg"},
+                            timeout=30).json()["model_version"] for _ in range(40)}
+    assert served == {"1.0", "2.0"}  # the canary takes its share; promotion is left to a person
+
+
+def test_feedback_is_refused_as_predictions_are(stack):
+    _, proxy = stack
+    token = issue_token(proxy, "--user", "cook", "--scopes", "predict")[1]
+    auth = {"Authorization": f"Bearer {token}"}
+    cases = [
+        ({"data": encode(scene()), "headers": {**auth, "Content-Type": "image/jpeg"}}, 400, "missing_true_degree"),
+        ({"params": {"true_degree": "45"}, "data": encode(scene()), "headers": {**auth, "Content-Type": "image/jpeg"}},
+         400, "invalid_true_degree"),
+        ({"params": {"true_degree": "0"}, "data": b"GIF89a\x01\x00", "headers": {**auth, "Content-Type": "image/gif"}},
+         400, "corrupt_image"),
+        ({"params": {"true_degree": "0"}, "data": b"hello", "headers": {**auth, "Content-Type": "text/plain"}},
+         415, "not_an_image"),
+        ({"params": {"true_degree": "0"}, "data": b"x" * (17 * 1024 * 1024),
+          "headers": {**auth, "Content-Type": "image/jpeg"}}, 413, "body_too_large"),
+        ({"params": {"true_degree": "0"}, "data": encode(scene()), "headers": {"Content-Type": "image/jpeg"}},
+         401, "invalid_token"),
+    ]
+    for kwargs, status, error in cases:
+        answer = requests.post(f"{proxy.url}/feedback", timeout=30, **kwargs)
+        assert (answer.status_code, answer.json()["error"]) == (status, error), answer.text
+
+
+def test_an_exif_turned_photo_is_stored_upright(stack):
+    _, proxy = stack
+    token = issue_token(proxy, "--user", "cook", "--scopes", "predict")[1]
+    admin = issue_token(proxy, "--user", "ops", "--scopes", "admin")[1]
+    photo = jpeg_with_orientation(rotated(scene(5999), 180), 8)  # EXIF turns it; then it still needs 180
+    answer = requests.post(f"{proxy.url}/feedback", params={"true_degree": "180"}, data=photo,
+                           headers={"Authorization": f"Bearer {token}", "Content-Type": "image/jpeg"}, timeout=30)
+    assert answer.status_code == 201, answer.text
+    stored = requests.get(f"{proxy.url}/datasets/{answer.json()['dataset']}/photos/{answer.json()['sha256']}",
+                          headers={"Authorization": f"Bearer {admin}"}, timeout=30)
+    upright = Image.open(BytesIO(stored.content))
+    assert same_picture(upright, scene(5999).resize(upright.size))
