@@ -3,7 +3,8 @@
     GET  /admin/models/{model}                  versions, default, canary share, workers, archive metadata
     GET  /admin/models/{model}/archives         the model's archives in model_store/, deployed or not
     POST /admin/models/{model}/deploy           {"archive": "food_rotation-v2.0.mar", "canary": 10,
-                                                 "gate_dataset": "feedback-1" (gate on its held-out photos too)}
+                                                 "gate_dataset": "feedback-1"}  (default: the dataset
+                                                 the archive was retrained on; its held-out photos are gated too)
     POST /admin/models/{model}/canary           {"version": "2.0", "percent": 50}
     POST /admin/models/{model}/promote          {"version": "2.0"}   (default: the canary)
     POST /admin/models/{model}/rollback         {}
@@ -14,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from auth_plugin.datasets import DatasetError
 from auth_plugin.feedback_api import DATASETS
 from auth_plugin.rollout import RolloutError, Rollouts
 
 ROLLOUTS = web.AppKey("rollouts", Rollouts)
+log = logging.getLogger("auth_plugin.admin")
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -63,15 +67,30 @@ async def list_archives(request: web.Request) -> web.Response:
     return web.json_response({"model": model, "archives": await request.app[ROLLOUTS].archives(model)})
 
 
+async def _held_out(request: web.Request, archive: str, named: str | None) -> list[Path]:
+    """The photos a version is gated on besides the samples: those held out of the dataset it names (or that
+    `named` names). A dataset named by the archive but not collected here (trained elsewhere) is skipped."""
+    dataset = named or await asyncio.to_thread(request.app[ROLLOUTS].trained_on, archive)
+    if dataset is None:
+        return []
+    try:
+        held_out = (await asyncio.to_thread(request.app[DATASETS].split, dataset)).held_out
+    except DatasetError as exc:
+        if named is not None or exc.status != 404:
+            raise
+        log.warning("%s was trained on dataset %s, which is not here: gating on the samples only", archive, dataset)
+        return []
+    if named is not None and not held_out:
+        raise RolloutError(422, "no_held_out_photos", f"dataset {dataset!r} has no held-out photos to gate on")
+    return held_out
+
+
 async def deploy(request: web.Request) -> web.Response:
     body = await _json_body(request)
-    held_out: list[Path] = []
-    if (dataset := _string(body, "gate_dataset", required=False)) is not None:
-        held_out = (await asyncio.to_thread(request.app[DATASETS].split, dataset)).held_out
-        if not held_out:
-            raise RolloutError(422, "no_held_out_photos", f"dataset {dataset!r} has no held-out photos to gate on")
-    result = await request.app[ROLLOUTS].deploy(request.match_info["model"], _string(body, "archive"),
-                                                _percent(body, "canary"), held_out)
+    archive = _string(body, "archive")
+    held_out = await _held_out(request, archive, _string(body, "gate_dataset", required=False))
+    result = await request.app[ROLLOUTS].deploy(request.match_info["model"], archive, _percent(body, "canary"),
+                                                held_out)
     return web.json_response(result, status=201)
 
 

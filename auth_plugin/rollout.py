@@ -106,6 +106,10 @@ class Rollouts:
             })
         return rows
 
+    def trained_on(self, archive: str) -> str | None:
+        """The collected dataset an archive was retrained on (its metadata.json says), if any."""
+        return _trained_on(read_archive(self._settings.model_store, archive)["metadata"])["dataset"]
+
     async def archives(self, model: str) -> list[dict[str, Any]]:
         """The archives of `model` in the model store, deployed or not: what the admin page can deploy."""
         deployed = set(self._registry.versions(model).values())

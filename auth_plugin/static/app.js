@@ -690,7 +690,9 @@ function deploy() {
     question: `Deploy ${archive} with ${canary}% of predictions? It must pass the smoke gate first (up to a minute).`,
     progress: `deploying… ${archive} goes through the smoke gate first; this can take up to a minute`,
     path: "deploy", body: { archive, canary }, timeout: DEPLOY_TIMEOUT_MS,
-    success: (result) => `Deployed ${result.version}: gate accuracy ${percent(result.gate_accuracy)}, canary ${result.canary_percent}%`,
+    success: (result) => `Deployed ${result.version}: gate accuracy ${percent(result.gate_accuracy)}` +
+      (typeof result.heldout_accuracy === "number" ? `, held-out corrections ${percent(result.heldout_accuracy)}` : "") +
+      `, canary ${result.canary_percent}%`,
   });
 }
 
