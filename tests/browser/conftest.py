@@ -15,8 +15,10 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Per module, not per session: Playwright's sync API runs an event loop in this thread until it is closed,
+    and the suite's asyncio tests that come after need the thread to themselves."""
     executable = shutil.which("chromium")
     assert executable, "Debian's chromium is missing: `make test` installs it (scripts/ensure_chromium.sh)"
     with sync_playwright() as playwright:
