@@ -9,7 +9,7 @@ corrections, which 2.0 never trained on, and on the demo-style gate samples (has
 
 The new kind of photo: a demo scene shot close up, in a dim, warm-lit room, with a noisy phone sensor.
 
-    .venv/bin/python bench/feedback_loop.py [--photos 200] [--epochs 4] [--demo-scenes 0]
+    .venv/bin/python bench/feedback_loop.py [--photos 200] [--epochs 4] [--demo-scenes 200]
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--demo-scenes", type=int, default=0)
+    parser.add_argument("--demo-scenes", type=int, default=200)
     parser.add_argument("--seed", type=int, default=40_000, help="first scene seed of the new kind of photo")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "FEEDBACK_LOOP.md")
     args = parser.parse_args(argv)
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
     command = "`.venv/bin/python bench/feedback_loop.py" + "".join(
         f" --{name} {value}" for name, value, default in (("photos", args.photos, 200), ("epochs", args.epochs, 4),
-                                                          ("demo-scenes", args.demo_scenes, 0)) if value != default)
+                                                          ("demo-scenes", args.demo_scenes, 200)) if value != default)
     lines = [
         "# The feedback loop, measured",
         "",
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.demo_scenes} demo scenes mixed in; {args.epochs} epochs fine-tuning the demo weights.",
         f"- `make retrain` (= scripts/retrain.py) took **{retrain_s:.0f} s** in all: training {train_s:.0f} s, then "
         "weights extracted, archived as 2.0, registered, gated and deployed as a 10 % canary"
-        + ("." if deployed else f"; **the deploy was refused**: {retrain.stderr.strip().splitlines()[-2:]}"),
+        + ("." if deployed else f"; **the deploy was refused**: {retrain.stderr.strip().splitlines()[-2]}"),
         "",
         "Accuracy through the proxy, each version called explicitly, every photo at its four turns:",
         "",

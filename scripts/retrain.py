@@ -3,7 +3,7 @@
     make retrain DATASET=feedback-1            (same as: .venv/bin/python -m scripts.retrain --dataset feedback-1)
 
 1. Train on the dataset's photos except its held-out fifth (chosen by sha256, so the same photos every time),
-   optionally mixed with --demo-scenes generated scenes, fine-tuning --init (the demo weights by default).
+   mixed with --demo-scenes generated scenes (200; 0 for none), fine-tuning --init (the demo weights by default).
 2. The held-out corrections are the validation set; the last epoch is kept, so its accuracy there is an honest
    test figure (`heldout_acc`, next to `heldout_acc_before` of the starting weights).
 3. Extract the weights (weights/retrained/, git-ignored), archive model_store/food_rotation-v<next>.mar with
@@ -43,7 +43,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", help="the collected dataset (default: the active one)")
     parser.add_argument("--datasets-dir", type=Path, default=settings.datasets_dir)
-    parser.add_argument("--demo-scenes", type=int, default=0, help="mix in this many generated demo scenes")
+    parser.add_argument("--demo-scenes", type=int, default=200,
+                        help="mix in this many generated demo scenes (0: none). Without them a version fine-tuned "
+                             "on one new kind of photo forgets the old ones, and the smoke gate refuses it "
+                             "(bench/FEEDBACK_LOOP.md)")
     parser.add_argument("--init", type=Path, default=DEMO_WEIGHTS, help="weights to fine-tune (with their .json)")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (lower than from scratch)")

@@ -5,17 +5,20 @@ gets a clear message; server and file-name text is never markup. Screenshots go 
 from __future__ import annotations
 
 import base64
-import json
 import re
 
 import pytest
 import requests
-import torch
 from playwright.sync_api import Page, expect
 
-from rotation_model import RotationNet
 from tests.browser.conftest import screenshot
-from tests.integration.conftest import build_archive, issue_token, running_proxy, running_torchserve
+from tests.integration.conftest import (
+    build_archive,
+    build_untrained_archive,
+    issue_token,
+    running_proxy,
+    running_torchserve,
+)
 from tests.photos import CLEAR_SCENES, jpeg_with_orientation, rotated, scene
 
 pytestmark = pytest.mark.integration
@@ -27,12 +30,7 @@ def stack(tmp_path_factory, demo_weights):
     store = base / "model_store"
     build_archive(demo_weights, "1.0", store)
     build_archive(demo_weights, "2.0", store, "food_rotation-v2.0")
-    guessing = base / "untrained" / "random.pth"  # loads and answers, but guesses: the smoke gate must refuse it
-    guessing.parent.mkdir()
-    torch.save(RotationNet("mobilenet_v3_small").state_dict(), guessing)
-    guessing.with_suffix(".json").write_text(json.dumps({"arch": "mobilenet_v3_small", "image_size": 224,
-                                                         "classes": [0, 90, 180, 270]}))
-    build_archive(guessing, "3.0", store, "food_rotation-v3.0")
+    build_untrained_archive(base / "untrained", "3.0", store)
     with running_torchserve(base / "torchserve", store) as torchserve:
         with running_proxy(base / "proxy", torchserve) as proxy:
             yield proxy, issue_token(proxy, "--user", "head-chef", "--scopes", "admin,predict")[1]

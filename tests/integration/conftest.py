@@ -3,6 +3,7 @@ free loopback ports, everything in pytest's temporary folders."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import pytest
 import requests
+import torch
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from rotation_model import RotationNet
 from scripts.serving import Proxy, TorchServe, free_ports
 from tests.conftest import ROOT
 
@@ -25,6 +28,16 @@ def build_archive(weights: Path, version: str, store: Path, archive_name: str = 
                            capture_output=True, text=True, timeout=180)
     assert build.returncode == 0, build.stderr
     return store / f"{archive_name}.mar"
+
+
+def build_untrained_archive(folder: Path, version: str, store: Path) -> Path:
+    """A model that loads and answers, but guesses: the smoke gate must see it and refuse it."""
+    weights = folder / "untrained.pth"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(RotationNet("mobilenet_v3_small").state_dict(), weights)
+    weights.with_suffix(".json").write_text(json.dumps({"arch": "mobilenet_v3_small", "image_size": 224,
+                                                        "classes": [0, 90, 180, 270]}))
+    return build_archive(weights, version, store, f"food_rotation-v{version}")
 
 
 @contextmanager

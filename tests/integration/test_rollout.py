@@ -6,7 +6,6 @@ by the gate -> roll back to v1 -> roll back again to v2 -> restart TorchServe an
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -15,7 +14,13 @@ import torch
 
 from rotation_model import RotationNet
 from scripts.serving import Proxy
-from tests.integration.conftest import build_archive, issue_token, running_proxy, running_torchserve
+from tests.integration.conftest import (
+    build_archive,
+    build_untrained_archive,
+    issue_token,
+    running_proxy,
+    running_torchserve,
+)
 from tests.integration.load import Load
 from tests.photos import CLEAR_SCENES, encode, scene
 
@@ -40,16 +45,11 @@ def stack(tmp_path_factory, demo_weights):
     store = base / "model_store"
     build_archive(demo_weights, "1.0", store)
     build_archive(demo_weights, "2.0", store, "food_rotation-v2.0")
-    broken = base / "broken" / "random.pth"  # a model that loads and answers, but guesses: the gate must see it
-    broken.parent.mkdir()
-    torch.save(RotationNet("mobilenet_v3_small").state_dict(), broken)
-    broken.with_suffix(".json").write_text(json.dumps({"arch": "mobilenet_v3_small", "image_size": 224,
-                                                       "classes": [0, 90, 180, 270]}))
-    build_archive(broken, "3.0", store, "food_rotation-v3.0")
+    build_untrained_archive(base / "untrained", "3.0", store)
     wrong = base / "wrong" / "resnet.pth"  # weights of another architecture: the workers cannot even load them
     wrong.parent.mkdir()
     torch.save(RotationNet("resnet18").state_dict(), wrong)
-    wrong.with_suffix(".json").write_text(broken.with_suffix(".json").read_text())
+    wrong.with_suffix(".json").write_text((base / "untrained" / "untrained.json").read_text())
     build_archive(wrong, "4.0", store, "food_rotation-v4.0")
     with running_torchserve(base / "torchserve", store) as torchserve:
         with running_proxy(base / "proxy", torchserve, PROXY_RECONCILE_INTERVAL_S="1") as proxy:
