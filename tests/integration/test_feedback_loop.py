@@ -70,7 +70,8 @@ def test_corrections_become_a_gated_canary_version(stack, tmp_path):
     retrain = subprocess.run(
         [sys.executable, "-m", "scripts.retrain", "--dataset", "feedback-1", "--epochs", "1",
          "--datasets-dir", str(proxy.home / "datasets"), "--model-store", str(torchserve.model_store),
-         "--weights-dir", str(tmp_path / "weights"), "--url", proxy.url, "--token", admin, "--canary", "25"],
+         "--weights-dir", str(tmp_path / "weights"), "--url", proxy.url, "--token", admin, "--canary", "25",
+         "--demo-scenes", "8"],
         cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True, timeout=600)
     assert retrain.returncode == 0, retrain.stdout[-2000:] + retrain.stderr[-2000:]
     assert "as a 25% canary" in retrain.stdout
