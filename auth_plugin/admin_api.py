@@ -14,31 +14,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from auth_plugin.bodies import read_json_object
 from auth_plugin.datasets import DatasetError
 from auth_plugin.feedback_api import DATASETS
 from auth_plugin.rollout import RolloutError, Rollouts
 
 ROLLOUTS = web.AppKey("rollouts", Rollouts)
 log = logging.getLogger("auth_plugin.admin")
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = json.loads(await request.read())
-    except ValueError as exc:
-        raise RolloutError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise RolloutError(400, "json_not_object", "the body must be a JSON object")
-    return body
 
 
 def _string(body: dict[str, Any], key: str, required: bool = True) -> str | None:
@@ -86,7 +74,7 @@ async def _held_out(request: web.Request, archive: str, named: str | None) -> li
 
 
 async def deploy(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await read_json_object(request)
     archive = _string(body, "archive")
     held_out = await _held_out(request, archive, _string(body, "gate_dataset", required=False))
     result = await request.app[ROLLOUTS].deploy(request.match_info["model"], archive, _percent(body, "canary"),
@@ -95,13 +83,13 @@ async def deploy(request: web.Request) -> web.Response:
 
 
 async def canary(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await read_json_object(request)
     return web.json_response(await request.app[ROLLOUTS].set_canary(
         request.match_info["model"], _string(body, "version"), _percent(body, "percent")))
 
 
 async def promote(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await read_json_object(request)
     return web.json_response(await request.app[ROLLOUTS].promote(request.match_info["model"],
                                                                  _string(body, "version", required=False)))
 
@@ -111,7 +99,7 @@ async def rollback(request: web.Request) -> web.Response:
 
 
 async def retire(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await read_json_object(request)
     return web.json_response(await request.app[ROLLOUTS].retire(request.match_info["model"],
                                                                 _string(body, "version")))
 

@@ -21,9 +21,10 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from auth_plugin import admin_api, feedback_api
+from auth_plugin.api_error import ApiError
 from auth_plugin.auth import Authenticator, AuthError, JwtVerifier, Principal
 from auth_plugin.bodies import TooLarge, read_body
-from auth_plugin.datasets import DatasetError, DatasetStore
+from auth_plugin.datasets import DatasetStore
 from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers
 from auth_plugin.proxy_metrics import ProxyMetrics
 from auth_plugin.rate_limit import RateLimiter
@@ -91,7 +92,7 @@ async def request_id_and_errors(request: web.Request,
     except UpstreamError as exc:
         metrics.upstream_errors.labels(exc.kind).inc()
         response = json_error(exc.status, "upstream_" + exc.kind, exc.message)
-    except (RolloutError, DatasetError, PhotoError) as exc:
+    except (ApiError, PhotoError) as exc:
         response = json_error(exc.status, exc.code, exc.message)
     except RateLimited as exc:
         response = json_error(429, "rate_limited", "too many requests for this token",
@@ -266,6 +267,6 @@ def create_app(settings: ProxySettings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    admin_api.add_routes(app, lambda request: app[AUTHENTICATOR].authenticate(request.headers, "admin"))
+    admin_api.add_routes(app, lambda request: admit(request, "admin"))
     feedback_api.add_routes(app, settings, admit)
     return app

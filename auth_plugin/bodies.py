@@ -1,10 +1,15 @@
-"""Reading a request body with the proxy's limits: a size cap known before reading, and a deadline."""
+"""Reading a request body with the proxy's limits (a size cap known before reading, and a deadline), or as the
+JSON object a control call sends."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 from aiohttp import web
+
+from auth_plugin.api_error import ApiError
 
 
 class TooLarge(Exception):
@@ -27,3 +32,16 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
     except TimeoutError as exc:
         raise web.HTTPRequestTimeout() from exc
     return b"".join(chunks)
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object; no body at all is an empty one (within the app's client_max_size)."""
+    if not request.can_read_body:
+        return {}
+    try:
+        body = json.loads(await request.read())
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "json_not_object", "the body must be a JSON object")
+    return body

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from auth_plugin.api_error import ApiError
 from photo_io import load_upright, turn
 
 DEGREES = (0, 90, 180, 270)
@@ -33,14 +34,8 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class DatasetError(Exception):
+class DatasetError(ApiError):
     """A refused dataset operation: `status` (400/404/409) and a code naming why."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def is_held_out(sha256: str) -> bool:

@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from auth_plugin.auth import Principal
-from auth_plugin.bodies import read_body
+from auth_plugin.bodies import read_body, read_json_object
 from auth_plugin.datasets import DEGREES, DatasetError, DatasetStore
 from auth_plugin.settings import ProxySettings
 from photo_io import PhotoError
@@ -127,15 +127,9 @@ def add_routes(app: web.Application, settings: ProxySettings, admit: Admit) -> N
 
     async def start_dataset(request: web.Request) -> web.Response:
         admit(request, "admin")
-        name = None
-        if request.can_read_body:
-            try:
-                document = json.loads(await request.read() or b"{}")
-            except ValueError as exc:
-                raise DatasetError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
-            name = document.get("name") if isinstance(document, dict) else None
-            if name is not None and not isinstance(name, str):
-                raise DatasetError(400, "bad_dataset_name", "\"name\" must be a string")
+        name = (await read_json_object(request)).get("name")
+        if name is not None and not isinstance(name, str):
+            raise DatasetError(400, "bad_dataset_name", "\"name\" must be a string")
         started = await asyncio.to_thread(app[DATASETS].start_new, name)
         return web.json_response(app[DATASETS].summary(started), status=201)
 

@@ -62,9 +62,27 @@ def _print_versions(answer: dict) -> None:
               f"{row['archive']}")
 
 
+class Refused(Exception):
+    """The proxy refused the call (its status and reason are in the message), or did not answer."""
+
+
+def admin_call(url: str, model: str, token: str, method: str, path: str, body: dict | None = None) -> dict:
+    """One control-plane call through the proxy's admin API; its JSON answer, or Refused saying why not."""
+    try:
+        answer = requests.request(method, f"{url.rstrip('/')}/admin/models/{model}{path}", json=body,
+                                  headers={"Authorization": f"Bearer {token}"}, timeout=600)
+    except requests.RequestException as exc:
+        raise Refused(f"error: the proxy at {url} did not answer: {exc}") from exc
+    try:
+        document = answer.json()
+    except ValueError:
+        document = {"message": answer.text}
+    if answer.status_code >= 400:
+        raise Refused(f"refused ({answer.status_code} {document.get('error', '')}): {document.get('message')}")
+    return document
+
+
 def run(args: argparse.Namespace) -> int:
-    base = f"{args.url.rstrip('/')}/admin/models/{args.model}"
-    headers = {"Authorization": f"Bearer {admin_token(args.token)}"}
     calls = {
         "list": ("GET", "", None),
         "deploy": ("POST", "/deploy", {"archive": getattr(args, "archive", None),
@@ -78,17 +96,9 @@ def run(args: argparse.Namespace) -> int:
     }
     method, path, body = calls[args.action]
     try:
-        answer = requests.request(method, base + path, json=body, headers=headers, timeout=600)
-    except requests.RequestException as exc:
-        print(f"error: the proxy at {args.url} did not answer: {exc}", file=sys.stderr)
-        return 1
-    try:
-        document = answer.json()
-    except ValueError:
-        document = {"message": answer.text}
-    if answer.status_code >= 400:
-        print(f"refused ({answer.status_code} {document.get('error', '')}): {document.get('message')}",
-              file=sys.stderr)
+        document = admin_call(args.url, args.model, admin_token(args.token), method, path, body)
+    except Refused as exc:
+        print(exc, file=sys.stderr)
         return 1
     if args.action == "list":
         _print_versions(document)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from auth_plugin.api_error import ApiError
 from auth_plugin.smoke_gate import GateRefused, SmokeGate
 from auth_plugin.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
 from auth_plugin.versions import Route, VersionRegistry
@@ -26,14 +27,8 @@ log = logging.getLogger("auth_plugin.rollout")
 _ARCHIVE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.mar$")
 
 
-class RolloutError(Exception):
+class RolloutError(ApiError):
     """A refused control-plane call: `status` (400/404/409/422/502) and a code naming why."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

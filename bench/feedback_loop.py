@@ -30,7 +30,7 @@ import requests
 from PIL import Image, ImageEnhance
 
 from auth_plugin.datasets import DatasetStore
-from auth_plugin.smoke_gate import TURNS
+from auth_plugin.smoke_gate import TURNS, validation_images
 from scripts.make_demo_data import render_scene
 from scripts.serving import ROOT, Proxy, TorchServe, free_ports
 
@@ -59,17 +59,15 @@ def jpeg(img: Image.Image) -> bytes:
 
 
 def accuracy(url: str, token: str, photos: list[Path]) -> float:
-    """Each upright photo at its four turns, predicted through the proxy."""
-    correct = total = 0
-    for path in photos:
-        upright = Image.open(path).convert("RGB")
-        for degree in TURNS:
-            answer = requests.post(url, data=jpeg(upright.rotate(-degree, expand=True)), timeout=60,
-                                   headers={"Authorization": f"Bearer {token}", "Content-Type": "image/jpeg"})
-            answer.raise_for_status()
-            correct += answer.json()["model_degree"] == degree
-            total += 1
-    return correct / total
+    """Each upright photo at its four turns (made as the smoke gate makes them), predicted through the proxy."""
+    images = validation_images(photos)
+    correct = 0
+    for data, degree in images:
+        answer = requests.post(url, data=data, timeout=60,
+                               headers={"Authorization": f"Bearer {token}", "Content-Type": "image/jpeg"})
+        answer.raise_for_status()
+        correct += answer.json()["model_degree"] == degree
+    return correct / len(images)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,10 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from auth_plugin.datasets import DatasetError, DatasetStore
-from auth_plugin.models_cli import DEFAULT_URL, admin_token
+from auth_plugin.models_cli import DEFAULT_URL, Refused, admin_call, admin_token
 from auth_plugin.rollout import RolloutError, read_archive
 from auth_plugin.settings import ROOT, ProxySettings
 from scripts import extract_model_weight, make_demo_data, train
@@ -86,14 +84,12 @@ def demo_scenes(count: int, seed: int) -> list[Path]:
 
 
 def deploy(args: argparse.Namespace, archive: str, dataset: str) -> dict[str, Any]:
-    answer = requests.post(f"{args.url.rstrip('/')}/admin/models/{args.model}/deploy",
-                           json={"archive": archive, "canary": args.canary, "gate_dataset": dataset},
-                           headers={"Authorization": f"Bearer {admin_token(args.token)}"}, timeout=600)
-    document = answer.json()
-    if answer.status_code >= 400:
-        raise SystemExit(f"deploy refused ({answer.status_code} {document.get('error')}): {document.get('message')}"
-                         f"\nthe archive stays in {args.model_store} for a look; nothing else changed")
-    return document
+    try:
+        return admin_call(args.url, args.model, admin_token(args.token), "POST", "/deploy",
+                          {"archive": archive, "canary": args.canary, "gate_dataset": dataset})
+    except Refused as exc:
+        raise SystemExit(f"deploy {exc}\nthe archive stays in {args.model_store} for a look; nothing else "
+                         "changed") from exc
 
 
 def main(argv: list[str] | None = None) -> int:
