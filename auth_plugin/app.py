@@ -186,7 +186,7 @@ async def readyz(request: web.Request) -> web.Response:
     route = app[REGISTRY].route(settings.model_name)
     path = f"/models/{settings.model_name}" + (f"/{route.default}" if route else "")
     try:
-        headers = {"Authorization": f"Bearer {app[KEYS].management()}"}
+        headers = {"Authorization": f"Bearer {(await app[KEYS].read()).management}"}
         async with app[SESSION].get(f"{settings.management_url.rstrip('/')}{path}",
                                     headers=headers, timeout=aiohttp.ClientTimeout(total=2)) as answer:
             if answer.status == 400:

@@ -59,21 +59,19 @@ def _refused_key(status: int, body: bytes) -> bool:
 async def forward(session: aiohttp.ClientSession, keys: TorchServeKeys, url: str, body: bytes,
                   headers: Mapping[str, str]) -> UpstreamAnswer:
     """POST once; again once if TorchServe refused its key (renewed or restarted) or dropped a pooled connection."""
+    refused: str | None = None
     for attempt in (1, 2):
         try:
             await keys.renew_if_due(session)
-            sent = {**headers, "Authorization": f"Bearer {keys.inference()}"}
-            async with session.post(url, data=body, headers=sent) as answer:
+            key = (await keys.read(refused)).inference
+            async with session.post(url, data=body, headers={**headers, "Authorization": f"Bearer {key}"}) as answer:
                 data = await answer.read()
                 if _refused_key(answer.status, data) and attempt == 1:
-                    keys.reload()
+                    refused = key
                     continue
                 return UpstreamAnswer(answer.status, returned_headers(answer.headers), data)
         except KeysUnavailable as exc:
-            if attempt == 1:
-                keys.reload()
-                continue
-            raise UpstreamError(503, "no_key", "TorchServe is not ready (no key file)") from exc
+            raise UpstreamError(503, "no_key", "TorchServe is not ready (no readable key file)") from exc
         except aiohttp.ConnectionTimeoutError as exc:  # before TimeoutError: it is one, but means "down"
             raise UpstreamError(503, "unreachable", "TorchServe did not accept a connection in time") from exc
         except TimeoutError as exc:

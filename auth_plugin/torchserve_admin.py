@@ -35,9 +35,11 @@ class TorchServeAdmin:
         self._url = management_url.rstrip("/")
 
     async def _call(self, method: str, path: str, timeout_s: float = 10.0, **params: str) -> Any:
+        refused: str | None = None
         for attempt in (1, 2):
             try:
-                headers = {"Authorization": f"Bearer {self._keys.management()}"}
+                key = (await self._keys.read(refused)).management
+                headers = {"Authorization": f"Bearer {key}"}
                 async with self._session.request(method, self._url + path, params=params, headers=headers,
                                                  timeout=aiohttp.ClientTimeout(total=timeout_s)) as answer:
                     text = await answer.text()
@@ -46,7 +48,7 @@ class TorchServeAdmin:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise ManagementError(0, f"TorchServe's management API did not answer: {type(exc).__name__}") from exc
             if answer.status == 400 and "InvalidKeyException" in text and attempt == 1:
-                self._keys.reload()
+                refused = key
                 continue
             if answer.status >= 400:
                 try:

@@ -2,7 +2,11 @@
 
 TorchServe writes key_file.json at start (new keys every start) and rewrites it when a key is renewed through
 its token API. The proxy re-reads the file whenever it changes, renews the inference key shortly before it
-expires (authorised with the API key, which does not expire), and `reload()`s after TorchServe refused a key.
+expires (authorised with the API key, which does not expire), and reads again after TorchServe refused a key.
+
+TorchServe puts a new key in memory *before* it rewrites the file, and rewrites it in place (truncate, then
+write): for a moment after a renewal the file still holds the key just refused, or nothing at all. `read()`
+waits that moment out (at most `settle_s`) instead of failing the caller's request.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 
 import aiohttp
+
+_POLL_S = 0.01
 
 
 class KeysUnavailable(Exception):
@@ -38,10 +44,11 @@ def _epoch(stamp: str) -> float:
 
 
 class TorchServeKeys:
-    def __init__(self, key_file: Path, management_url: str, refresh_margin_s: float) -> None:
+    def __init__(self, key_file: Path, management_url: str, refresh_margin_s: float, settle_s: float = 2.0) -> None:
         self._file = key_file
         self._management_url = management_url.rstrip("/")
         self._margin = refresh_margin_s
+        self._settle_s = settle_s
         self._keys: _Keys | None = None
         self._renewing = asyncio.Lock()
 
@@ -62,30 +69,43 @@ class TorchServeKeys:
             raise KeysUnavailable(f"TorchServe's key file {self._file} is not readable: {exc}") from exc
         return self._keys
 
-    def inference(self) -> str:
-        return self._load().inference
+    async def read(self, refused: str | None = None) -> _Keys:
+        """The keys in the file; after TorchServe refused the key `refused`, keys without it.
 
-    def management(self) -> str:
-        return self._load().management
+        A missing file fails at once (TorchServe has not started); an unreadable one, or one still holding the
+        refused key, is read again every few milliseconds for up to `settle_s`, then returned or raised as is.
+        """
+        deadline = time.monotonic() + self._settle_s
+        while True:
+            if refused is not None:
+                self.reload()  # the mtime may not have moved within the clock's tick
+            try:
+                keys = self._load()
+                if refused not in (keys.inference, keys.management) or time.monotonic() >= deadline:
+                    return keys
+            except KeysUnavailable:
+                if not self._file.exists() or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(_POLL_S)
 
     def reload(self) -> None:
-        """Forget what was read: the next call reads the file again (TorchServe refused the key we sent)."""
+        """Forget what was read: the next read parses the file again."""
         self._keys = None
-
-    def expires_in(self) -> float:
-        return self._load().inference_expires_at - time.time()
 
     async def renew_if_due(self, session: aiohttp.ClientSession) -> None:
         """Renew the inference key when it expires within the margin; one renewal at a time."""
-        if self.expires_in() > self._margin:
+        if await self._expires_in() > self._margin:
             return
         async with self._renewing:
-            if self.expires_in() > self._margin:  # another request renewed it while we waited
+            if await self._expires_in() > self._margin:  # another request renewed it while we waited
                 return
             await self.renew(session)
 
+    async def _expires_in(self) -> float:
+        return (await self.read()).inference_expires_at - time.time()
+
     async def renew(self, session: aiohttp.ClientSession) -> None:
-        headers = {"Authorization": f"Bearer {self._load().api}"}
+        headers = {"Authorization": f"Bearer {(await self.read()).api}"}
         async with session.post(f"{self._management_url}/token", params={"type": "inference"},
                                 headers=headers) as answer:
             await answer.read()

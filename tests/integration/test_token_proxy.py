@@ -6,6 +6,7 @@ import json
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -110,22 +111,30 @@ def test_revocation_bites_within_a_second(proxy):
 
 
 def test_torchserve_keys_regenerated_under_load_lose_nothing(proxy, torchserve, user_token):
+    """TorchServe checks a renewed key before its key file holds it (CI once lost 1 of 48 here): none may fail."""
     api_key = torchserve.keys()["API"]
     old_key = torchserve.keys()["inference"]
+    renewing = threading.Event()
+    renewing.set()
 
-    def client(_: int) -> list[int]:
-        return [post(proxy, bearer(user_token)).status_code for _ in range(12)]
+    def client(_: int) -> list[tuple[int, str]]:
+        answers = []
+        while renewing.is_set() or len(answers) < 12:
+            answer = post(proxy, bearer(user_token))
+            answers.append((answer.status_code, "" if answer.ok else answer.text))
+        return answers
 
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(client, i) for i in range(4)]
-        for _ in range(3):
-            time.sleep(0.3)
+        for _ in range(8):
+            time.sleep(0.15)
             renewed = requests.post(f"{torchserve.management_url}/token", params={"type": "inference"},
                                     headers=bearer(api_key), timeout=10)
             assert renewed.status_code == 200
-        statuses = [status for future in futures for status in future.result()]
+        renewing.clear()
+        answers = [answer for future in futures for answer in future.result()]
     assert torchserve.keys()["inference"] != old_key
-    assert statuses == [200] * 48
+    assert len(answers) >= 48 and [answer for answer in answers if answer[0] != 200] == []
 
 
 def test_torchserve_down_is_503_within_a_second(tmp_path, torchserve, user_token):

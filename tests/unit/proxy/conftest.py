@@ -16,23 +16,33 @@ from auth_plugin.token_store import TokenStore
 
 
 class FakeTorchServe:
-    """Just enough of TorchServe: key-checked predictions, a token API that renews the inference key."""
+    """Just enough of TorchServe: key-checked predictions, a token API that renews the inference key.
+
+    Like TorchServe, the key it checks lives in memory and the file follows: `renew(..., file_lag_s=...)` leaves
+    the file as it was ("old") or empty ("truncated") for a while, as TorchServe's in-place rewrite can.
+    """
 
     def __init__(self, key_file: Path) -> None:
         self.key_file = key_file
         self.seen: list[dict[str, str]] = []
         self.delay_s = 0.0
+        self.key = ""
         self.renew("infer001")
 
-    def renew(self, key: str, expires_in_s: float = 3600) -> None:
+    def renew(self, key: str, expires_in_s: float = 3600, file_lag_s: float = 0.0, meanwhile: str = "old") -> None:
         expires = (datetime.now(UTC) + timedelta(seconds=expires_in_s)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
-        self.key_file.write_text(json.dumps({"management": {"key": "mgmt0001", "expiration time": expires},
-                                             "inference": {"key": key, "expiration time": expires},
-                                             "API": {"key": "api00001"}}))
+        self.key = key
+        document = json.dumps({"management": {"key": "mgmt0001", "expiration time": expires},
+                               "inference": {"key": key, "expiration time": expires}, "API": {"key": "api00001"}})
+        if not file_lag_s:
+            self.key_file.write_text(document)
+            return
+        if meanwhile == "truncated":
+            self.key_file.write_text("")
+        asyncio.get_running_loop().call_later(file_lag_s, self.key_file.write_text, document)
 
     async def predict(self, request: web.Request) -> web.Response:
-        current = json.loads(self.key_file.read_text())["inference"]["key"]
-        if request.headers.get("Authorization") != f"Bearer {current}":
+        if request.headers.get("Authorization") != f"Bearer {self.key}":
             return web.json_response({"code": 400, "type": "InvalidKeyException"}, status=400)
         self.seen.append(dict(request.headers))
         await asyncio.sleep(self.delay_s)

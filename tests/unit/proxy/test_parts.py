@@ -29,17 +29,22 @@ def test_torchserve_nanosecond_timestamps_parse():
     assert _epoch("2026-11-25T03:16:45.671557840Z") == pytest.approx(1795576605.671557)
 
 
-def test_keys_are_reread_when_the_file_changes(tmp_path):
+async def test_keys_are_reread_when_the_file_changes(tmp_path):
     key_file = tmp_path / "key_file.json"
-    keys = TorchServeKeys(key_file, "http://127.0.0.1:1", 300)
+    keys = TorchServeKeys(key_file, "http://127.0.0.1:1", 300, settle_s=0.1)
     with pytest.raises(KeysUnavailable):
-        keys.inference()
+        await keys.read()
     for key in ("aaaa1111", "bbbb2222"):
         key_file.write_text(json.dumps({"inference": {"key": key, "expiration time": "2099-01-01T00:00:00.000Z"},
                                         "management": {"key": "m", "expiration time": "2099-01-01T00:00:00Z"},
                                         "API": {"key": "x"}}))
         keys.reload()
-        assert keys.inference() == key and keys.management() == "m"
+        read = await keys.read()
+        assert read.inference == key and read.management == "m"
+    key_file.write_text("{")  # TorchServe mid-write for longer than settle_s
+    keys.reload()
+    with pytest.raises(KeysUnavailable):
+        await keys.read()
 
 
 def test_forwarded_headers_fix_the_content_type_and_drop_credentials():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -78,6 +79,28 @@ async def test_renewed_key_is_picked_up_after_a_refusal(setup):
     fake.renew("rotated9")  # TorchServe regenerated its keys (restart, or someone used the token API)
     assert (await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)).status == 200
     assert fake.seen[-1]["Authorization"] == "Bearer rotated9"
+
+
+@pytest.mark.parametrize("meanwhile", ["old", "truncated"])
+async def test_a_key_renewed_while_torchserve_writes_its_file_loses_no_request(setup, meanwhile):
+    """TorchServe checks the new key before key_file.json holds it: the proxy waits for the file, not 503."""
+    fake, client, auth = setup
+    proxy = await client()
+    assert (await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)).status == 200
+    fake.renew("rotated9", file_lag_s=0.3, meanwhile=meanwhile)
+    answer = await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)
+    assert answer.status == 200, await answer.text()
+    assert fake.seen[-1]["Authorization"] == "Bearer rotated9"
+
+
+async def test_no_key_file_is_503_at_once(setup):
+    fake, client, auth = setup
+    proxy = await client()
+    fake.key_file.unlink()
+    started = time.monotonic()
+    answer = await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)
+    assert answer.status == 503 and (await answer.json())["error"] == "upstream_no_key"
+    assert time.monotonic() - started < 0.5
 
 
 async def test_key_is_renewed_before_it_expires(setup):
