@@ -61,7 +61,8 @@ $(VENV)/.installed-bench: requirements-bench.txt $(INSTALLED)
 	@touch $@
 
 # Corrections collected on the admin page -> the next version, deployed as a canary through the smoke gate
-# (`make serve` must be running). DATASET defaults to the active dataset; RETRAIN_ARGS e.g. "--demo-scenes 200".
+# (`make serve` must be running). DATASET: the active dataset by default, or name,name, or all.
+# RETRAIN_ARGS e.g. "--demo-scenes 200".
 retrain: install
 	$(PY) -m scripts.retrain $(if $(DATASET),--dataset $(DATASET)) $(RETRAIN_ARGS)
 

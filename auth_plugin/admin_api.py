@@ -3,8 +3,9 @@
     GET  /admin/models/{model}                  versions, default, canary share, workers, archive metadata
     GET  /admin/models/{model}/archives         the model's archives in model_store/, deployed or not
     POST /admin/models/{model}/deploy           {"archive": "food_rotation-v2.0.mar", "canary": 10,
-                                                 "gate_dataset": "feedback-1"}  (default: the dataset
-                                                 the archive was retrained on; its held-out photos are gated too)
+                                                 "gate_dataset": "feedback-1,feedback-2"}  (default: the
+                                                 datasets the archive was retrained on; their held-out photos
+                                                 are gated too; "all" for every dataset here)
     POST /admin/models/{model}/canary           {"version": "2.0", "percent": 50}
     POST /admin/models/{model}/promote          {"version": "2.0"}   (default: the canary)
     POST /admin/models/{model}/rollback         {}
@@ -21,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from auth_plugin.bodies import read_json_object
-from auth_plugin.datasets import DatasetError
+from auth_plugin.datasets import DatasetError, union
 from auth_plugin.feedback_api import DATASETS
 from auth_plugin.rollout import RolloutError, Rollouts
 
@@ -56,20 +57,25 @@ async def list_archives(request: web.Request) -> web.Response:
 
 
 async def _held_out(request: web.Request, archive: str, named: str | None) -> list[Path]:
-    """The photos a version is gated on besides the samples: those held out of the dataset it names (or that
-    `named` names). A dataset named by the archive but not collected here (trained elsewhere) is skipped."""
-    dataset = named or await asyncio.to_thread(request.app[ROLLOUTS].trained_on, archive)
-    if dataset is None:
-        return []
-    try:
-        held_out = (await asyncio.to_thread(request.app[DATASETS].split, dataset)).held_out
-    except DatasetError as exc:
-        if named is not None or exc.status != 404:
-            raise
-        log.warning("%s was trained on dataset %s, which is not here: gating on the samples only", archive, dataset)
-        return []
+    """The photos a version is gated on besides the samples: those held out of the datasets it was trained on
+    (or that `named` lists, comma-separated, or 'all'). A dataset named by the archive but not collected here
+    (trained elsewhere) is skipped with a warning; one named by the caller must exist."""
+    store = request.app[DATASETS]
+    if named is not None:
+        names = await asyncio.to_thread(store.select, named)
+    else:
+        names = await asyncio.to_thread(request.app[ROLLOUTS].trained_on, archive)
+    splits = []
+    for name in names:
+        try:
+            splits.append(await asyncio.to_thread(store.split, name))
+        except DatasetError as exc:
+            if named is not None or exc.status != 404:
+                raise
+            log.warning("%s was trained on dataset %s, which is not here: not gating on it", archive, name)
+    held_out = union(splits).held_out if splits else []
     if named is not None and not held_out:
-        raise RolloutError(422, "no_held_out_photos", f"dataset {dataset!r} has no held-out photos to gate on")
+        raise RolloutError(422, "no_held_out_photos", f"dataset {named!r} has no held-out photos to gate on")
     return held_out
 
 

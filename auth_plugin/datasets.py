@@ -149,6 +149,22 @@ class DatasetStore:
         digest = hashlib.sha256(json.dumps([asdict(c) for c in corrections], sort_keys=True).encode()).hexdigest()
         return Split(train, held_out, digest)
 
+    def select(self, selection: str | None) -> list[str]:
+        """Dataset names from what an operator types: None (the active one), 'all', or 'name,name,...'.
+
+        Training on every dataset is how a version keeps what earlier corrections taught once the dataset they
+        went to is closed; the held-out side of each stays held out, as the split goes by the photo.
+        """
+        if selection is None:
+            active = self.active()
+            return [active] if active else []
+        if selection.strip() == "all":
+            return self.names()
+        names = list(dict.fromkeys(name.strip() for name in selection.split(",") if name.strip()))
+        for name in names:
+            self._folder(name)  # 404 names the unknown one
+        return names
+
     # -- writing ----------------------------------------------------------------------------------------------
 
     def start_new(self, name: str | None = None) -> str:
@@ -221,3 +237,15 @@ class DatasetStore:
         partial.write_text(json.dumps(info, indent=2) + "\n")
         partial.replace(folder / "dataset.json")
 
+
+def union(splits: list[Split]) -> Split:
+    """Several datasets' splits as one. A photo collected in two of them (the same sha256) is on the same side in
+    both, since the photo chooses its side, and counts once: the later dataset's copy, the latest correction."""
+
+    def once(paths: list[Path]) -> list[Path]:
+        return list({path.name: path for path in paths}.values())
+
+    if len(splits) == 1:
+        return splits[0]
+    digest = hashlib.sha256("".join(split.manifest_sha256 for split in splits).encode()).hexdigest()
+    return Split(once([p for s in splits for p in s.train]), once([p for s in splits for p in s.held_out]), digest)

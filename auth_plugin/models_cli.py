@@ -29,7 +29,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     deploy = actions.add_parser("deploy", help="register an archive of model_store/, gate it, optionally as canary")
     deploy.add_argument("archive", help="file name of a .mar in model_store/")
     deploy.add_argument("--canary", type=float, default=0.0, help="percent of traffic for the new version")
-    deploy.add_argument("--gate-dataset", help="also gate on this collected dataset's held-out photos")
+    deploy.add_argument("--gate-dataset", help="also gate on the held-out photos of these collected datasets "
+                        "('name,name' or 'all'; default: those the archive was retrained on)")
     canary = actions.add_parser("canary")
     canary.add_argument("version")
     canary.add_argument("percent", type=float)
@@ -54,12 +55,12 @@ def _print_versions(answer: dict) -> None:
         return "" if value is None else f"{value:.4f}"
 
     print(f"{'version':<10} {'default':<8} {'canary%':<8} {'workers':<8} {'in-flight':<10} {'val_acc':<8} "
-          f"{'held-out':<9} {'dataset':<14} {'arch':<20} archive")
+          f"{'held-out':<9} {'arch':<20} {'archive':<28} datasets")
     for row in answer["versions"]:
         print(f"{row['version']:<10} {'yes' if row['default'] else '':<8} {row['canary_percent']:<8g} "
               f"{row['workers']:<8} {row['in_flight']:<10} {figure(row.get('val_acc')):<8} "
-              f"{figure(row.get('heldout_acc')):<9} {row.get('dataset') or '':<14} {row.get('arch') or '':<20} "
-              f"{row['archive']}")
+              f"{figure(row.get('heldout_acc')):<9} {row.get('arch') or '':<20} {row['archive']:<28} "
+              f"{row.get('dataset') or ''}")
 
 
 class Refused(Exception):

@@ -56,11 +56,19 @@ def read_archive(model_store: Path, archive: str) -> dict[str, Any]:
     return {"model": manifest["modelName"], "version": manifest["modelVersion"], "metadata": metadata}
 
 
+def _dataset_names(metadata: dict[str, Any]) -> list[str]:
+    """The collected datasets a version was retrained on: `datasets` (a list), or `dataset` (one: archives
+    retrained before several datasets could be combined)."""
+    entries = metadata.get("datasets")
+    if not isinstance(entries, list):
+        entries = [metadata["dataset"]] if isinstance(metadata.get("dataset"), dict) else []
+    return [str(entry["name"]) for entry in entries if isinstance(entry, dict) and entry.get("name")]
+
+
 def _trained_on(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The collected dataset a version was retrained on, and its accuracy on that dataset's held-out photos."""
-    dataset = metadata.get("dataset")
-    return {"dataset": dataset.get("name") if isinstance(dataset, dict) else None,
-            "heldout_acc": metadata.get("heldout_acc")}
+    """The collected datasets a version was retrained on, and its accuracy on their held-out photos."""
+    names = _dataset_names(metadata)
+    return {"dataset": ", ".join(names) or None, "datasets": names, "heldout_acc": metadata.get("heldout_acc")}
 
 
 class Rollouts:
@@ -101,9 +109,9 @@ class Rollouts:
             })
         return rows
 
-    def trained_on(self, archive: str) -> str | None:
-        """The collected dataset an archive was retrained on (its metadata.json says), if any."""
-        return _trained_on(read_archive(self._settings.model_store, archive)["metadata"])["dataset"]
+    def trained_on(self, archive: str) -> list[str]:
+        """The collected datasets an archive was retrained on (its metadata.json says); none for others."""
+        return _dataset_names(read_archive(self._settings.model_store, archive)["metadata"])
 
     async def archives(self, model: str) -> list[dict[str, Any]]:
         """The archives of `model` in the model store, deployed or not: what the admin page can deploy."""

@@ -27,8 +27,9 @@ def build(weights: Path, name: str, version: str) -> dict[str, object]:
         "weights_file": weights.name,
         "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        # A retrained version: the collected dataset it learnt from and its accuracy on that set's held-out photos.
-        **{key: info[key] for key in ("dataset", "heldout_acc", "heldout_acc_before") if key in info},
+        # A retrained version: the collected datasets it learnt from, how many demo scenes were mixed in, and its
+        # accuracy on the datasets' held-out photos.
+        **{key: info[key] for key in ("datasets", "demo_scenes", "heldout_acc", "heldout_acc_before") if key in info},
     }
 
 

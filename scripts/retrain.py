@@ -1,15 +1,18 @@
 """Collected corrections -> the next model version, deployed as a canary. Promotion stays a human decision.
 
     make retrain DATASET=feedback-1            (same as: .venv/bin/python -m scripts.retrain --dataset feedback-1)
+    make retrain DATASET=all                   every dataset collected so far (or DATASET=feedback-1,feedback-2)
 
-1. Train on the dataset's photos except its held-out fifth (chosen by sha256, so the same photos every time),
+1. Train on the datasets' photos except their held-out fifth (chosen by sha256, so the same photos every time),
    mixed with --demo-scenes generated scenes (200; 0 for none), fine-tuning --init (the demo weights by default).
+   The default dataset is the active one; once corrections span several (a dataset was closed), `all` keeps
+   what the earlier ones taught.
 2. The held-out corrections are the validation set; the last epoch is kept, so its accuracy there is an honest
    test figure (`heldout_acc`, next to `heldout_acc_before` of the starting weights).
 3. Extract the weights (weights/retrained/, git-ignored), archive model_store/food_rotation-v<next>.mar with
-   the dataset's name and manifest digest in its metadata.json.
-4. Deploy through the proxy: the smoke gate checks the gate samples and the held-out corrections; the version
-   then takes --canary percent of traffic. Promote it on the admin page or with
+   each dataset's name, manifest digest and counts in its metadata.json.
+4. Deploy through the proxy: the smoke gate checks the gate samples and the held-out corrections of the same
+   datasets; the version then takes --canary percent of traffic. Promote it on the admin page or with
    `.venv/bin/python -m auth_plugin models promote`.
 """
 
@@ -25,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from auth_plugin.datasets import DatasetError, DatasetStore
+from auth_plugin.datasets import DatasetError, DatasetStore, union
 from auth_plugin.models_cli import DEFAULT_URL, Refused, admin_call, admin_token
 from auth_plugin.rollout import RolloutError, read_archive
 from auth_plugin.settings import ROOT, ProxySettings
@@ -39,7 +42,8 @@ MIN_TRAINING_PHOTOS = 8
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     settings = ProxySettings.from_env(os.environ)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", help="the collected dataset (default: the active one)")
+    parser.add_argument("--dataset", help="the collected dataset, several as 'name,name', or 'all' "
+                                          "(default: the active one)")
     parser.add_argument("--datasets-dir", type=Path, default=settings.datasets_dir)
     parser.add_argument("--demo-scenes", type=int, default=200,
                         help="mix in this many generated demo scenes (0: none). Without them a version fine-tuned "
@@ -83,10 +87,10 @@ def demo_scenes(count: int, seed: int) -> list[Path]:
     return find_photos(folder)
 
 
-def deploy(args: argparse.Namespace, archive: str, dataset: str) -> dict[str, Any]:
+def deploy(args: argparse.Namespace, archive: str, datasets: list[str]) -> dict[str, Any]:
     try:
         return admin_call(args.url, args.model, admin_token(args.token), "POST", "/deploy",
-                          {"archive": archive, "canary": args.canary, "gate_dataset": dataset})
+                          {"archive": archive, "canary": args.canary, "gate_dataset": ",".join(datasets)})
     except Refused as exc:
         raise SystemExit(f"deploy {exc}\nthe archive stays in {args.model_store} for a look; nothing else "
                          "changed") from exc
@@ -95,26 +99,28 @@ def deploy(args: argparse.Namespace, archive: str, dataset: str) -> dict[str, An
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     store = DatasetStore(args.datasets_dir, ProxySettings().max_image_pixels)
-    dataset = args.dataset or store.active()
-    if dataset is None:
-        raise SystemExit(f"error: no datasets in {args.datasets_dir}: collect corrections first (POST /feedback)")
     try:
-        split = store.split(dataset)
+        datasets = store.select(args.dataset)
+        splits = {name: store.split(name) for name in datasets}
     except DatasetError as exc:
         raise SystemExit(f"error: {exc.message}") from exc
+    if not datasets:
+        raise SystemExit(f"error: no datasets in {args.datasets_dir}: collect corrections first (POST /feedback)")
+    split = union(list(splits.values()))
+    named = ", ".join(datasets)
     if len(split.train) < MIN_TRAINING_PHOTOS or not split.held_out:
-        raise SystemExit(f"error: {dataset} has {len(split.train)} training and {len(split.held_out)} held-out "
+        raise SystemExit(f"error: {named} holds {len(split.train)} training and {len(split.held_out)} held-out "
                          f"photos; at least {MIN_TRAINING_PHOTOS} and 1 are needed")
     version = args.version or next_version(args.model_store, args.model)
     init_info = json.loads(args.init.with_suffix(".json").read_text())
     mixed = demo_scenes(args.demo_scenes, args.seed)
-    print(f"retraining {args.model} {version} on {dataset}: {len(split.train)} corrections + {len(mixed)} demo "
+    print(f"retraining {args.model} {version} on {named}: {len(split.train)} corrections + {len(mixed)} demo "
           f"scenes, {len(split.held_out)} held out; fine-tuning {args.init.name}")
 
     weights = args.weights_dir / f"{args.model}-v{version}.pth"
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = Path(scratch) / "retrain.tar"
-        options = train.parse_args([str(args.datasets_dir / dataset), "--out", str(checkpoint), "--epochs",
+        options = train.parse_args([str(args.datasets_dir), "--out", str(checkpoint), "--epochs",
                                     str(args.epochs), "--lr", str(args.lr), "--seed", str(args.seed), "--init",
                                     str(args.init), "--keep", "last", "--arch", init_info["arch"],
                                     "--image-size", str(init_info["image_size"])])
@@ -126,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     sidecar = weights.with_suffix(".json")
     sidecar.write_text(json.dumps({
         **json.loads(sidecar.read_text()),
-        "dataset": {"name": dataset, "manifest_sha256": split.manifest_sha256, "train_photos": len(split.train),
-                    "held_out_photos": len(split.held_out), "demo_scenes": len(mixed)},
+        "datasets": [{"name": name, "manifest_sha256": part.manifest_sha256, "train_photos": len(part.train),
+                      "held_out_photos": len(part.held_out)} for name, part in splits.items()],
+        "demo_scenes": len(mixed),
         "heldout_acc": result["val_acc"], "heldout_acc_before": result.get("init_val_acc"),
     }, indent=2) + "\n")
     archive = f"{args.model}-v{version}"
@@ -139,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_deploy:
         print(f"not deployed (--no-deploy): python -m auth_plugin models deploy {archive}.mar --canary {args.canary}")
         return 0
-    deployed = deploy(args, f"{archive}.mar", dataset)
+    deployed = deploy(args, f"{archive}.mar", datasets)
     print(f"deployed {args.model} {deployed['version']} as a {deployed['canary_percent']:g}% canary "
           f"(gate: samples {deployed['gate_accuracy']:.3f}, held-out corrections {deployed['heldout_accuracy']:.3f})."
           f"\nPromote it on the admin page (Models) or: .venv/bin/python -m auth_plugin models promote {version}")

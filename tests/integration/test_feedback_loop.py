@@ -1,12 +1,14 @@
 """The feedback loop end to end, on a TorchServe + proxy of its own: corrections posted over HTTP in every input
-form -> a dataset on disk -> `python -m scripts.retrain` (as an operator runs it) -> version 2.0 archived with the
-dataset in its metadata, gated on the held-out corrections, serving as a canary; then bad feedback refused."""
+form -> two datasets on disk (the first closed half-way) -> `python -m scripts.retrain --dataset all` (as an
+operator runs it) -> version 2.0 archived with both datasets in its metadata, gated on their held-out corrections,
+serving as a canary; then bad feedback refused."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -24,6 +26,7 @@ from tests.photos import encode, jpeg_with_orientation, rotated, same_picture, s
 pytestmark = pytest.mark.integration
 DEGREES = (0, 90, 180, 270)
 PHOTOS = 24
+FIRST = 16  # photos 0-15 go to feedback-1, which is then closed; 16-23 to feedback-2
 
 
 @pytest.fixture(scope="module")
@@ -56,37 +59,49 @@ def test_corrections_become_a_gated_canary_version(stack, tmp_path):
     torchserve, proxy = stack
     user = issue_token(proxy, "--user", "cook", "--scopes", "predict")[1]
     admin = issue_token(proxy, "--user", "ops", "--scopes", "admin")[1]
-    answers = [send(proxy, user, index) for index in range(PHOTOS)]
-    assert [answer.status_code for answer in answers] == [201] * PHOTOS, answers[0].text
+    admin_auth = {"Authorization": f"Bearer {admin}"}
+    answers = [send(proxy, user, index) for index in range(FIRST)]
     assert send(proxy, user, 0).json()["count"] == 2  # the same photo again: counted, not stored twice
+    opened = requests.post(f"{proxy.url}/datasets", json={}, headers=admin_auth, timeout=30)
+    assert opened.status_code == 201 and opened.json()["name"] == "feedback-2", opened.text
+    answers += [send(proxy, user, index) for index in range(FIRST, PHOTOS)]
+    assert [answer.status_code for answer in answers] == [201] * PHOTOS, answers[0].text
+    assert {answer.json()["dataset"] for answer in answers[FIRST:]} == {"feedback-2"}
 
-    listing = requests.get(f"{proxy.url}/datasets", headers={"Authorization": f"Bearer {admin}"}, timeout=30).json()
-    (dataset,) = listing["datasets"]
-    assert dataset["name"] == listing["active"] == "feedback-1"
-    assert (dataset["photos"], dataset["submissions"]) == (PHOTOS, PHOTOS + 1)
-    assert dataset["per_class"] == {str(degree): PHOTOS // 4 for degree in DEGREES}
-    assert 0 < dataset["held_out"] < PHOTOS
+    listing = requests.get(f"{proxy.url}/datasets", headers=admin_auth, timeout=30).json()
+    first, second = listing["datasets"]
+    assert (first["name"], second["name"], listing["active"]) == ("feedback-1", "feedback-2", "feedback-2")
+    assert first["closed_at"] and second["closed_at"] is None
+    assert (first["photos"], first["submissions"], second["photos"]) == (FIRST, FIRST + 1, PHOTOS - FIRST)
+    assert first["per_class"] == {str(degree): FIRST // 4 for degree in DEGREES}
+    assert 0 < first["held_out"] + second["held_out"] < PHOTOS
 
     retrain = subprocess.run(
-        [sys.executable, "-m", "scripts.retrain", "--dataset", "feedback-1", "--epochs", "1",
+        [sys.executable, "-m", "scripts.retrain", "--dataset", "all", "--epochs", "1",
          "--datasets-dir", str(proxy.home / "datasets"), "--model-store", str(torchserve.model_store),
          "--weights-dir", str(tmp_path / "weights"), "--url", proxy.url, "--token", admin, "--canary", "25",
          "--demo-scenes", "8"],
         cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True, timeout=600)
     assert retrain.returncode == 0, retrain.stdout[-2000:] + retrain.stderr[-2000:]
     assert "as a 25% canary" in retrain.stdout
+    gated = re.search(r"gate: samples ([\d.]+), held-out corrections ([\d.]+)", retrain.stdout)
+    assert gated and float(gated[1]) >= 0.9 and float(gated[2]) >= 0.9, retrain.stdout[-2000:]
+    refused = requests.post(f"{proxy.url}/admin/models/food_rotation/deploy", headers=admin_auth, timeout=30,
+                            json={"archive": "food_rotation-v2.0.mar", "gate_dataset": "feedback-1,nope"})
+    assert (refused.status_code, refused.json()["error"]) == (404, "unknown_dataset"), refused.text
 
     with zipfile.ZipFile(torchserve.model_store / "food_rotation-v2.0.mar") as mar:
         metadata = json.loads(mar.read("metadata.json"))
-    assert metadata["version"] == "2.0" and metadata["dataset"]["name"] == "feedback-1"
-    assert metadata["dataset"]["train_photos"] + metadata["dataset"]["held_out_photos"] == PHOTOS
-    assert metadata["heldout_acc"] >= 0.9 and len(metadata["dataset"]["manifest_sha256"]) == 64
+    trained_on = metadata["datasets"]
+    assert metadata["version"] == "2.0" and [entry["name"] for entry in trained_on] == ["feedback-1", "feedback-2"]
+    assert sum(entry["train_photos"] + entry["held_out_photos"] for entry in trained_on) == PHOTOS
+    assert all(len(entry["manifest_sha256"]) == 64 for entry in trained_on) and metadata["demo_scenes"] == 8
+    assert metadata["heldout_acc"] >= 0.9
 
-    versions = requests.get(f"{proxy.url}/admin/models/food_rotation", headers={"Authorization": f"Bearer {admin}"},
-                            timeout=30).json()["versions"]
-    rows = {row["version"]: row for row in versions}
+    listed = requests.get(f"{proxy.url}/admin/models/food_rotation", headers=admin_auth, timeout=30)
+    rows = {row["version"]: row for row in listed.json()["versions"]}
     assert rows["1.0"]["default"] and rows["2.0"]["canary_percent"] == 25 and rows["2.0"]["workers"] >= 1
-    assert rows["2.0"]["dataset"] == "feedback-1" and rows["2.0"]["heldout_acc"] == metadata["heldout_acc"]
+    assert rows["2.0"]["dataset"] == "feedback-1, feedback-2" and rows["2.0"]["heldout_acc"] == metadata["heldout_acc"]
     served = {requests.post(f"{proxy.url}/predictions/food_rotation", data=encode(scene()),
                             headers={"Authorization": f"Bearer {user}", "Content-Type": "image/jpeg"},
                             timeout=30).json()["model_version"] for _ in range(40)}

@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from auth_plugin.datasets import DatasetError, DatasetStore, is_held_out
+from auth_plugin.datasets import DatasetError, DatasetStore, is_held_out, union
 from photo_io import PhotoError
 from tests.photos import encode, jpeg_with_orientation, rotated, same_picture, scene
 
@@ -95,6 +95,29 @@ def test_split_holds_out_by_sha_and_names_the_exact_state(store):
     assert store.split("feedback-1").manifest_sha256 == split.manifest_sha256
     store.remove("feedback-1", next(iter(shas)), "admin")
     assert store.split("feedback-1").manifest_sha256 != split.manifest_sha256
+
+
+def test_several_datasets_are_selected_and_trained_as_one(store):
+    assert store.select(None) == [] and store.select("all") == []
+    photos = [encode(scene(seed).resize((160, 120))) for seed in range(1001, 1021)]
+    for photo in photos[:12]:
+        store.add(photo, 0, "alice")
+    store.start_new()
+    for photo in photos[8:]:  # four photos collected again in the new dataset
+        store.add(photo, 90, "bob")
+    assert store.select(None) == ["feedback-2"] and store.select("all") == ["feedback-1", "feedback-2"]
+    assert store.select(" feedback-2, feedback-1,feedback-2 ") == ["feedback-2", "feedback-1"]
+    with pytest.raises(DatasetError) as unknown:
+        store.select("feedback-1,nope")
+    assert (unknown.value.status, unknown.value.code) == (404, "unknown_dataset")
+
+    first, second = store.split("feedback-1"), store.split("feedback-2")
+    both = union([first, second])
+    assert union([first]) == first
+    assert len(both.train) + len(both.held_out) == 20  # the four in both count once
+    assert {p.name for p in both.held_out} == {p.name for p in first.held_out + second.held_out}
+    assert not {p.name for p in both.train} & {p.name for p in both.held_out}
+    assert both.manifest_sha256 not in (first.manifest_sha256, second.manifest_sha256)
 
 
 def test_a_line_cut_short_by_a_crash_is_not_an_event(store):

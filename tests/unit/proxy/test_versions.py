@@ -4,7 +4,7 @@ import zipfile
 
 import pytest
 
-from auth_plugin.rollout import RolloutError, read_archive
+from auth_plugin.rollout import RolloutError, _trained_on, read_archive
 from auth_plugin.versions import Route, VersionRegistry
 
 
@@ -60,3 +60,14 @@ def test_read_archive_refusals(tmp_path, name, status):
     with pytest.raises(RolloutError) as caught:
         read_archive(tmp_path, name)
     assert caught.value.status == status
+
+
+@pytest.mark.parametrize(("metadata", "names"), [
+    ({"datasets": [{"name": "feedback-1"}, {"name": "feedback-2"}]}, ["feedback-1", "feedback-2"]),
+    ({"dataset": {"name": "feedback-1", "manifest_sha256": "ab"}}, ["feedback-1"]),  # archived before `datasets`
+    ({"arch": "resnet18"}, []),
+    ({"datasets": "feedback-1"}, []),  # not what retrain writes: no dataset to gate on rather than a wrong one
+])
+def test_the_datasets_an_archive_was_retrained_on(metadata, names):
+    described = _trained_on({**metadata, "heldout_acc": 0.95})
+    assert described == {"dataset": ", ".join(names) or None, "datasets": names, "heldout_acc": 0.95}
