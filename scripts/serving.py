@@ -333,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
           "Model versions: .venv/bin/python -m auth_plugin models list (admin token in .run/proxy/admin_token)\n")
     print(f"Admin page (predict, fix, datasets, versions): open {PROXY_URL}/ and sign in with the admin token\n"
           f"  {admin}\n"
-          "Corrections collected there become the next version with: make retrain DATASET=feedback-1")
+          "Corrections collected there become the next version (a canary) with: make retrain\n"
+          "  (the active dataset; DATASET=all for every dataset so far, DATASET=feedback-1 for one)")
     return 0
 
 
