@@ -19,6 +19,9 @@ class HandlerSettings:
     max_image_pixels: int = 100_000_000  # above a 50 MP phone photo, below a decompression bomb
     torch_threads: int = 1  # one per worker: TorchServe runs a worker per core on a small CPU box
     jpeg_quality: int = 95
+    # One answer's most bytes: TorchServe kills the worker whose answer is over max_response_size (25 MiB in
+    # config.properties), so an upright image over this is refused (422) before it gets there.
+    max_answer_bytes: int = 24 * 2**20
     channels_last: bool = True
 
     @classmethod

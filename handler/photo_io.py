@@ -12,6 +12,7 @@ import struct
 import warnings
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -176,8 +177,30 @@ def turn(img: Image.Image, degree: int) -> Image.Image:
     return img if method is None else img.transpose(method)
 
 
-def render_upright(data: bytes, model_degree: int, image_format: str, max_pixels: int, jpeg_quality: int) -> bytes:
-    """The full-resolution photo made upright (EXIF turn, then the model's), EXIF orientation cleared, ICC kept."""
+class _CappedBuffer(io.BytesIO):
+    """A BytesIO that refuses to grow past `limit` bytes, so an answer too large to send stops encoding early."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._limit = limit
+
+    def write(self, data: Any) -> int:
+        if self.tell() + len(data) > self._limit:
+            raise _TooLarge
+        return super().write(data)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def render_upright(data: bytes, model_degree: int, image_format: str, max_pixels: int, jpeg_quality: int,
+                   max_bytes: int) -> bytes:
+    """The full-resolution photo made upright (EXIF turn, then the model's), EXIF orientation cleared, ICC kept.
+
+    At most `max_bytes` long: TorchServe kills the worker whose answer is over its max_response_size, so a
+    larger encoding is refused here as the caller's 422 rather than a dead worker's 500.
+    """
     img = open_photo(data, max_pixels)
     orientation = read_orientation(img)
     _decode(img)
@@ -202,6 +225,13 @@ def render_upright(data: bytes, model_degree: int, image_format: str, max_pixels
         options["icc_profile"] = icc_profile
     if exif_bytes:
         options["exif"] = exif_bytes
-    out = io.BytesIO()
-    img.save(out, format="JPEG" if image_format == "jpeg" else "PNG", **options)
+    out = _CappedBuffer(max_bytes)
+    try:
+        img.save(out, format="JPEG" if image_format == "jpeg" else "PNG", **options)
+    except _TooLarge:
+        instead = "JPEG (Accept: image/jpeg) or " if image_format == "png" else ""
+        raise PhotoError(422, "output_too_large",
+                         f"the upright {image_format.upper()} of this {img.width}x{img.height} photo is over "
+                         f"{max_bytes / 2**20:g} MiB, the most one answer may carry; ask for {instead}the JSON "
+                         "prediction (no Accept header), which names the turn to apply") from None
     return out.getvalue()

@@ -102,7 +102,8 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
             self.context.set_response_content_type(idx, "application/json")
             return json.dumps(prediction)
         upright = render_upright(item.payload.image, prediction["model_degree"], image_format,
-                                 self.settings.max_image_pixels, self.settings.jpeg_quality)
+                                 self.settings.max_image_pixels, self.settings.jpeg_quality,
+                                 self.settings.max_answer_bytes)
         self.context.set_response_content_type(idx, _CONTENT_TYPES[image_format])
         for key in ("model_degree", "exif_degree", "confidence", "model_version"):
             self.context.set_response_header(idx, "X-" + key.replace("_", "-").title(), str(prediction[key]))

@@ -146,6 +146,25 @@ def test_odd_but_valid_is_answered(torchserve, send, name):
     assert worker_pids(torchserve) == before
 
 
+def test_an_upright_image_too_large_to_answer_is_a_named_4xx_not_a_dead_worker(proxy, torchserve):
+    """A 12 MP photo of pure detail: its upright PNG (36 MB) is over one answer's 24 MiB. TorchServe used to kill
+    the worker over it (an answer over max_response_size, 500 "Worker died"); its JPEG (13 MB) still comes back."""
+    token = issue_token(proxy, "--user", "detail")[1]
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (3000, 4000, 3), dtype=np.uint8))
+    photo = encode(noise, "JPEG", quality=85)
+    before = worker_pids(torchserve)
+    answers = {accept: requests.post(f"{proxy.url}/predictions/food_rotation", data=photo, timeout=120,
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "image/jpeg",
+                                              "Accept": accept})
+               for accept in ("image/png", "image/jpeg")}
+    refused, upright = answers["image/png"], answers["image/jpeg"]
+    assert (refused.status_code, refused.json()["error"]) == (422, "output_too_large"), refused.text[:300]
+    assert "Accept: image/jpeg" in refused.json()["message"]
+    assert upright.status_code == 200 and upright.headers["Content-Type"] == "image/jpeg"
+    assert 10 * 2**20 < len(upright.content) < 24 * 2**20
+    assert worker_pids(torchserve) == before
+
+
 def test_huge_header_is_refused_and_the_proxy_lives(proxy, send):
     answer = requests.post(f"{proxy.url}/predictions/food_rotation", data=GOOD,
                            headers={"X-Padding": "a" * 100_000}, timeout=30)

@@ -9,6 +9,7 @@ from rotation_model import to_pixels
 from tests.photos import encode, jpeg_with_orientation, png_header, same_picture, scene
 
 LIMIT = 100_000_000
+ANSWER = 24 * 2**20
 EXPECTED = {1: (0, False), 2: (0, True), 3: (180, False), 4: (180, True),
             5: (90, True), 6: (270, False), 7: (270, True), 8: (90, False)}
 
@@ -145,13 +146,24 @@ def test_render_upright_applies_exif_then_model_turn_and_keeps_metadata():
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     sideways = upright.rotate(-90, expand=True)  # needs a 90 degree counter-clockwise turn
     data = jpeg_with_orientation(sideways, 6, icc_profile=icc)
-    out = Image.open(io.BytesIO(render_upright(data, 90, "jpeg", LIMIT, 90)))
+    out = Image.open(io.BytesIO(render_upright(data, 90, "jpeg", LIMIT, 90, ANSWER)))
     assert out.format == "JPEG" and same_picture(out, upright)
     assert out.getexif().get(0x0112) is None and out.getexif().get(0x010F) == "TestCam"
     assert out.info.get("icc_profile") == icc
 
 
+@pytest.mark.parametrize(("image_format", "instead"), [("png", "JPEG (Accept: image/jpeg)"), ("jpeg", "JSON")])
+def test_an_upright_image_over_the_answer_limit_is_a_422_naming_the_way_out(image_format, instead):
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    data = encode(noise, "JPEG")
+    with pytest.raises(PhotoError) as refused:
+        render_upright(data, 0, image_format, LIMIT, 95, max_bytes=50_000)
+    assert (refused.value.status, refused.value.code) == (422, "output_too_large")
+    assert "400x300" in refused.value.message and instead in refused.value.message
+    assert len(render_upright(data, 0, image_format, LIMIT, 95, max_bytes=ANSWER)) > 50_000
+
+
 def test_render_upright_png_keeps_alpha():
     rgba = scene().convert("RGBA")
-    out = Image.open(io.BytesIO(render_upright(encode(rgba, "PNG"), 180, "png", LIMIT, 90)))
+    out = Image.open(io.BytesIO(render_upright(encode(rgba, "PNG"), 180, "png", LIMIT, 90, ANSWER)))
     assert out.format == "PNG" and out.mode == "RGBA" and out.size == rgba.size

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from PIL import Image
@@ -124,3 +126,20 @@ def test_upright_image_on_request(handler_and_context, accept, fmt):
 def test_torch_threads_come_from_model_config(handler_and_context):
     handler, _ = handler_and_context
     assert handler.settings.torch_threads == 1 and handler.settings.max_image_pixels == 100_000_000
+
+
+def test_an_answer_too_large_to_send_is_a_422_for_that_item_only(handler_and_context):
+    """TorchServe kills a worker whose answer is over max_response_size: the handler keeps under it."""
+    handler, _ = handler_and_context
+    shipped = handler.settings
+    handler.settings = dataclasses.replace(shipped, max_answer_bytes=100_000)
+    try:
+        noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+        small = encode(rotated(scene(CLEAR_SCENES[0]).resize((120, 90)), 90), "JPEG")
+        answers, context = handle(handler_and_context, jpeg_request(encode(noise, "JPEG"), Accept="image/png"),
+                                  jpeg_request(small, Accept="image/png"), jpeg_request(encode(noise, "JPEG")))
+    finally:
+        handler.settings = shipped
+    assert context.get_response_status(0)[0] == 422 and json.loads(answers[0])["error"] == "output_too_large"
+    assert context.get_response_status(1)[0] == 200 and Image.open(io.BytesIO(answers[1])).format == "PNG"
+    assert context.get_response_status(2)[0] == 200 and "model_degree" in json.loads(answers[2])

@@ -2,6 +2,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from handler_settings import HandlerSettings
 from scripts.serving import ROOT, TorchServe, allowed_urls_for, read_properties
@@ -26,6 +27,14 @@ def test_config_keeps_torchserve_on_loopback_with_its_token_auth():
     assert config["management_address"].startswith("http://127.0.0.1:")
     assert config["metrics_mode"] == "prometheus"
     assert int(config["max_request_size"]) >= 15 * 4 // 3 * 1_000_000
+
+
+def test_the_largest_answer_fits_under_torchserve_s_response_limit():
+    """TorchServe kills the worker whose answer is over max_response_size: the handler must refuse first."""
+    model_config = yaml.safe_load((ROOT / "handler" / "model-config.yaml").read_text())
+    settings = HandlerSettings.from_archive({"arch": "resnet18"}, model_config["handler"])
+    assert 15 * 2**20 <= settings.max_answer_bytes  # a 15 MB photo's upright JPEG fits
+    assert settings.max_answer_bytes < int(read_properties(ROOT / "config.properties")["max_response_size"])
 
 
 def test_allowed_urls_match_only_archives_directly_in_the_model_store(tmp_path):
