@@ -46,6 +46,7 @@ AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 LIMITER = web.AppKey("limiter", RateLimiter)
 METRICS = web.AppKey("metrics", ProxyMetrics)
 REGISTRY = web.AppKey("registry", VersionRegistry)
+TORCHSERVE = web.AppKey("torchserve", TorchServeAdmin)
 REQUEST_ID = "request_id"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -182,20 +183,11 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Ready when TorchServe answers and the version the routing table sends traffic to has a live worker."""
     app = request.app
-    settings = app[SETTINGS]
-    route = app[REGISTRY].route(settings.model_name)
-    path = f"/models/{settings.model_name}" + (f"/{route.default}" if route else "")
+    route = app[REGISTRY].route(app[SETTINGS].model_name)
     try:
-        headers = {"Authorization": f"Bearer {(await app[KEYS].read()).management}"}
-        async with app[SESSION].get(f"{settings.management_url.rstrip('/')}{path}",
-                                    headers=headers, timeout=aiohttp.ClientTimeout(total=2)) as answer:
-            if answer.status == 400:
-                app[KEYS].reload()
-            answer.raise_for_status()
-            workers = (await answer.json())[0]["workers"]
-    except (KeysUnavailable, aiohttp.ClientError, TimeoutError, ValueError, KeyError, IndexError) as exc:
-        return web.json_response({"status": "unavailable", "reason": type(exc).__name__}, status=503)
-    live = sum(worker.get("status") == "READY" for worker in workers)
+        live = await app[TORCHSERVE].live_workers(app[SETTINGS].model_name, route.default if route else None, 2.0)
+    except ManagementError as exc:
+        return web.json_response({"status": "unavailable", "reason": exc.message}, status=503)
     status = 200 if live else 503
     return web.json_response({"status": "ready" if live else "no_live_workers", "workers": live}, status=status)
 
@@ -244,8 +236,9 @@ def create_app(settings: ProxySettings) -> web.Application:
                                              auto_decompress=False)
         gate = SmokeGate(app[SESSION], app[KEYS], settings.inference_url, settings.gate_dir,
                          settings.gate_min_accuracy)
+        app[TORCHSERVE] = TorchServeAdmin(app[SESSION], app[KEYS], settings.management_url)
         app[admin_api.ROLLOUTS] = Rollouts(
-            TorchServeAdmin(app[SESSION], app[KEYS], settings.management_url), app[REGISTRY], gate,
+            app[TORCHSERVE], app[REGISTRY], gate,
             RolloutSettings(settings.model_store, settings.deploy_workers, settings.register_timeout_s,
                             settings.drain_timeout_s))
         reconciler = asyncio.create_task(reconcile_forever(app))

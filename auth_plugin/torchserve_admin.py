@@ -72,6 +72,14 @@ class TorchServeAdmin:
                              workers=sum(w.get("status") == "READY" for w in entry.get("workers", [])),
                              is_default=entry["modelVersion"] == default) for entry in described]
 
+    async def live_workers(self, model: str, version: str | None, timeout_s: float) -> int:
+        """READY workers of one version of `model` (TorchServe's default version when None)."""
+        described = await self._call("GET", f"/models/{model}" + (f"/{version}" if version else ""), timeout_s)
+        try:
+            return sum(worker.get("status") == "READY" for worker in described[0]["workers"])
+        except (LookupError, TypeError, AttributeError) as exc:
+            raise ManagementError(0, f"TorchServe described {model} in an unexpected shape: {exc!r}") from exc
+
     async def register(self, archive: str, workers: int, timeout_s: float) -> None:
         """Register an archive of the model store and wait until its workers are up (synchronous)."""
         await self._call("POST", "/models", timeout_s=timeout_s, url=archive, initial_workers=str(workers),

@@ -27,12 +27,14 @@ class FakeTorchServe:
         self.seen: list[dict[str, str]] = []
         self.delay_s = 0.0
         self.key = ""
+        self.management = ""
         self.renew("infer001")
 
-    def renew(self, key: str, expires_in_s: float = 3600, file_lag_s: float = 0.0, meanwhile: str = "old") -> None:
+    def renew(self, key: str, expires_in_s: float = 3600, file_lag_s: float = 0.0, meanwhile: str = "old",
+              management: str = "mgmt0001") -> None:
         expires = (datetime.now(UTC) + timedelta(seconds=expires_in_s)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
-        self.key = key
-        document = json.dumps({"management": {"key": "mgmt0001", "expiration time": expires},
+        self.key, self.management = key, management
+        document = json.dumps({"management": {"key": management, "expiration time": expires},
                                "inference": {"key": key, "expiration time": expires}, "API": {"key": "api00001"}})
         if not file_lag_s:
             self.key_file.write_text(document)
@@ -57,6 +59,8 @@ class FakeTorchServe:
         return web.json_response({})
 
     async def models(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.management}":
+            return web.json_response({"code": 400, "type": "InvalidKeyException"}, status=400)
         return web.json_response([{"workers": [{"status": "READY"}]}])
 
     def app(self) -> web.Application:

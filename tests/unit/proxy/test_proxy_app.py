@@ -93,6 +93,16 @@ async def test_a_key_renewed_while_torchserve_writes_its_file_loses_no_request(s
     assert fake.seen[-1]["Authorization"] == "Bearer rotated9"
 
 
+@pytest.mark.parametrize("meanwhile", ["old", "truncated"])
+async def test_readiness_holds_while_torchserve_renews_its_management_key(setup, meanwhile):
+    fake, client, _ = setup
+    proxy = await client()
+    assert (await proxy.get("/readyz")).status == 200
+    fake.renew("infer001", management="mgmt0002", file_lag_s=0.3, meanwhile=meanwhile)
+    answer = await proxy.get("/readyz")
+    assert answer.status == 200 and (await answer.json()) == {"status": "ready", "workers": 1}
+
+
 async def test_no_key_file_is_503_at_once(setup):
     fake, client, auth = setup
     proxy = await client()
