@@ -61,7 +61,7 @@ $(VENV)/.installed-bench: requirements-bench.txt $(INSTALLED)
 	@touch $@
 
 # Corrections collected on the admin page -> the next version, deployed as a canary through the smoke gate
-# (`make serve` must be running). DATASET: the active dataset by default, or name,name, or all.
+# (`make serve` must be running). DATASET: every dataset by default, or a name, or name,name.
 # RETRAIN_ARGS e.g. "--demo-scenes 200".
 retrain: install
 	$(PY) -m scripts.retrain $(if $(DATASET),--dataset $(DATASET)) $(RETRAIN_ARGS)

@@ -149,15 +149,8 @@ class DatasetStore:
         digest = hashlib.sha256(json.dumps([asdict(c) for c in corrections], sort_keys=True).encode()).hexdigest()
         return Split(train, held_out, digest)
 
-    def select(self, selection: str | None) -> list[str]:
-        """Dataset names from what an operator types: None (the active one), 'all', or 'name,name,...'.
-
-        Training on every dataset is how a version keeps what earlier corrections taught once the dataset they
-        went to is closed; the held-out side of each stays held out, as the split goes by the photo.
-        """
-        if selection is None:
-            active = self.active()
-            return [active] if active else []
+    def select(self, selection: str) -> list[str]:
+        """Dataset names from what an operator types: 'all' (in order of creation) or 'name,name,...'."""
         if selection.strip() == "all":
             return self.names()
         names = list(dict.fromkeys(name.strip() for name in selection.split(",") if name.strip()))

@@ -15,6 +15,7 @@ The new kind of photo: a demo scene shot close up, in a dim, warm-lit room, with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import random
@@ -23,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,15 +73,53 @@ def accuracy(url: str, token: str, photos: list[Path]) -> float:
     return correct / len(images)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photos", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--demo-scenes", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=40_000, help="first scene seed of the new kind of photo")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "FEEDBACK_LOOP.md")
-    args = parser.parse_args(argv)
+@dataclass
+class Loop:
+    """A private TorchServe + proxy serving the demo weights as 1.0, with its dataset folder and two tokens."""
 
+    base: Path
+    proxy: Proxy
+    model_store: Path
+    datasets: Path
+    cook: str  # predict scope: predicts and corrects, as the admin page's Predict view does
+    admin: str
+
+    @property
+    def predict_url(self) -> str:
+        return f"{self.proxy.url}/predictions/food_rotation"
+
+    def correct(self, photos: list[tuple[Image.Image, int]]) -> int:
+        """Predict each (upright photo, turn) through the proxy, then send the correction; the number served right."""
+        auth = {"Authorization": f"Bearer {self.cook}"}
+        served_right = 0
+        for upright, degree in photos:
+            photo = jpeg(upright.rotate(-degree, expand=True))
+            served = requests.post(self.predict_url, data=photo, headers={**auth, "Content-Type": "image/jpeg"},
+                                   timeout=60).json()
+            served_right += served["model_degree"] == degree
+            stored = requests.post(f"{self.proxy.url}/feedback", files={"image": ("photo.jpg", photo, "image/jpeg")},
+                                   data={"true_degree": str(degree), "model_degree": str(served["model_degree"]),
+                                         "model_version": served["model_version"]}, headers=auth, timeout=60)
+            assert stored.status_code == 201, stored.text
+        return served_right
+
+    def retrain(self, dataset: str, *options: str) -> tuple[subprocess.CompletedProcess[str], float]:
+        """`scripts/retrain.py` as an operator runs it (deploys through this proxy); its result and seconds."""
+        started = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, "-m", "scripts.retrain", "--dataset", dataset, "--datasets-dir", str(self.datasets),
+             "--model-store", str(self.model_store), "--weights-dir", str(self.base / "weights"), "--url",
+             self.proxy.url, "--token", self.admin, *options],
+            cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True)
+        print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
+        return result, time.perf_counter() - started
+
+    def accuracy(self, version: str, photos: list[Path]) -> float:
+        return accuracy(f"{self.predict_url}/{version}", self.cook, photos)
+
+
+@contextlib.contextmanager
+def serving_loop() -> Iterator[Loop]:
     base = Path(tempfile.mkdtemp(prefix="feedback-loop-"))
     store = base / "model_store"
     subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(WEIGHTS), "--version", "1.0",
@@ -93,40 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         server.wait_ready(min_workers=2, timeout=300)
         proxy.start()
         proxy.wait_ready()
-        cook = proxy.saved_token("cook_token", "cook", ["predict"])
-        admin = proxy.saved_token("admin_token", "admin", ["admin", "predict"])
-        predict_url = f"{proxy.url}/predictions/food_rotation"
-        served_right = 0
-        started = time.perf_counter()
-        for index in range(args.photos):
-            degree = random.Random(args.seed + index).choice(TURNS)
-            photo = jpeg(dim_closeup(args.seed + index).rotate(-degree, expand=True))
-            auth = {"Authorization": f"Bearer {cook}"}
-            served = requests.post(predict_url, data=photo, headers={**auth, "Content-Type": "image/jpeg"},
-                                   timeout=60).json()
-            served_right += served["model_degree"] == degree
-            stored = requests.post(f"{proxy.url}/feedback", files={"image": ("photo.jpg", photo, "image/jpeg")},
-                                   data={"true_degree": str(degree), "model_degree": str(served["model_degree"]),
-                                         "model_version": served["model_version"]}, headers=auth, timeout=60)
-            assert stored.status_code == 201, stored.text
-        collect_s = time.perf_counter() - started
-        split = DatasetStore(datasets, 100_000_000).split("feedback-1")
-
-        started = time.perf_counter()
-        retrain = subprocess.run(
-            [sys.executable, "-m", "scripts.retrain", "--dataset", "feedback-1", "--datasets-dir", str(datasets),
-             "--model-store", str(store), "--weights-dir", str(base / "weights"), "--url", proxy.url, "--token",
-             admin, "--epochs", str(args.epochs), "--demo-scenes", str(args.demo_scenes)],
-            cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True)
-        retrain_s = time.perf_counter() - started
-        print(retrain.stdout[-3000:], retrain.stderr[-3000:], sep="\n")
-        trained_line = next((line for line in retrain.stdout.splitlines() if line.startswith("trained in ")), "")
-        train_s = float(trained_line.split()[2]) if trained_line else float("nan")
-        deployed = retrain.returncode == 0
-        gate_samples = sorted((ROOT / "samples" / "gate").glob("*.jpg"))
-        rows = [("1.0 (demo weights)", "1.0")] + ([("2.0 (retrained)", "2.0")] if deployed else [])
-        results = {label: (accuracy(f"{predict_url}/{version}", cook, split.held_out),
-                           accuracy(f"{predict_url}/{version}", cook, gate_samples)) for label, version in rows}
+        yield Loop(base, proxy, store, datasets, proxy.saved_token("cook_token", "cook", ["predict"]),
+                   proxy.saved_token("admin_token", "admin", ["admin", "predict"]))
     except Exception:
         print(f"failed; logs kept in {base}", file=sys.stderr)
         raise
@@ -134,6 +143,37 @@ def main(argv: list[str] | None = None) -> int:
         proxy.stop()
         server.stop()
     shutil.rmtree(base, ignore_errors=True)
+
+
+def trained_seconds(stdout: str) -> float:
+    line = next((line for line in stdout.splitlines() if line.startswith("trained in ")), "")
+    return float(line.split()[2]) if line else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--demo-scenes", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=40_000, help="first scene seed of the new kind of photo")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "FEEDBACK_LOOP.md")
+    args = parser.parse_args(argv)
+
+    with serving_loop() as loop:
+        photos = [(dim_closeup(args.seed + index), random.Random(args.seed + index).choice(TURNS))
+                  for index in range(args.photos)]
+        started = time.perf_counter()
+        served_right = loop.correct(photos)
+        collect_s = time.perf_counter() - started
+        split = DatasetStore(loop.datasets, 100_000_000).split("feedback-1")
+        retrain, retrain_s = loop.retrain("feedback-1", "--epochs", str(args.epochs), "--demo-scenes",
+                                          str(args.demo_scenes))
+        train_s = trained_seconds(retrain.stdout)
+        deployed = retrain.returncode == 0
+        gate_samples = sorted((ROOT / "samples" / "gate").glob("*.jpg"))
+        rows = [("1.0 (demo weights)", "1.0")] + ([("2.0 (retrained)", "2.0")] if deployed else [])
+        results = {label: (loop.accuracy(version, split.held_out), loop.accuracy(version, gate_samples))
+                   for label, version in rows}
 
     command = "`.venv/bin/python bench/feedback_loop.py" + "".join(
         f" --{name} {value}" for name, value, default in (("photos", args.photos, 200), ("epochs", args.epochs, 4),

@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Admin page (predict, fix, datasets, versions): open {PROXY_URL}/ and sign in with the admin token\n"
           f"  {admin}\n"
           "Corrections collected there become the next version (a canary) with: make retrain\n"
-          "  (the active dataset; DATASET=all for every dataset so far, DATASET=feedback-1 for one)")
+          "  (every dataset collected so far; DATASET=feedback-1 for one)")
     return 0
 
 

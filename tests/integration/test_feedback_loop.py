@@ -1,7 +1,7 @@
 """The feedback loop end to end, on a TorchServe + proxy of its own: corrections posted over HTTP in every input
-form -> two datasets on disk (the first closed half-way) -> `python -m scripts.retrain --dataset all` (as an
-operator runs it) -> version 2.0 archived with both datasets in its metadata, gated on their held-out corrections,
-serving as a canary; then bad feedback refused."""
+form -> two datasets on disk (the first closed half-way) -> `python -m scripts.retrain` (every dataset, the
+default; as an operator runs it) -> version 2.0 archived with both datasets in its metadata, gated on their
+held-out corrections, serving as a canary; then bad feedback refused."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_corrections_become_a_gated_canary_version(stack, tmp_path):
     assert 0 < first["held_out"] + second["held_out"] < PHOTOS
 
     retrain = subprocess.run(
-        [sys.executable, "-m", "scripts.retrain", "--dataset", "all", "--epochs", "1",
+        [sys.executable, "-m", "scripts.retrain", "--epochs", "1",
          "--datasets-dir", str(proxy.home / "datasets"), "--model-store", str(torchserve.model_store),
          "--weights-dir", str(tmp_path / "weights"), "--url", proxy.url, "--token", admin, "--canary", "25",
          "--demo-scenes", "8"],

@@ -98,14 +98,14 @@ def test_split_holds_out_by_sha_and_names_the_exact_state(store):
 
 
 def test_several_datasets_are_selected_and_trained_as_one(store):
-    assert store.select(None) == [] and store.select("all") == []
+    assert store.select("all") == []
     photos = [encode(scene(seed).resize((160, 120))) for seed in range(1001, 1021)]
     for photo in photos[:12]:
         store.add(photo, 0, "alice")
     store.start_new()
     for photo in photos[8:]:  # four photos collected again in the new dataset
         store.add(photo, 90, "bob")
-    assert store.select(None) == ["feedback-2"] and store.select("all") == ["feedback-1", "feedback-2"]
+    assert store.select("all") == ["feedback-1", "feedback-2"] and store.select("feedback-2") == ["feedback-2"]
     assert store.select(" feedback-2, feedback-1,feedback-2 ") == ["feedback-2", "feedback-1"]
     with pytest.raises(DatasetError) as unknown:
         store.select("feedback-1,nope")
