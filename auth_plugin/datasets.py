@@ -9,7 +9,8 @@ A dataset is a plain folder, readable without the proxy (retraining reads it; an
 
 The manifest is the only truth: what a dataset holds and its counts are a fold over its lines. The sha256 is of
 the bytes the caller sent, so the same photo sent again is counted, not stored twice. Feedback goes to the one
-active dataset; starting a new one closes it, so a retrained version names a dataset that no longer changes.
+active dataset; starting a new one closes it. A retrained version names each dataset it learnt from with the digest
+of its manifest at the time, so what it saw stays identified while the active dataset grows.
 """
 
 from __future__ import annotations
