@@ -177,6 +177,10 @@ def turn(img: Image.Image, degree: int) -> Image.Image:
     return img if method is None else img.transpose(method)
 
 
+class _TooLarge(Exception):
+    """Raised by _CappedBuffer: the encoding went past its limit."""
+
+
 class _CappedBuffer(io.BytesIO):
     """A BytesIO that refuses to grow past `limit` bytes, so an answer too large to send stops encoding early."""
 
@@ -188,10 +192,6 @@ class _CappedBuffer(io.BytesIO):
         if self.tell() + len(data) > self._limit:
             raise _TooLarge
         return super().write(data)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def render_upright(data: bytes, model_degree: int, image_format: str, max_pixels: int, jpeg_quality: int,
