@@ -221,15 +221,18 @@ class DatasetStore:
             copy.thumbnail((side, side))
             out = io.BytesIO()
             copy.save(out, "JPEG", quality=quality)  # no EXIF: location and camera data stay out of the dataset
-            partial = folder / kind / f"{sha}.jpg.partial"
-            partial.write_bytes(out.getvalue())
-            partial.replace(folder / kind / f"{sha}.jpg")
+            _write_whole(folder / kind / f"{sha}.jpg", out.getvalue())
 
     @staticmethod
     def _write_info(folder: Path, info: dict[str, Any]) -> None:
-        partial = folder / "dataset.json.partial"
-        partial.write_text(json.dumps(info, indent=2) + "\n")
-        partial.replace(folder / "dataset.json")
+        _write_whole(folder / "dataset.json", (json.dumps(info, indent=2) + "\n").encode())
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never half of it (a crash leaves only a .partial behind)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(path)
 
 
 def union(splits: list[Split]) -> Split:

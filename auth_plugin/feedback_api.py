@@ -122,16 +122,19 @@ def add_routes(app: web.Application, settings: ProxySettings, admit: Admit) -> N
     async def list_datasets(request: web.Request) -> web.Response:
         admit(request, "admin")
         datasets = app[DATASETS]
-        summaries = await asyncio.to_thread(lambda: [datasets.summary(name) for name in datasets.names()])
-        return web.json_response({"active": datasets.active(), "datasets": summaries})
+
+        def listing() -> dict[str, Any]:  # every dataset's manifest is read: off the event loop
+            return {"active": datasets.active(), "datasets": [datasets.summary(name) for name in datasets.names()]}
+
+        return web.json_response(await asyncio.to_thread(listing))
 
     async def start_dataset(request: web.Request) -> web.Response:
         admit(request, "admin")
         name = (await read_json_object(request)).get("name")
         if name is not None and not isinstance(name, str):
             raise DatasetError(400, "bad_dataset_name", "\"name\" must be a string")
-        started = await asyncio.to_thread(app[DATASETS].start_new, name)
-        return web.json_response(app[DATASETS].summary(started), status=201)
+        started = await asyncio.to_thread(lambda: app[DATASETS].summary(app[DATASETS].start_new(name)))
+        return web.json_response(started, status=201)
 
     async def show_dataset(request: web.Request) -> web.Response:
         admit(request, "admin")

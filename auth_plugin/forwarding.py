@@ -62,8 +62,7 @@ async def forward(session: aiohttp.ClientSession, keys: TorchServeKeys, url: str
     refused: str | None = None
     for attempt in (1, 2):
         try:
-            await keys.renew_if_due(session)
-            key = (await keys.read(refused)).inference
+            key = await keys.inference(session, refused)
             async with session.post(url, data=body, headers={**headers, "Authorization": f"Bearer {key}"}) as answer:
                 data = await answer.read()
                 if _refused_key(answer.status, data) and attempt == 1:

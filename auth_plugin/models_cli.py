@@ -60,7 +60,7 @@ def _print_versions(answer: dict) -> None:
         print(f"{row['version']:<10} {'yes' if row['default'] else '':<8} {row['canary_percent']:<8g} "
               f"{row['workers']:<8} {row['in_flight']:<10} {figure(row.get('val_acc')):<8} "
               f"{figure(row.get('heldout_acc')):<9} {row.get('arch') or '':<20} {row['archive']:<28} "
-              f"{row.get('dataset') or ''}")
+              f"{', '.join(row.get('datasets') or [])}")
 
 
 class Refused(Exception):

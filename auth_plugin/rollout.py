@@ -67,8 +67,7 @@ def _dataset_names(metadata: dict[str, Any]) -> list[str]:
 
 def _trained_on(metadata: dict[str, Any]) -> dict[str, Any]:
     """The collected datasets a version was retrained on, and its accuracy on their held-out photos."""
-    names = _dataset_names(metadata)
-    return {"dataset": ", ".join(names) or None, "datasets": names, "heldout_acc": metadata.get("heldout_acc")}
+    return {"datasets": _dataset_names(metadata), "heldout_acc": metadata.get("heldout_acc")}
 
 
 class Rollouts:

@@ -92,22 +92,22 @@ class TorchServeKeys:
         """Forget what was read: the next read parses the file again."""
         self._keys = None
 
-    async def renew_if_due(self, session: aiohttp.ClientSession) -> None:
-        """Renew the inference key when it expires within the margin; one renewal at a time."""
-        if await self._expires_in() > self._margin:
-            return
+    async def inference(self, session: aiohttp.ClientSession, refused: str | None = None) -> str:
+        """The inference key to send now: read again after TorchServe refused `refused`, and renewed first when
+        it expires within the margin (one renewal at a time; a request that waited for it uses the new key)."""
+        keys = await self.read(refused)
+        if keys.inference_expires_at - time.time() > self._margin:
+            return keys.inference
         async with self._renewing:
-            if await self._expires_in() > self._margin:  # another request renewed it while we waited
-                return
-            await self.renew(session)
+            keys = await self.read()
+            if keys.inference_expires_at - time.time() <= self._margin:  # not renewed while we waited
+                await self._renew(session, keys.api)
+                keys = await self.read()
+        return keys.inference
 
-    async def _expires_in(self) -> float:
-        return (await self.read()).inference_expires_at - time.time()
-
-    async def renew(self, session: aiohttp.ClientSession) -> None:
-        headers = {"Authorization": f"Bearer {(await self.read()).api}"}
+    async def _renew(self, session: aiohttp.ClientSession, api_key: str) -> None:
         async with session.post(f"{self._management_url}/token", params={"type": "inference"},
-                                headers=headers) as answer:
+                                headers={"Authorization": f"Bearer {api_key}"}) as answer:
             await answer.read()
             if answer.status != 200:
                 raise KeysUnavailable(f"TorchServe refused to renew the inference key (HTTP {answer.status})")

@@ -57,6 +57,8 @@ function formatDate(iso) {
   return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
+/* The collected datasets a version was retrained on, as one cell's text. */
+const datasetNames = (row) => (Array.isArray(row.datasets) && row.datasets.length ? row.datasets.join(", ") : "—");
 const sentence = (text) => (/[.!?…]$/.test(text) ? text : `${text}.`);
 const shortSha = (sha) => `${String(sha).slice(0, 12)}…`;
 const degreeText = (degree) => (degree === null ? "—" : `${degree}°`);
@@ -601,7 +603,7 @@ function versionRow(version) {
     el("td", "canary", canary > 0 ? `${Number(canary.toFixed(1))}%` : ""),
     el("td", "workers", `${version.workers ?? 0}${inFlight ? ` (${inFlight} in flight)` : ""}`),
     el("td", "accuracy", accuracy, { title: typeof version.train_acc === "number" ? `train ${percent(version.train_acc)}` : "" }),
-    el("td", "dataset", version.dataset ?? "—"), el("td", "created", formatDate(version.created_at)),
+    el("td", "dataset", datasetNames(version)), el("td", "created", formatDate(version.created_at)),
     versionActions(name, canary, Boolean(version.default)));
   return tr;
 }
@@ -620,7 +622,7 @@ function versionActions(name, canary, isDefault) {
 function renderArchives(archives) {
   const candidates = (archives || []).filter((archive) => !archive.deployed);
   const options = candidates.map((archive) => el("option", "",
-    `${archive.archive} (v${archive.version}, val ${percent(archive.val_acc)}, data ${archive.dataset ?? "—"})`,
+    `${archive.archive} (v${archive.version}, val ${percent(archive.val_acc)}, data ${datasetNames(archive)})`,
     { value: String(archive.archive) }));
   if (!options.length) options.push(el("option", "", archives ? "No archives to deploy" : "Archives not available", { value: "" }));
   $("deploy-archive").replaceChildren(...options);

@@ -101,7 +101,8 @@ def test_corrections_become_a_gated_canary_version(stack, tmp_path):
     listed = requests.get(f"{proxy.url}/admin/models/food_rotation", headers=admin_auth, timeout=30)
     rows = {row["version"]: row for row in listed.json()["versions"]}
     assert rows["1.0"]["default"] and rows["2.0"]["canary_percent"] == 25 and rows["2.0"]["workers"] >= 1
-    assert rows["2.0"]["dataset"] == "feedback-1, feedback-2" and rows["2.0"]["heldout_acc"] == metadata["heldout_acc"]
+    assert rows["2.0"]["datasets"] == ["feedback-1", "feedback-2"]
+    assert rows["2.0"]["heldout_acc"] == metadata["heldout_acc"]
     served = {requests.post(f"{proxy.url}/predictions/food_rotation", data=encode(scene()),
                             headers={"Authorization": f"Bearer {user}", "Content-Type": "image/jpeg"},
                             timeout=30).json()["model_version"] for _ in range(40)}

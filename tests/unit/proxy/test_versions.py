@@ -70,4 +70,4 @@ def test_read_archive_refusals(tmp_path, name, status):
 ])
 def test_the_datasets_an_archive_was_retrained_on(metadata, names):
     described = _trained_on({**metadata, "heldout_acc": 0.95})
-    assert described == {"dataset": ", ".join(names) or None, "datasets": names, "heldout_acc": 0.95}
+    assert described == {"datasets": names, "heldout_acc": 0.95}
