@@ -25,7 +25,7 @@ from auth_plugin.api_error import ApiError
 from auth_plugin.auth import Authenticator, AuthError, JwtVerifier, Principal
 from auth_plugin.bodies import TooLarge, read_body
 from auth_plugin.datasets import DatasetStore
-from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers
+from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers, forwarded_query
 from auth_plugin.proxy_metrics import ProxyMetrics
 from auth_plugin.rate_limit import RateLimiter
 from auth_plugin.rollout import RolloutError, Rollouts, RolloutSettings
@@ -146,7 +146,7 @@ async def predict(request: web.Request) -> web.Response:
     path = f"/predictions/{model}" + (f"/{version}" if version else "")
     with registry.in_flight(model, version):
         answer = await forward(app[SESSION], app[KEYS], settings.inference_url.rstrip("/") + path, body,
-                               forwarded_headers(request.headers, request[REQUEST_ID]))
+                               forwarded_headers(request.headers, request[REQUEST_ID]), forwarded_query(request.query))
     content_type = answer.headers.pop("Content-Type", "application/json")
     response = web.Response(status=answer.status, body=answer.body, headers=answer.headers)
     response.content_type = content_type.split(";")[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -18,6 +18,9 @@ _NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "authorization", "acces
 _NOT_RETURNED = HOP_BY_HOP | {"content-length", "server", "date"}
 # What curl --data-binary sends by default: TorchServe would parse the photo as a form and mangle or refuse it.
 _FORM = "application/x-www-form-urlencoded"
+# The query parameters the handler reads (TorchServe hands them to it like form fields). Nothing else of the URL
+# crosses: TorchServe's access log writes its URLs out, and a caller may have put a credential there.
+FORWARDED_QUERY = frozenset({"format", "min_confidence"})
 
 
 class UpstreamError(Exception):
@@ -48,6 +51,11 @@ def forwarded_headers(headers: Mapping[str, str], request_id: str) -> dict[str, 
     return out
 
 
+def forwarded_query(query: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The caller's query parameters that the handler reads, in order (a MultiDict's repeats included)."""
+    return [(name, value) for name, value in query.items() if name in FORWARDED_QUERY]
+
+
 def returned_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
     return CIMultiDict((name, value) for name, value in headers.items() if name.lower() not in _NOT_RETURNED)
 
@@ -57,13 +65,14 @@ def _refused_key(status: int, body: bytes) -> bool:
 
 
 async def forward(session: aiohttp.ClientSession, keys: TorchServeKeys, url: str, body: bytes,
-                  headers: Mapping[str, str]) -> UpstreamAnswer:
+                  headers: Mapping[str, str], params: Sequence[tuple[str, str]] = ()) -> UpstreamAnswer:
     """POST once; again once if TorchServe refused its key (renewed or restarted) or dropped a pooled connection."""
     refused: str | None = None
     for attempt in (1, 2):
         try:
             key = await keys.inference(session, refused)
-            async with session.post(url, data=body, headers={**headers, "Authorization": f"Bearer {key}"}) as answer:
+            async with session.post(url, data=body, params=list(params) or None,
+                                    headers={**headers, "Authorization": f"Bearer {key}"}) as answer:
                 data = await answer.read()
                 if _refused_key(answer.status, data) and attempt == 1:
                     refused = key

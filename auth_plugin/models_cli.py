@@ -41,10 +41,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     retire.add_argument("version")
 
 
-def admin_token(given: str | None) -> str:
+def find_admin_token(given: str | None) -> str | None:
+    """--token, else PROXY_ADMIN_TOKEN, else the one `make serve` saved; None when there is none."""
     token = given or os.environ.get("PROXY_ADMIN_TOKEN")
     if not token and SAVED_ADMIN_TOKEN.is_file():
         token = SAVED_ADMIN_TOKEN.read_text().strip()
+    return token or None
+
+
+def admin_token(given: str | None) -> str:
+    token = find_admin_token(given)
     if not token:
         raise SystemExit("error: no admin token: pass --token or set PROXY_ADMIN_TOKEN")
     return token
@@ -64,7 +70,11 @@ def _print_versions(answer: dict) -> None:
 
 
 class Refused(Exception):
-    """The proxy refused the call (its status and reason are in the message), or did not answer."""
+    """The proxy refused the call (its status and reason are in the message), or did not answer (`status` 0)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def admin_call(url: str, model: str, token: str, method: str, path: str, body: dict | None = None) -> dict:
@@ -79,7 +89,8 @@ def admin_call(url: str, model: str, token: str, method: str, path: str, body: d
     except ValueError:
         document = {"message": answer.text}
     if answer.status_code >= 400:
-        raise Refused(f"refused ({answer.status_code} {document.get('error', '')}): {document.get('message')}")
+        raise Refused(f"refused ({answer.status_code} {document.get('error', '')}): {document.get('message')}",
+                      answer.status_code)
     return document
 
 

@@ -2,14 +2,18 @@
 
 Accepted inputs: the raw image as the body (any `image/*` or `application/octet-stream`), a JSON object
 `{"image": "<base64>", "format": "json|jpeg|png"}`, or a multipart form with a file field. The upright image
-instead of JSON is asked for with `Accept: image/jpeg` / `image/png`, or the `format` field.
+instead of JSON is asked for with `Accept: image/jpeg` / `image/png`, or the `format` field. The bar below which
+the photo is left as it is may be set per request: a `min_confidence` field (JSON key, form field or query parameter,
+which TorchServe hands over like form fields) or an `X-Min-Confidence` header; a field wins over the header.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,6 +32,7 @@ _ACCEPT = {"image/jpeg": "jpeg", "image/jpg": "jpeg", "image/png": "png"}
 class Payload:
     image: bytes
     output_format: str | None  # None: the JSON prediction; "jpeg" / "png": the upright image itself
+    min_confidence: float | None = None  # this request's bar; None: the model's configured one
 
 
 @dataclass
@@ -82,12 +87,26 @@ def decode_base64(text: object) -> bytes:
         raise PhotoError(400, "invalid_base64", f"the \"image\" field is not valid base64: {exc}") from exc
 
 
-def _from_json(document: object) -> tuple[bytes, object]:
+def min_confidence_field(value: object) -> float:
+    """A number from 0 to 1, as JSON sends it or as text (form field, query parameter, header)."""
+    if isinstance(value, (bytes, bytearray)):
+        value = value.decode("utf-8", "replace")
+    number = math.nan
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):  # JSON true is not a confidence
+        with contextlib.suppress(ValueError, OverflowError):  # OverflowError: a JSON integer past 1e308
+            number = float(value)
+    if not 0 <= number <= 1:  # NaN and infinities fail this too
+        raise PhotoError(400, "invalid_min_confidence",
+                         f"min_confidence must be a number from 0 to 1 (0: always turn); got {str(value)[:20]!r}")
+    return number
+
+
+def _from_json(document: object) -> tuple[bytes, dict[str, Any]]:
     if not isinstance(document, dict):
         raise PhotoError(400, "json_not_object", "a JSON body must be an object like {\"image\": \"<base64>\"}")
     if "image" not in document:
         raise PhotoError(400, "missing_image_field", "the JSON object has no \"image\" field")
-    return decode_base64(document["image"]), document.get("format")
+    return decode_base64(document["image"]), document
 
 
 def parse_item(item: Mapping[str, Any], headers: Mapping[str, Any]) -> Payload:
@@ -100,7 +119,7 @@ def parse_item(item: Mapping[str, Any], headers: Mapping[str, Any]) -> Payload:
             "the body was sent as application/x-www-form-urlencoded (curl --data-binary does this): send the image "
             "with Content-Type: image/jpeg or application/octet-stream, as a multipart file, or as JSON",
         )
-    format_value: object = None
+    fields: Mapping[str, Any] = {}
     field = next((name for name in IMAGE_FIELDS if name in item), None)
     if field is None:  # a multipart form whose file field has another name: its first image or binary file part
         field = next((name for name, value in item.items() if isinstance(value, (bytes, bytearray)) and value
@@ -119,9 +138,13 @@ def parse_item(item: Mapping[str, Any], headers: Mapping[str, Any]) -> Payload:
     elif isinstance(value, str):
         image = value.encode("utf-8")  # text/* arrives decoded; it is refused later as not an image
     else:
-        image, format_value = _from_json(value)
-    if "format" in item:
-        format_value = item["format"]
+        image, fields = _from_json(value)
+    fields = {**fields, **item}  # form fields and query parameters win over the JSON object's keys
+    format_value = fields.get("format")
     output_format = _format_field(format_value) if format_value is not None else format_from_accept(
         _header(headers, "accept"))
-    return Payload(image=image, output_format=output_format)
+    bar = fields.get("min_confidence")
+    if bar is None:
+        bar = _header(headers, "x-min-confidence") or None
+    min_confidence = min_confidence_field(bar) if bar is not None else None
+    return Payload(image=image, output_format=output_format, min_confidence=min_confidence)

@@ -3,6 +3,7 @@
 Lifecycle as TorchServe drives it: `initialize` once per worker, then `handle` per batch, which runs
 `preprocess -> inference -> postprocess`. A bad item never fails its batch: it carries a PhotoError through
 the steps and is answered alone with its 4xx status, while the other items get their predictions.
+A photo is only turned when the calibrated confidence reaches the bar (abstention.py); else it is left as is.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 from ts.torch_handler.base_handler import BaseHandler
 
+from abstention import calibrated, decide
 from handler_settings import HandlerSettings
 from photo_io import PhotoError, load_upright, render_upright
 from request_payload import Prepared, parse_item
@@ -34,7 +36,7 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
         gpu_id = properties.get("gpu_id")
         self.device = torch.device(f"cuda:{gpu_id}" if torch.cuda.is_available() and gpu_id is not None else "cpu")
         manifest = context.manifest["model"]
-        model = RotationNet(self.settings.arch)
+        model = RotationNet(self.settings.arch, self.settings.turn_averaging)
         weights = torch.load(model_dir / manifest["serializedFile"], map_location=self.device, weights_only=True)
         model.load_state_dict(weights)
         self.model = for_inference(model, self.device, self.settings.channels_last)
@@ -65,7 +67,7 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
         if ready:
             batch = as_batch([item.pixels for item in ready], self.device, self.settings.channels_last)
             with torch.inference_mode():
-                probabilities = torch.softmax(self.model(batch), dim=1).cpu()
+                probabilities = calibrated(self.model(batch), self.settings.temperature).cpu()
             for item, row in zip(ready, probabilities, strict=True):
                 item.probabilities = row
         return items
@@ -86,25 +88,30 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
     def _prediction(self, idx: int, item: Prepared) -> bytes | str:
         if item.probabilities is None:
             raise RuntimeError("inference() left an item without probabilities")
-        best = int(item.probabilities.argmax())
+        bar = self.settings.min_confidence if item.payload.min_confidence is None else item.payload.min_confidence
+        verdict = decide(item.probabilities, bar)
         prediction = {
-            "model_degree": CLASSES[best],
+            "model_degree": verdict.model_degree,
             "exif_degree": item.exif_degree,
             "exif_mirrored": item.exif_mirrored,
-            "confidence": round(float(item.probabilities[best]), 6),
+            "confidence": round(verdict.confidence, 6),
             "probabilities": {
                 str(degree): round(float(p), 6) for degree, p in zip(CLASSES, item.probabilities, strict=True)
             },
             "model_version": self.model_version,
+            "trusted": verdict.trusted,
+            "min_confidence": bar,
+            "applied_degree": verdict.applied_degree,
         }
         image_format = item.payload.output_format
         if image_format is None:
             self.context.set_response_content_type(idx, "application/json")
             return json.dumps(prediction)
-        upright = render_upright(item.payload.image, prediction["model_degree"], image_format,
+        upright = render_upright(item.payload.image, verdict.applied_degree, image_format,
                                  self.settings.max_image_pixels, self.settings.jpeg_quality,
                                  self.settings.max_answer_bytes)
         self.context.set_response_content_type(idx, _CONTENT_TYPES[image_format])
-        for key in ("model_degree", "exif_degree", "confidence", "model_version"):
+        for key in ("model_degree", "exif_degree", "confidence", "model_version", "applied_degree"):
             self.context.set_response_header(idx, "X-" + key.replace("_", "-").title(), str(prediction[key]))
+        self.context.set_response_header(idx, "X-Trusted", "true" if verdict.trusted else "false")
         return upright

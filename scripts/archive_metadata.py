@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,16 +22,31 @@ def build(weights: Path, name: str, version: str) -> dict[str, object]:
         "arch": info["arch"],
         "image_size": info["image_size"],
         "classes": info["classes"],
+        "turn_averaging": bool(info.get("turn_averaging", False)),  # the temperature was fitted with it
         "train_acc": info.get("train_acc"),
         "val_acc": info.get("val_acc"),
         "epoch": info.get("epoch"),
         "weights_file": weights.name,
         "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        # A retrained version: the collected datasets it learnt from, how many demo scenes were mixed in, and its
-        # accuracy on the datasets' held-out photos.
-        **{key: info[key] for key in ("datasets", "demo_scenes", "heldout_acc", "heldout_acc_before") if key in info},
+        # A retrained version: the collected datasets it learnt from, how many demo scenes were mixed in, its
+        # accuracy on the datasets' held-out photos, and the version (and weights) it was fine-tuned from.
+        **{key: info[key] for key in ("datasets", "demo_scenes", "heldout_acc", "heldout_acc_before", "init_version",
+                                      "init_sha256") if key in info},
+        **_calibration(info),
     }
+
+
+def _calibration(info: dict[str, object]) -> dict[str, object]:
+    """The fitted softmax temperature the handler reads, and how it was fitted; checked here, not at model load."""
+    carried = {key: info[key] for key in ("temperature", "calibration") if info.get(key) is not None}
+    temperature = carried.get("temperature", 1.0)
+    number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+    if not (number and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature in the weights' .json must be a positive number, got {temperature!r}")
+    if "calibration" in carried and not isinstance(carried["calibration"], dict):
+        raise ValueError("calibration in the weights' .json must be an object")
+    return carried
 
 
 def main(argv: list[str] | None = None) -> int:

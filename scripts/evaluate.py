@@ -1,25 +1,57 @@
-"""Accuracy per class of a rotation model on a folder of upright photos, and a confusion-matrix PNG.
+"""How a rotation model does on folders of upright photos, and whether its `min_confidence` keeps harm low.
 
     python scripts/evaluate.py weights/food_rotation_demo.pth data/demo_heldout --matrix confusion.png
+    python scripts/evaluate.py weights/mine.pth data/heldout_a data/heldout_b --curve harm_fix.png --json out.json
+    python scripts/evaluate.py weights/mine.pth data/calibration --fit-temperature --write-temperature
 
+Every photo is scored at all four turns (label 0 = upright). Reported: argmax accuracy (overall and per class),
+the confusion matrix, and at `min_confidence` (default: handler/model-config.yaml) what the handler would do:
+harm (upright photos turned), fix (turned photos made upright), wrong turn, coverage; the ECE of the calibrated
+probabilities, and the smallest threshold that keeps harm <= --max-harm. The temperature is --temperature, else
+the "temperature" of the weights' .json, else 1. --fit-temperature fits it on this data (and the figures use it);
+--write-temperature also stores it, with before/after NLL and ECE, in the .json that scripts/archive.sh reads.
 The model is a weights-only .pth (with its .json from scripts/extract_model_weight.py) or a training
-checkpoint .tar. Every photo is scored at all four turns.
+checkpoint .tar.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import pickle
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
 
+from abstention import calibrated
 from rotation_model import CLASSES, DEFAULT_IMAGE_SIZE, RotationNet
+from scripts.calibration import (
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    NEVER,
+    Point,
+    choose_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+    operating_points,
+    point_at,
+    summary,
+)
 from scripts.extract_model_weight import CheckpointError, extract, load_checkpoint
-from scripts.rotation_data import RotatedPhotos, accuracy, confusion_matrix, find_photos, loader
+from scripts.rotation_data import RotatedPhotos, find_photos, loader
+
+MODEL_CONFIG = Path(__file__).resolve().parents[1] / "handler" / "model-config.yaml"
+_HARM_TICKS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+_HARM_KNEE = 0.005  # the curve's x axis is linear below this and logarithmic above: low harm is what matters
 
 
 def load_model(path: Path) -> tuple[RotationNet, int]:
@@ -29,9 +61,54 @@ def load_model(path: Path) -> tuple[RotationNet, int]:
     else:
         info = json.loads(path.with_suffix(".json").read_text())
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    model = RotationNet(info["arch"])
+    model = RotationNet(info["arch"], bool(info.get("turn_averaging", False)))
     model.load_state_dict(state_dict)
     return model.eval(), int(info.get("image_size", DEFAULT_IMAGE_SIZE))
+
+
+@torch.inference_mode()
+def collect_logits(model: torch.nn.Module, photos: Sequence[Path], image_size: int,
+                   batch_size: int) -> tuple[Tensor, Tensor]:
+    """(logits (N, 4) float32, labels (N,)) over every photo at every turn: one forward pass, many figures."""
+    model.eval()
+    logits, labels = [], []
+    for pixels, batch_labels in loader(RotatedPhotos(photos, image_size), batch_size, False, 0, 0):
+        logits.append(model(pixels).float())
+        labels.append(batch_labels)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def pooled_photos(folders: Sequence[Path]) -> list[Path]:
+    """The photos of every folder, each once, in a stable order."""
+    return list(dict.fromkeys(photo for folder in folders for photo in find_photos(folder)))
+
+
+def sidecar_temperature(model: Path) -> tuple[float, str]:
+    """The temperature stored beside a .pth by --write-temperature, else 1 (an uncalibrated softmax)."""
+    sidecar = model.with_suffix(".json")
+    if model.suffix != ".tar" and sidecar.is_file():
+        value = json.loads(sidecar.read_text()).get("temperature")
+        if value is not None:
+            return float(value), str(sidecar)
+    return 1.0, "default"
+
+
+def configured_min_confidence(config: Path) -> tuple[float, str]:
+    """`min_confidence` of the handler: section, what the served model uses; 0 (trust everything) if unset."""
+    handler = (yaml.safe_load(config.read_text()) or {}).get("handler") or {}
+    if handler.get("min_confidence") is None:
+        return 0.0, f"not set in {config}: every prediction trusted"
+    return float(handler["min_confidence"]), str(config)
+
+
+def write_temperature(model: Path, temperature: float, calibration: dict[str, Any]) -> Path:
+    """Store T and how it was fitted in the weights' .json; scripts/archive.sh carries that into the archive."""
+    sidecar = model.with_suffix(".json")
+    info = json.loads(sidecar.read_text())
+    info["temperature"] = temperature
+    info["calibration"] = calibration
+    sidecar.write_text(json.dumps(info, indent=2) + "\n")
+    return sidecar
 
 
 def draw_matrix(counts: torch.Tensor, title: str) -> Image.Image:
@@ -58,34 +135,176 @@ def draw_matrix(counts: torch.Tensor, title: str) -> Image.Image:
     return img
 
 
+def _dashed(draw: ImageDraw.ImageDraw, x: float, top: float, bottom: float, fill: str) -> None:
+    for y in range(int(top), int(bottom), 10):
+        draw.line((x, y, x, min(y + 5, bottom)), fill=fill, width=1)
+
+
+def draw_curve(points: Sequence[Point], marks: Sequence[tuple[str, Point, str]], title: str,
+               max_harm: float) -> Image.Image:
+    """Fix rate against harm, one point per threshold; `marks` are (label, point, colour) to circle.
+
+    The harm axis is linear up to 0.5 % and logarithmic beyond (to the largest harm seen), so the region a
+    threshold is chosen in (a percent or so) is wide while the whole curve still fits.
+    """
+    width, height = 820, 560
+    left, top, right, bottom = 90, 60, width - 30, height - 80
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    font, small = ImageFont.load_default(size=16), ImageFont.load_default(size=13)
+    seen = max([p.harm for p in points] + [m[1].harm for m in marks] + [max_harm])
+    x_max = next(tick for tick in _HARM_TICKS if tick >= min(seen, 1.0))
+    x_max = max(x_max, 0.01)
+
+    def to_xy(harm: float, fix: float) -> tuple[float, float]:
+        share = math.log1p(harm / _HARM_KNEE) / math.log1p(x_max / _HARM_KNEE)
+        return left + share * (right - left), bottom - fix * (bottom - top)
+
+    draw.text((left, 12), title, fill="black", font=font)
+    for tick in (t for t in _HARM_TICKS if t <= x_max):
+        x, _ = to_xy(tick, 0)
+        draw.line((x, top, x, bottom), fill=(225, 225, 225))
+        draw.text((x, bottom + 6), f"{tick:.1%}".replace(".0%", "%"), fill="black", font=small, anchor="mt")
+    for step in range(6):
+        _, y = to_xy(0, step / 5)
+        draw.line((left, y, right, y), fill=(225, 225, 225))
+        draw.text((left - 8, y), f"{step * 20}%", fill="black", font=small, anchor="rm")
+    draw.rectangle((left, top, right, bottom), outline="black")
+    draw.text(((left + right) / 2, bottom + 30), "harm: share of upright photos turned (log scale above 0.5 %)",
+              fill="black", font=font, anchor="mt")
+    draw.text((12, top - 28), "fix: share of turned photos made upright", fill="black", font=font)
+    bound_x, _ = to_xy(max_harm, 0)
+    _dashed(draw, bound_x, top, bottom, "darkorange")
+    right_half = bound_x > (left + right) / 2
+    draw.text((bound_x - 4 if right_half else bound_x + 4, top + 4), f"harm bound {max_harm:.1%}",
+              fill="darkorange", font=small, anchor="ra" if right_half else "la")
+    line = [to_xy(p.harm, p.fix) for p in sorted(points, key=lambda p: -p.threshold)]
+    if len(line) > 1:
+        draw.line(line, fill=(40, 90, 200), width=2)
+    for row, (label, point, colour) in enumerate(marks):
+        x, y = to_xy(point.harm, point.fix)
+        draw.ellipse((x - 6, y - 6, x + 6, y + 6), outline=colour, width=3)
+        text = f"{label}: harm {point.harm:.2%}, fix {point.fix:.1%}"
+        # Stacked below their point, or above it near the bottom edge, so that labels never overlap.
+        ty = y + 10 + 18 * row if y + 10 + 18 * len(marks) < bottom else y - 10 - 18 * (len(marks) - row)
+        anchor = "ra" if x > (left + right) / 2 else "la"
+        draw.text((x - 10 if anchor == "ra" else x + 10, ty), text, fill=colour, font=small, anchor=anchor)
+    return img
+
+
+def rounded_up(threshold: float) -> float:
+    """Four decimals for model-config.yaml, rounded up so that it admits no item the exact threshold refuses."""
+    return math.ceil(threshold * 1e4) / 1e4
+
+
+def _threshold_text(threshold: float) -> str:
+    return "never (1.0 still harms too much)" if threshold >= NEVER else f"{threshold:.4f}"
+
+
+def report(figures: dict[str, Any], suggestion: Point, max_harm: float) -> list[str]:
+    """The printout: accuracy, per class, the confusion matrix, what min_confidence does, ECE, the suggestion."""
+    counts = figures["confusion"]
+    n_upright = sum(counts[0])
+    harmed = round(figures["harm"] * n_upright)
+    lines = [f"overall accuracy {figures['accuracy']:.4f} (argmax, before abstention)"]
+    lines += [f"  model_degree {degree:>3}: {value:.4f}" for degree, value in figures["per_class"].items()]
+    lines.append("confusion (rows: true model_degree, columns: predicted):")
+    lines.append("  true\\pred" + "".join(f"{degree:>7}" for degree in CLASSES))
+    lines += [f"  {degree:>9}" + "".join(f"{c:>7}" for c in row) for degree, row in zip(CLASSES, counts, strict=True)]
+    lines.append(f"at min_confidence {figures['threshold']:.4f}: harm {figures['harm']:.2%} ({harmed}/{n_upright} "
+                 f"upright photos turned), fix {figures['fix']:.2%}, wrong turn {figures['wrong_turn']:.2%}, "
+                 f"coverage {figures['coverage']:.2%}")
+    lines.append(f"ECE {figures['ece']:.4f} (10 bins)")
+    lines.append(f"harm <= {max_harm:.2%} from min_confidence {_threshold_text(suggestion.threshold)} up: "
+                 f"harm {suggestion.harm:.2%}, fix {suggestion.fix:.2%}, wrong turn {suggestion.wrong_turn:.2%}, "
+                 f"coverage {suggestion.coverage:.2%}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help="weights .pth (with its .json) or training checkpoint .tar")
-    parser.add_argument("data_dir", type=Path, help="folder of upright photos")
+    parser.add_argument("data_dirs", type=Path, nargs="+", metavar="data_dir",
+                        help="folder of upright photos; several are pooled")
+    parser.add_argument("--temperature", type=float, help="softmax temperature (default: the .json's, else 1)")
+    parser.add_argument("--min-confidence", type=float,
+                        help="turn a photo when its confidence is at least this (default: --config's)")
+    parser.add_argument("--config", type=Path, default=MODEL_CONFIG,
+                        help="model-config.yaml whose handler: min_confidence is the default")
+    parser.add_argument("--max-harm", type=float, default=0.01, help="harm bound for the suggested threshold")
+    parser.add_argument("--fit-temperature", action="store_true", help="fit the temperature on this data and use it")
+    parser.add_argument("--write-temperature", action="store_true",
+                        help="also store the fitted temperature in the weights' .json (implies --fit-temperature)")
     parser.add_argument("--matrix", type=Path, help="write the confusion matrix here (PNG)")
+    parser.add_argument("--curve", type=Path, help="write the harm-vs-fix curve here (PNG)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
+        if args.write_temperature and args.model.suffix == ".tar":
+            raise ValueError("--write-temperature writes the .json beside a .pth; extract the .tar first")
         model, image_size = load_model(args.model)
-        photos = find_photos(args.data_dir)
-    except (CheckpointError, FileNotFoundError, KeyError) as exc:
+        photos = pooled_photos(args.data_dirs)
+        temperature, temperature_source = ((args.temperature, "--temperature") if args.temperature is not None
+                                           else sidecar_temperature(args.model))
+        min_confidence, min_confidence_source = ((args.min_confidence, "--min-confidence")
+                                                 if args.min_confidence is not None
+                                                 else configured_min_confidence(args.config))
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+    except (CheckpointError, OSError, KeyError, ValueError, RuntimeError, pickle.UnpicklingError,
+            yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    counts = confusion_matrix(model, loader(RotatedPhotos(photos, image_size), args.batch_size, False, 0, 0))
-    per_class = {str(degree): float(counts[i, i]) / max(1, int(counts[i].sum())) for i, degree in enumerate(CLASSES)}
-    overall = accuracy(counts)
-    print(f"{len(photos)} photos x {len(CLASSES)} turns, overall accuracy {overall:.4f}")
-    for degree, value in per_class.items():
-        print(f"  model_degree {degree:>3}: {value:.4f}")
+
+    data = ", ".join(str(folder) for folder in args.data_dirs)
+    logits, labels = collect_logits(model, photos, image_size, args.batch_size)
+    print(f"{len(photos)} photos x {len(CLASSES)} turns = {len(labels)} items ({data})")
+    calibration = None
+    if args.fit_temperature or args.write_temperature:
+        fitted = fit_temperature(logits, labels)
+        calibration = {
+            "data": [str(folder) for folder in args.data_dirs], "n": len(labels), "temperature_before": temperature,
+            "nll_before": nll(logits, labels, temperature), "nll_after": nll(logits, labels, fitted),
+            "ece_before": expected_calibration_error(calibrated(logits, temperature), labels),
+            "ece_after": expected_calibration_error(calibrated(logits, fitted), labels),
+        }
+        print(f"fitted temperature {fitted:.4f} (was {temperature:.4f}): NLL {calibration['nll_before']:.4f} -> "
+              f"{calibration['nll_after']:.4f}, ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}")
+        if not MIN_TEMPERATURE * 1.01 < fitted < MAX_TEMPERATURE / 1.01:
+            print("  (at the search's bound: this data cannot pin T down; fit on held-out photos the model sometimes "
+                  "gets wrong, never on its training photos)")
+        temperature, temperature_source = fitted, "fitted on this data"
+        if args.write_temperature:
+            print(f"temperature written to {write_temperature(args.model, fitted, calibration)}")
+    print(f"temperature {temperature:.4f} ({temperature_source}), "
+          f"min_confidence {min_confidence:.4f} ({min_confidence_source})")
+
+    probs = calibrated(logits, temperature)
+    figures = summary(probs, labels, min_confidence)
+    suggestion = point_at(probs, labels, rounded_up(choose_threshold(probs, labels, args.max_harm)))
+    print("\n".join(report(figures, suggestion, args.max_harm)))
+    title = f"{args.model.name} on {', '.join(folder.name for folder in args.data_dirs)}"
     if args.matrix:
-        draw_matrix(counts, f"{args.model.name} on {args.data_dir.name}: {overall:.2%}").save(args.matrix)
+        counts = torch.tensor(figures["confusion"])
+        draw_matrix(counts, f"{title}: {figures['accuracy']:.2%}").save(args.matrix)
         print(f"confusion matrix: {args.matrix}")
+    if args.curve:
+        shipped = point_at(probs, labels, min_confidence)
+        marks = [(f"min_confidence {min_confidence:.2f}", shipped, "red"),
+                 (f"{_threshold_text(suggestion.threshold)} (harm <= {args.max_harm:.1%})", suggestion, "darkgreen")]
+        draw_curve(operating_points(probs, labels), marks, f"{title}, T={temperature:.2f}", args.max_harm
+                   ).save(args.curve)
+        print(f"harm-vs-fix curve: {args.curve}")
     if args.json:
-        args.json.write_text(json.dumps({"photos": len(photos), "accuracy": overall, "per_class": per_class,
-                                         "confusion": counts.tolist()}, indent=2) + "\n")
+        args.json.write_text(json.dumps({
+            "model": str(args.model), "data": [str(folder) for folder in args.data_dirs], "photos": len(photos),
+            "temperature": temperature, "temperature_source": temperature_source,
+            "min_confidence": min_confidence, "min_confidence_source": min_confidence_source,
+            **figures, "max_harm": args.max_harm, "suggested": suggestion.as_dict(), "calibration": calibration,
+        }, indent=2) + "\n")
     return 0
 
 

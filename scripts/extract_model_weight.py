@@ -66,7 +66,8 @@ def extract(checkpoint: Mapping[str, Any], arch: str | None) -> tuple[dict[str, 
         "arch": arch,
         "classes": classes,
         "image_size": int(checkpoint.get("image_size", DEFAULT_IMAGE_SIZE)),
-        **{key: checkpoint[key] for key in ("epoch", "train_acc", "val_acc", "best_acc") if key in checkpoint},
+        **{key: checkpoint[key] for key in ("epoch", "train_acc", "val_acc", "best_acc", "turn_averaging")
+           if key in checkpoint},
     }
     return state_dict, info
 

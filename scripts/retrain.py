@@ -2,16 +2,30 @@
 
     make retrain                               every dataset collected so far (= python -m scripts.retrain)
     make retrain DATASET=feedback-2            one dataset (or several: DATASET=feedback-1,feedback-2)
+    make retrain RETRAIN_ARGS="--init demo"    start from the demo weights rather than what is served
 
-1. Train on the datasets' photos except their held-out fifth (chosen by sha256, so the same photos every time),
-   mixed with --demo-scenes generated scenes (200; 0 for none), fine-tuning --init (the demo weights by default).
+1. Start from what is served (--init served, the default): the proxy's admin API names the default version, and
+   its archive in the model store gives back its weights and metadata.json. The new version improves the model
+   users get (its architecture, weights and temperature) instead of replacing it. --init demo: the demo weights;
+   --init NAME.mar: an archive of the model store (or a path to one); --init PATH.pth: weights with their .json.
+   Offline (--no-deploy, and the proxy does not answer or there is no admin token): the newest archive of the
+   model in the model store, with a note naming it. That is what the last retrain wrote, normally the version
+   that is or will be promoted, but it may be a canary never promoted or one the gate refused: hence the note.
+   A run that deploys needs the proxy anyway, so there an unanswered question stops it before training.
+2. Train on the datasets' photos except their held-out fifth (chosen by sha256, so the same photos every time),
+   mixed with --demo-scenes generated scenes (200; 0 for none). An efficientnet_lite0 keeps its frozen blocks as
+   served and trains its top on cached views (scripts/train_pretrained.py; 4 views of each correction, 1 of each
+   demo scene); the torchvision archs are fine-tuned whole (scripts/train.py).
    Every dataset by default: trained on the active one alone, a version does not learn from the corrections
    collected before it was opened (0.685 against 1.000 on their held-out photos, bench/TWO_DATASETS.md).
-2. The held-out corrections are the validation set; the last epoch is kept, so its accuracy there is an honest
+3. The held-out corrections are the validation set; the last epoch is kept, so its accuracy there is an honest
    test figure (`heldout_acc`, next to `heldout_acc_before` of the starting weights).
-3. Extract the weights (weights/retrained/, git-ignored), archive model_store/food_rotation-v<next>.mar with
-   each dataset's name, manifest digest and counts in its metadata.json.
-4. Deploy through the proxy: the smoke gate checks the gate samples and the held-out corrections of the same
+4. The temperature is the starting version's, unless there are enough held-out corrections (50 photos) to refit
+   it on them: fine-tuning moves the logits less than a fit on a few photos would err.
+5. Extract the weights (weights/retrained/, git-ignored), archive model_store/food_rotation-v<next>.mar with
+   each dataset's name, manifest digest and counts, and where it started (`init_version`, `init_sha256`), in its
+   metadata.json.
+6. Deploy through the proxy: the smoke gate checks the gate samples and the held-out corrections of the same
    datasets; the version then takes --canary percent of traffic. Promote it on the admin page or with
    `.venv/bin/python -m auth_plugin models promote`.
 """
@@ -19,24 +33,35 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import Tensor
+
+from abstention import calibrated
 from auth_plugin.datasets import DatasetError, DatasetStore, union
-from auth_plugin.models_cli import DEFAULT_URL, Refused, admin_call, admin_token
-from auth_plugin.rollout import RolloutError, read_archive
+from auth_plugin.models_cli import DEFAULT_URL, Refused, admin_call, admin_token, find_admin_token
 from auth_plugin.settings import ROOT, ProxySettings
-from scripts import extract_model_weight, make_demo_data, train
+from rotation_model import CLASSES, RotationNet
+from scripts import evaluate, extract_model_weight, make_demo_data, train
+from scripts.calibration import expected_calibration_error, fit_temperature, nll
 from scripts.rotation_data import find_photos
+from scripts.served_weights import ServedWeightsError, archives_of, newest_archive, served_archive, served_weights
+from scripts.train_pretrained import FineTuning, fine_tune, held_out_accuracy
 
 DEMO_WEIGHTS = ROOT / "weights" / "food_rotation_demo.pth"
 MIN_TRAINING_PHOTOS = 8
+CORRECTION_VIEWS = 4  # augmented views of each correction in efficientnet_lite0's cache (a demo scene gets 1)
+REFIT_MIN_PHOTOS = 50  # held-out corrections needed to refit the temperature rather than carry it
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,7 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="mix in this many generated demo scenes (0: none). Without them a version fine-tuned "
                              "on one new kind of photo forgets the old ones, and the smoke gate refuses it "
                              "(bench/FEEDBACK_LOOP.md)")
-    parser.add_argument("--init", type=Path, default=DEMO_WEIGHTS, help="weights to fine-tune (with their .json)")
+    parser.add_argument("--init", default="served",
+                        help="what to fine-tune: 'served' (the default version, asked of the proxy), 'demo' (the "
+                             "demo weights), NAME.mar (an archive of the model store) or PATH.pth (with its .json)")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (lower than from scratch)")
     parser.add_argument("--seed", type=int, default=0)
@@ -66,15 +93,62 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def next_version(model_store: Path, model: str) -> str:
-    majors = []
-    for path in model_store.glob("*.mar"):
-        try:
-            info = read_archive(model_store, path.name)
-        except RolloutError:
-            continue
-        if info["model"] == model:
-            majors.append(int(str(info["version"]).split(".")[0]))
+    majors = [int(version.split(".")[0]) for version in archives_of(model_store, model)
+              if version.split(".")[0].isdigit()]
     return f"{max(majors, default=0) + 1}.0"
+
+
+def served_or_newest(args: argparse.Namespace) -> Path:
+    """The default version's archive, as the proxy says; offline (--no-deploy only) the model store's newest."""
+    token = find_admin_token(args.token)
+    try:
+        if token is None:
+            raise Refused("error: no admin token to ask the proxy with (--token, PROXY_ADMIN_TOKEN or "
+                          ".run/proxy/admin_token)")
+        version, archive = served_archive(args.url, args.model, token)
+    except Refused as exc:
+        if exc.status or not args.no_deploy:
+            raise SystemExit(f"{exc}\nerror: cannot tell which version of {args.model} is served: start the "
+                             "service (make serve), or name what to fine-tune: --init NAME.mar, --init demo or "
+                             "--init PATH.pth") from exc
+        return newest_with_a_note(args, str(exc).removeprefix("error: "))
+    if not (args.model_store / archive).is_file():
+        raise SystemExit(f"error: the proxy serves {args.model} {version} from {archive}, which is not in "
+                         f"{args.model_store}: pass the proxy's --model-store")
+    print(f"the proxy serves {args.model} {version} by default ({archive}): fine-tuning it")
+    return args.model_store / archive
+
+
+def newest_with_a_note(args: argparse.Namespace, reason: str) -> Path:
+    newest = newest_archive(args.model_store, args.model)
+    if newest is None:
+        raise SystemExit(f"error: {reason}, and {args.model_store} holds no archive of {args.model}: pass "
+                         "--init demo or --init PATH.pth")
+    version, archive = newest
+    print(f"note: {reason}\nnote: --no-deploy offline: fine-tuning the newest archive in {args.model_store}, "
+          f"{archive} ({version}), which may not be the version served (a canary never promoted, or one the gate "
+          "refused); --init NAME.mar or --init demo chooses another")
+    return args.model_store / archive
+
+
+def starting_weights(args: argparse.Namespace, scratch: Path) -> Path:
+    """--init as a weights file with its .json beside it (archives are unpacked into `scratch`)."""
+    if args.init == "demo":
+        return DEMO_WEIGHTS
+    if args.init == "served":
+        archive = served_or_newest(args)
+    elif args.init.endswith(".mar"):
+        given = Path(args.init)
+        archive = given if given.is_file() or len(given.parts) > 1 else args.model_store / given
+    else:
+        weights = Path(args.init)
+        if not (weights.is_file() and weights.with_suffix(".json").is_file()):
+            raise SystemExit(f"error: --init {weights}: no such weights file with its .json beside it")
+        return weights
+    try:
+        return served_weights(archive, scratch)
+    except ServedWeightsError as exc:
+        raise SystemExit(f"error: {exc}") from exc
 
 
 def demo_scenes(count: int, seed: int) -> list[Path]:
@@ -85,6 +159,53 @@ def demo_scenes(count: int, seed: int) -> list[Path]:
     if len(list(folder.glob("*.jpg"))) != count:
         make_demo_data.main([str(folder), "--count", str(count), "--seed", str(1000 + seed)])
     return find_photos(folder)
+
+
+def fine_tune_whole(args: argparse.Namespace, init: Path, info: dict[str, Any], corrections: Sequence[Path],
+                    mixed: Sequence[Path], held_out: Sequence[Path], checkpoint: Path) -> dict[str, Any]:
+    """A torchvision arch: scripts/train.py from `init`, the last epoch kept."""
+    options = train.parse_args([str(args.datasets_dir), "--out", str(checkpoint), "--epochs", str(args.epochs),
+                                "--lr", str(args.lr), "--seed", str(args.seed), "--init", str(init), "--keep",
+                                "last", "--arch", info["arch"], "--image-size", str(info["image_size"])])
+    return train.train(options, [*corrections, *mixed], held_out)
+
+
+def fine_tune_top(args: argparse.Namespace, init: Path, info: dict[str, Any], corrections: Sequence[Path],
+                  mixed: Sequence[Path], held_out: Sequence[Path], checkpoint: Path) -> dict[str, Any]:
+    """efficientnet_lite0: its top learns from cached views, its frozen blocks stay as served; a checkpoint as
+    scripts/train_pretrained.py writes it (scripts/extract_model_weight.py reads it)."""
+    model = RotationNet("efficientnet_lite0", bool(info.get("turn_averaging", False)))  # served as it was
+    model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
+    options = FineTuning(image_size=int(info["image_size"]), epochs=args.epochs, lr=args.lr, seed=args.seed)
+    before = held_out_accuracy(model, held_out, options.image_size)
+    print(f"before training ({init.name}): held-out={before:.4f}")
+    groups = [("corrections", corrections, CORRECTION_VIEWS), ("demo scenes", mixed, 1)]
+    history = fine_tune(model, [group for group in groups if group[1]], held_out, options)
+    saved = {
+        "epoch": args.epochs, "state_dict": model.state_dict(), "arch": "efficientnet_lite0",
+        "classes": list(CLASSES), "image_size": options.image_size, "train_acc": history[-1]["train_acc"],
+        "val_acc": history[-1]["val_acc"], "seed": args.seed, "frozen_blocks": options.frozen_blocks,
+        "history": history, "init_val_acc": before, "turn_averaging": model.turn_averaging,
+    }
+    train.save_atomically(saved, checkpoint)
+    return {key: value for key, value in saved.items() if key != "state_dict"}
+
+
+def temperature_fields(carried: float | None, held_out_photos: int,
+                       logits: Callable[[], tuple[Tensor, Tensor]]) -> dict[str, Any]:
+    """`temperature` (and how it was fitted) for the new version's .json: refitted on the held-out corrections'
+    logits when there are REFIT_MIN_PHOTOS of them, else the starting version's (none when it had none)."""
+    if held_out_photos < REFIT_MIN_PHOTOS:
+        return {} if carried is None else {"temperature": carried}
+    scores, labels = logits()
+    before = 1.0 if carried is None else carried
+    fitted = fit_temperature(scores, labels)
+    return {"temperature": fitted, "calibration": {
+        "data": "held-out corrections", "n": len(labels), "temperature_before": before,
+        "nll_before": nll(scores, labels, before), "nll_after": nll(scores, labels, fitted),
+        "ece_before": expected_calibration_error(calibrated(scores, before), labels),
+        "ece_after": expected_calibration_error(calibrated(scores, fitted), labels),
+    }}
 
 
 def deploy(args: argparse.Namespace, archive: str, datasets: list[str]) -> dict[str, Any]:
@@ -112,30 +233,38 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {named} holds {len(split.train)} training and {len(split.held_out)} held-out "
                          f"photos; at least {MIN_TRAINING_PHOTOS} and 1 are needed")
     version = args.version or next_version(args.model_store, args.model)
-    init_info = json.loads(args.init.with_suffix(".json").read_text())
-    mixed = demo_scenes(args.demo_scenes, args.seed)
-    print(f"retraining {args.model} {version} on {named}: {len(split.train)} corrections + {len(mixed)} demo "
-          f"scenes, {len(split.held_out)} held out; fine-tuning {args.init.name}")
-
     weights = args.weights_dir / f"{args.model}-v{version}.pth"
     with tempfile.TemporaryDirectory() as scratch:
+        init = starting_weights(args, Path(scratch))
+        init_info = json.loads(init.with_suffix(".json").read_text())
+        start = {"init_version": init_info.get("version"),
+                 "init_sha256": hashlib.sha256(init.read_bytes()).hexdigest()}
+        mixed = demo_scenes(args.demo_scenes, args.seed)
+        began = (f"{start['init_version']} ({init_info.get('archive', init.name)}, {init_info['arch']})"
+                 if start["init_version"] else f"{init} ({init_info['arch']})")
+        print(f"retraining {args.model} {version} on {named}: {len(split.train)} corrections + {len(mixed)} demo "
+              f"scenes, {len(split.held_out)} held out; fine-tuning {began}")
         checkpoint = Path(scratch) / "retrain.tar"
-        options = train.parse_args([str(args.datasets_dir), "--out", str(checkpoint), "--epochs",
-                                    str(args.epochs), "--lr", str(args.lr), "--seed", str(args.seed), "--init",
-                                    str(args.init), "--keep", "last", "--arch", init_info["arch"],
-                                    "--image-size", str(init_info["image_size"])])
+        trainer = fine_tune_top if init_info["arch"] == "efficientnet_lite0" else fine_tune_whole
         started = time.perf_counter()
-        result = train.train(options, split.train + mixed, split.held_out)
+        result = trainer(args, init, init_info, split.train, mixed, split.held_out, checkpoint)
         train_s = time.perf_counter() - started
         if extract_model_weight.main([str(checkpoint), str(weights)]) != 0:
             return 2
+
+    def held_out_logits() -> tuple[Tensor, Tensor]:
+        model, image_size = evaluate.load_model(weights)
+        return evaluate.collect_logits(model, split.held_out, image_size, 64)
+
     sidecar = weights.with_suffix(".json")
     sidecar.write_text(json.dumps({
         **json.loads(sidecar.read_text()),
+        "version": version, **start,
         "datasets": [{"name": name, "manifest_sha256": part.manifest_sha256, "train_photos": len(part.train),
                       "held_out_photos": len(part.held_out)} for name, part in splits.items()],
         "demo_scenes": len(mixed),
         "heldout_acc": result["val_acc"], "heldout_acc_before": result.get("init_val_acc"),
+        **temperature_fields(init_info.get("temperature"), len(split.held_out), held_out_logits),
     }, indent=2) + "\n")
     archive = f"{args.model}-v{version}"
     subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(weights), "--version", version,

@@ -266,8 +266,9 @@ function pumpQueue() {
 function figure(imgClass, alt, caption) {
   const node = el("figure", "photo");
   const img = el("img", imgClass, null, { alt });
-  node.append(img, el("figcaption", "", caption));
-  return { node, img };
+  const text = el("figcaption", "", caption);
+  node.append(img, text);
+  return { node, img, caption: text };
 }
 
 function fact(list, label, className) {
@@ -277,7 +278,9 @@ function fact(list, label, className) {
 }
 
 function createResultRow(file) {
-  const row = { file, urls: [URL.createObjectURL(file)], modelDegree: null, modelVersion: "", cleared: false };
+  const row = {
+    file, urls: [URL.createObjectURL(file)], modelDegree: null, appliedDegree: 0, modelVersion: "", cleared: false,
+  };
   const input = figure("input", "The photo as sent", "Sent");
   const upright = figure("upright", "The photo turned upright by the model", "Upright");
   input.img.src = row.urls[0];
@@ -285,6 +288,7 @@ function createResultRow(file) {
   const facts = el("dl", "facts");
   row.parts = {
     progress: el("p", "progress"), error: el("p", "error"), upright: upright.img, uprightFigure: upright.node,
+    uprightCaption: upright.caption,
     exif: fact(facts, "EXIF rotation", "exif-degree"), model: fact(facts, "Model turn", "model-degree"),
     confidence: fact(facts, "Confidence", "confidence"), version: fact(facts, "Model version", "model-version"),
     ...createFixControl(row),
@@ -331,19 +335,27 @@ async function predictRow(row) {
   }
 }
 
+/* An unsure model leaves the photo as it is (only the EXIF turn applied): say so rather than show its guess as a
+   turn. A handler older than X-Trusted always turned. */
 function showPrediction(row, blob, headers) {
   const { parts } = row;
+  const trusted = headers.get("X-Trusted") !== "false";
   row.modelDegree = parseDegree(headers.get("X-Model-Degree"));
+  row.appliedDegree = parseDegree(headers.get("X-Applied-Degree")) ?? (trusted ? row.modelDegree ?? 0 : 0);
   row.modelVersion = headers.get("X-Model-Version") || "";
   row.urls.push(URL.createObjectURL(blob));
   parts.upright.src = row.urls.at(-1);
+  parts.upright.alt = trusted ? "The photo turned upright by the model" : "The photo as sent: the model was unsure";
+  parts.uprightCaption.textContent = trusted ? "Upright" : "Left as is";
   parts.uprightFigure.hidden = false;
+  row.node.classList.toggle("unsure", !trusted);
   parts.exif.textContent = degreeText(parseDegree(headers.get("X-Exif-Degree")));
-  parts.model.textContent = degreeText(row.modelDegree);
+  parts.model.textContent = trusted ? degreeText(row.modelDegree) : "unsure (left as is)";
+  parts.model.title = trusted || row.modelDegree === null ? "" : `best guess: ${row.modelDegree}°`;
   parts.confidence.textContent = percent(Number.parseFloat(headers.get("X-Confidence") ?? ""));
   parts.version.textContent = row.modelVersion || "—";
   parts.progress.textContent = "";
-  parts.select.value = String(row.modelDegree ?? 0);
+  parts.select.value = String(row.appliedDegree);
   parts.select.disabled = false;
   parts.send.disabled = false;
 }
@@ -354,11 +366,11 @@ function failRow(row, message) {
   row.node.classList.add("failed");
 }
 
-/* The server turned the photo counter-clockwise by d; answer t needs a further (t - d) counter-clockwise,
-   which is rotate(d - t) in CSS, where positive angles turn clockwise. */
+/* The server turned the photo counter-clockwise by d (none when unsure); answer t needs a further (t - d)
+   counter-clockwise, which is rotate(d - t) in CSS, where positive angles turn clockwise. */
 function previewChoice(row) {
   const chosen = Number(row.parts.select.value);
-  row.parts.upright.style.transform = `rotate(${(row.modelDegree ?? 0) - chosen}deg)`;
+  row.parts.upright.style.transform = `rotate(${row.appliedDegree - chosen}deg)`;
   setStatus(row.parts.fixStatus, "");
 }
 

@@ -1,11 +1,13 @@
 """The feedback loop end to end, on a TorchServe + proxy of its own: corrections posted over HTTP in every input
 form -> two datasets on disk (the first closed half-way) -> `python -m scripts.retrain` (every dataset, the
-default; as an operator runs it) -> version 2.0 archived with both datasets in its metadata, gated on their
-held-out corrections, serving as a canary; then bad feedback refused."""
+default; as an operator runs it) -> version 2.0, fine-tuned from the served 1.0 (asked of the proxy), archived with
+both datasets and its starting version in its metadata, gated on their held-out corrections, serving as a canary;
+then bad feedback refused."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -55,7 +57,7 @@ def send(proxy: Proxy, token: str, index: int) -> requests.Response:
                          timeout=30)
 
 
-def test_corrections_become_a_gated_canary_version(stack, tmp_path):
+def test_corrections_become_a_gated_canary_version(stack, tmp_path, demo_weights):
     torchserve, proxy = stack
     user = issue_token(proxy, "--user", "cook", "--scopes", "predict")[1]
     admin = issue_token(proxy, "--user", "ops", "--scopes", "admin")[1]
@@ -84,6 +86,7 @@ def test_corrections_become_a_gated_canary_version(stack, tmp_path):
         cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True, timeout=600)
     assert retrain.returncode == 0, retrain.stdout[-2000:] + retrain.stderr[-2000:]
     assert "as a 25% canary" in retrain.stdout
+    assert "the proxy serves food_rotation 1.0 by default (food_rotation.mar)" in retrain.stdout
     gated = re.search(r"gate: samples ([\d.]+), held-out corrections ([\d.]+)", retrain.stdout)
     assert gated and float(gated[1]) >= 0.9 and float(gated[2]) >= 0.9, retrain.stdout[-2000:]
     refused = requests.post(f"{proxy.url}/admin/models/food_rotation/deploy", headers=admin_auth, timeout=30,
@@ -97,6 +100,8 @@ def test_corrections_become_a_gated_canary_version(stack, tmp_path):
     assert sum(entry["train_photos"] + entry["held_out_photos"] for entry in trained_on) == PHOTOS
     assert all(len(entry["manifest_sha256"]) == 64 for entry in trained_on) and metadata["demo_scenes"] == 8
     assert metadata["heldout_acc"] >= 0.9
+    assert metadata["init_version"] == "1.0"
+    assert metadata["init_sha256"] == hashlib.sha256(demo_weights.read_bytes()).hexdigest()
 
     listed = requests.get(f"{proxy.url}/admin/models/food_rotation", headers=admin_auth, timeout=30)
     rows = {row["version"]: row for row in listed.json()["versions"]}

@@ -93,3 +93,42 @@ def test_accept_header_chooses_the_answer(accept, expected):
 def test_error_body_names_the_problem():
     error = PhotoError(415, "not_an_image", "nope")
     assert json.loads(json.dumps(error.as_dict())) == {"error": "not_an_image", "message": "nope", "status": 415}
+
+
+def test_no_min_confidence_means_the_model_s_own_bar():
+    document = {"image": base64.b64encode(JPEG).decode(), "min_confidence": None}
+    assert parse_item({"body": bytearray(JPEG)}, {}).min_confidence is None
+    assert parse_item({"body": document}, {}).min_confidence is None
+
+
+@pytest.mark.parametrize(("item", "headers"), [
+    ({"body": {"image": base64.b64encode(JPEG).decode(), "min_confidence": 0.75}}, {}),
+    ({"body": {"image": base64.b64encode(JPEG).decode(), "min_confidence": "0.75"}}, {}),
+    ({"file": bytearray(JPEG), "min_confidence": bytearray(b" 0.75\r\n")}, {}),  # a multipart form field
+    ({"body": bytearray(JPEG), "min_confidence": bytearray(b"0.75")}, {}),  # a query parameter, as TorchServe hands it
+    ({"body": bytearray(JPEG)}, {"X-Min-Confidence": "0.75"}),
+    ({"body": bytearray(JPEG), "min_confidence": bytearray(b"0.75")}, {"x-min-confidence": "0.2"}),  # field wins
+])
+def test_min_confidence_from_a_field_or_the_header(item, headers):
+    assert parse_item(item, headers).min_confidence == 0.75
+
+
+@pytest.mark.parametrize("bar", [0, 1, "0", "1.0", 1e-9])
+def test_min_confidence_bounds_are_allowed(bar):
+    payload = parse_item({"body": {"image": base64.b64encode(JPEG).decode(), "min_confidence": bar}}, {})
+    assert payload.min_confidence == float(bar)
+
+
+@pytest.mark.parametrize("bar", ["abc", "", "NaN", "inf", "1.5", "-0.1", True, [0.5], {"x": 1}, 10**400])
+def test_bad_min_confidence_is_refused_naming_the_range(bar):
+    with pytest.raises(PhotoError) as caught:
+        parse_item({"body": {"image": base64.b64encode(JPEG).decode(), "min_confidence": bar}}, {})
+    assert (caught.value.status, caught.value.code) == (400, "invalid_min_confidence")
+    assert "from 0 to 1" in caught.value.message
+
+
+@pytest.mark.parametrize("bar", ["high", "2", "nan"])
+def test_bad_min_confidence_header_is_refused(bar):
+    with pytest.raises(PhotoError) as caught:
+        parse_item({"body": bytearray(JPEG)}, {"X-Min-Confidence": bar})
+    assert caught.value.code == "invalid_min_confidence"

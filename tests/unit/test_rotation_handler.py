@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import io
 import json
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
-from PIL import Image
+from PIL import Image, ImageOps
 from ts.context import Context, RequestProcessor
 
+from photo_io import turn
 from rotation_handler import RotationHandler
 from tests.conftest import ROOT
 from tests.photos import CLEAR_SCENES, encode, jpeg_with_orientation, rotated, scene
@@ -67,7 +70,10 @@ def test_each_turn_of_a_scene_is_recognised(handler_and_context, seed):
     for idx, prediction in enumerate(predictions):
         assert context.get_response_status(idx)[0] == 200
         assert set(prediction) == {"model_degree", "exif_degree", "exif_mirrored", "confidence", "probabilities",
-                                   "model_version"}
+                                   "model_version", "trusted", "min_confidence", "applied_degree"}
+        assert prediction["min_confidence"] == handler_and_context[0].settings.min_confidence  # the shipped bar
+        assert prediction["trusted"] is (prediction["confidence"] >= prediction["min_confidence"])
+        assert prediction["applied_degree"] == (prediction["model_degree"] if prediction["trusted"] else 0)
         assert prediction["model_version"] == "1.0"
         assert set(prediction["probabilities"]) == {"0", "90", "180", "270"}
         assert abs(sum(prediction["probabilities"].values()) - 1) < 1e-3
@@ -143,3 +149,120 @@ def test_an_answer_too_large_to_send_is_a_422_for_that_item_only(handler_and_con
     assert context.get_response_status(0)[0] == 422 and json.loads(answers[0])["error"] == "output_too_large"
     assert context.get_response_status(1)[0] == 200 and Image.open(io.BytesIO(answers[1])).format == "PNG"
     assert context.get_response_status(2)[0] == 200 and "model_degree" in json.loads(answers[2])
+
+
+@contextlib.contextmanager
+def settings_changed(handler_and_context, **changes):
+    handler, _ = handler_and_context
+    shipped = handler.settings
+    handler.settings = dataclasses.replace(shipped, **changes)
+    try:
+        yield handler
+    finally:
+        handler.settings = shipped
+
+
+def exif_only(data: bytes) -> np.ndarray:
+    """The photo's pixels with its EXIF turn applied and nothing else: what an unsure answer must be."""
+    return np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+
+
+def test_an_unsure_photo_comes_back_with_only_its_exif_turn_and_a_sure_one_turned(handler_and_context):
+    upright = scene(CLEAR_SCENES[3])
+    data = jpeg_with_orientation(rotated(upright, 90), 6)  # EXIF says 270, then the picture needs 90 more
+    answers, context = handle(handler_and_context, jpeg_request(data, Accept="image/png", **{"X-Min-Confidence": "1"}),
+                              jpeg_request(data, Accept="image/png", **{"X-Min-Confidence": "0.5"}))
+    unsure, sure = (Image.open(io.BytesIO(answer)) for answer in answers)
+    assert unsure.size == upright.size[::-1] and np.array_equal(np.asarray(unsure), exif_only(data))
+    assert sure.size == upright.size
+    assert np.array_equal(np.asarray(sure), np.asarray(turn(Image.fromarray(exif_only(data)), 90)))
+    unsure_headers, sure_headers = context.get_response_headers(0), context.get_response_headers(1)
+    assert unsure_headers["X-Trusted"] == "false" and unsure_headers["X-Applied-Degree"] == "0"
+    assert unsure_headers["X-Model-Degree"] == "90" and unsure_headers["X-Exif-Degree"] == "270"  # still told
+    assert float(unsure_headers["X-Confidence"]) < 1 and unsure_headers["X-Model-Version"] == "1.0"
+    assert sure_headers["X-Trusted"] == "true" and sure_headers["X-Applied-Degree"] == "90"
+
+
+def test_the_json_answer_says_what_was_applied(handler_and_context):
+    data = encode(rotated(scene(CLEAR_SCENES[0]), 270), "JPEG")
+    answers, _ = handle(handler_and_context, jpeg_request(data, **{"X-Min-Confidence": "1"}),
+                        jpeg_request(data, **{"X-Min-Confidence": "0"}))
+    unsure, sure = (json.loads(answer) for answer in answers)
+    keys = ("model_degree", "trusted", "applied_degree", "min_confidence")
+    assert [unsure[key] for key in keys] == [270, False, 0, 1.0]
+    assert [sure[key] for key in keys] == [270, True, 270, 0.0]
+    assert unsure["probabilities"] == sure["probabilities"]  # the bar changes what is done, not what is seen
+
+
+def test_the_configured_bar_applies_when_the_request_names_none(handler_and_context):
+    data = encode(rotated(scene(CLEAR_SCENES[1]), 180), "JPEG")
+    with settings_changed(handler_and_context, min_confidence=1.0):
+        answers, _ = handle(handler_and_context, jpeg_request(data), jpeg_request(data, **{"X-Min-Confidence": "0.1"}))
+    configured, overridden = (json.loads(answer) for answer in answers)
+    assert (configured["min_confidence"], configured["trusted"], configured["applied_degree"]) == (1.0, False, 0)
+    assert (overridden["min_confidence"], overridden["trusted"], overridden["applied_degree"]) == (0.1, True, 180)
+
+
+def _probabilities(handler_and_context, data: bytes) -> torch.Tensor:
+    handler, context = handler_and_context
+    handler.context = context
+    context.request_processor = [RequestProcessor({"Content-Type": "image/jpeg"})]
+    (item,) = handler.inference(handler.preprocess([{"body": bytearray(data)}]))
+    return item.probabilities
+
+
+def test_temperature_softens_or_sharpens_the_confidence(handler_and_context):
+    data = encode(rotated(scene(CLEAR_SCENES[2]), 90), "JPEG")
+    plain = _probabilities(handler_and_context, data)
+    for temperature in (0.5, 3.0):
+        with settings_changed(handler_and_context, temperature=temperature):
+            scaled = _probabilities(handler_and_context, data)
+            answer = json.loads(handle(handler_and_context, jpeg_request(data))[0][0])
+        # softmax(z / T) is softmax(log softmax(z) / T): the same logits, scaled
+        assert torch.allclose(scaled, torch.softmax(plain.log() / temperature, dim=0), atol=1e-5)
+        assert int(scaled.argmax()) == int(plain.argmax()) and answer["model_degree"] == 90
+        assert answer["confidence"] == pytest.approx(float(scaled.max()), abs=1e-6)
+        softer = temperature > 1
+        assert (float(scaled.max()) < float(plain.max())) is softer
+
+
+def _json_request(data: bytes, **fields: object) -> tuple[dict, dict]:
+    return {"body": {"image": base64.b64encode(data).decode(), **fields}}, {"Content-Type": "application/json"}
+
+
+def _form_request(data: bytes, **fields: str) -> tuple[dict, dict]:
+    """A multipart form as TorchServe hands it over: one item entry per part, each part's headers by its name."""
+    item = {"photo": bytearray(data), **{name: bytearray(value.encode()) for name, value in fields.items()}}
+    headers = {"Content-Type": "multipart/form-data; boundary=x", "photo": {"content-type": "image/jpeg"},
+               **{name: {"content-type": ""} for name in fields}}
+    return item, headers
+
+
+def test_the_bar_can_be_set_by_json_field_form_field_query_parameter_or_header(handler_and_context):
+    data = encode(rotated(scene(CLEAR_SCENES[3]), 180), "JPEG")
+    query = ({"body": bytearray(data), "min_confidence": bytearray(b"1")}, {"Content-Type": "image/jpeg"})
+    answers, context = handle(handler_and_context, _json_request(data, min_confidence=1), _form_request(
+        data, min_confidence="1"), query, jpeg_request(data, **{"X-Min-Confidence": "1"}),
+        _form_request(data, min_confidence="0", format="png"))
+    predictions = [json.loads(answer) for answer in answers[:4]]
+    assert [(p["min_confidence"], p["trusted"], p["applied_degree"]) for p in predictions] == [(1.0, False, 0)] * 4
+    assert context.get_response_headers(4)["X-Trusted"] == "true"
+    assert Image.open(io.BytesIO(answers[4])).size == scene(CLEAR_SCENES[3]).size
+
+
+def test_a_bad_bar_is_a_400_for_that_item_only(handler_and_context):
+    data = encode(rotated(scene(CLEAR_SCENES[0]), 90), "JPEG")
+    answers, context = handle(
+        handler_and_context,
+        _json_request(data, min_confidence="high"),
+        jpeg_request(data),
+        _form_request(data, min_confidence="1.5"),
+        jpeg_request(data, **{"X-Min-Confidence": "NaN"}),
+        _json_request(data, min_confidence=-0.1),
+        jpeg_request(data, **{"X-Min-Confidence": "0.2"}),
+    )
+    assert [context.get_response_status(idx)[0] for idx in range(len(answers))] == [400, 200, 400, 400, 400, 200]
+    for idx in (0, 2, 3, 4):
+        error = json.loads(answers[idx])
+        assert error["error"] == "invalid_min_confidence" and "from 0 to 1" in error["message"]
+    assert json.loads(answers[1])["model_degree"] == json.loads(answers[5])["applied_degree"] == 90

@@ -1,3 +1,5 @@
+import json
+import math
 import re
 from pathlib import Path
 
@@ -5,6 +7,7 @@ import pytest
 import yaml
 
 from handler_settings import HandlerSettings
+from scripts.archive_metadata import build as build_metadata
 from scripts.serving import ROOT, TorchServe, allowed_urls_for, read_properties
 
 
@@ -58,3 +61,58 @@ def test_overrides_win_over_the_repo_config(tmp_path):
 def test_channels_last_is_a_switch():
     assert HandlerSettings.from_archive({"arch": "resnet18"}, {"channels_last": False}).channels_last is False
     assert HandlerSettings.from_archive({"arch": "resnet18"}, None).channels_last is True
+
+
+def test_temperature_comes_from_metadata_and_min_confidence_from_yaml():
+    settings = HandlerSettings.from_archive({"arch": "resnet18", "temperature": 1.7}, {"min_confidence": "0.85"})
+    assert (settings.temperature, settings.min_confidence) == (1.7, 0.85)
+    whole = HandlerSettings.from_archive({"arch": "resnet18", "temperature": 2}, {"min_confidence": 1})
+    assert isinstance(whole.temperature, float) and isinstance(whole.min_confidence, float)
+    plain = HandlerSettings.from_archive({"arch": "resnet18", "temperature": None}, None)
+    assert (plain.temperature, plain.min_confidence) == (1.0, 0.0)  # uncalibrated: plain softmax, always turn
+
+
+def test_temperature_is_not_tunable_from_yaml():
+    with pytest.raises(ValueError, match=r"unknown handler settings in model-config.yaml: temperature$"):
+        HandlerSettings.from_archive({"arch": "resnet18"}, {"temperature": 2.0})
+
+
+@pytest.mark.parametrize(("metadata", "handler_config", "message"), [
+    ({"temperature": 0}, {}, "temperature"),
+    ({"temperature": -1.5}, {}, "temperature"),
+    ({"temperature": math.nan}, {}, "temperature"),
+    ({"temperature": math.inf}, {}, "temperature"),
+    ({}, {"min_confidence": -0.1}, "min_confidence"),
+    ({}, {"min_confidence": 1.5}, "min_confidence"),
+    ({}, {"min_confidence": math.nan}, "min_confidence"),
+    ({}, {"min_confidence": "high"}, "could not convert"),
+])
+def test_bad_calibration_settings_fail_the_load(metadata, handler_config, message):
+    with pytest.raises(ValueError, match=message):
+        HandlerSettings.from_archive({"arch": "resnet18", **metadata}, handler_config)
+
+
+def test_the_shipped_bar_is_a_confidence():
+    model_config = yaml.safe_load((ROOT / "handler" / "model-config.yaml").read_text())
+    bar = model_config["handler"]["min_confidence"]
+    assert isinstance(bar, float) and 0 <= bar <= 1
+    assert HandlerSettings.from_archive({"arch": "resnet18"}, model_config["handler"]).min_confidence == bar
+
+
+def test_archive_metadata_carries_the_calibration_when_the_weights_have_one(weights_copy):
+    assert "temperature" not in build_metadata(weights_copy, "food_rotation", "1.0")
+    sidecar = weights_copy.with_suffix(".json")
+    info = json.loads(sidecar.read_text())
+    calibration = {"method": "temperature", "photos": 412, "ece_before": 0.081, "ece_after": 0.019}
+    sidecar.write_text(json.dumps({**info, "temperature": 1.43, "calibration": calibration}))
+    metadata = build_metadata(weights_copy, "food_rotation", "1.0")
+    assert metadata["temperature"] == 1.43 and metadata["calibration"] == calibration
+    assert HandlerSettings.from_archive(metadata, None).temperature == 1.43
+
+
+@pytest.mark.parametrize("extra", [{"temperature": 0}, {"temperature": "warm"}, {"calibration": [1, 2]}])
+def test_archive_metadata_refuses_a_bad_calibration(weights_copy, extra):
+    sidecar = weights_copy.with_suffix(".json")
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), **extra}))
+    with pytest.raises(ValueError, match=r"^(temperature|calibration) in the weights"):
+        build_metadata(weights_copy, "food_rotation", "1.0")

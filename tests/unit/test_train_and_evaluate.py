@@ -31,6 +31,8 @@ def test_train_writes_the_checkpoint_the_extractor_and_evaluator_read(tmp_path):
     figures = json.loads(report.read_text())
     assert figures["photos"] == 6 and sum(map(sum, figures["confusion"])) == 24
     assert set(figures["per_class"]) == {"0", "90", "180", "270"}
+    assert {"harm", "fix", "wrong_turn", "coverage", "ece", "min_confidence", "temperature", "suggested"} <= set(
+        figures)
     assert Image.open(matrix).format == "PNG"
 
 
@@ -38,3 +40,6 @@ def test_evaluate_refuses_what_it_cannot_read(tmp_path, capsys):
     (tmp_path / "w.pth").write_bytes(b"nothing")
     assert evaluate.main([str(tmp_path / "w.pth"), str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err
+    (tmp_path / "c.tar").write_bytes(b"nothing")
+    assert evaluate.main([str(tmp_path / "c.tar"), str(tmp_path), "--write-temperature"]) == 2
+    assert "--write-temperature" in capsys.readouterr().err

@@ -25,6 +25,7 @@ class FakeTorchServe:
     def __init__(self, key_file: Path) -> None:
         self.key_file = key_file
         self.seen: list[dict[str, str]] = []
+        self.queries: list[str] = []  # each prediction's query string, as TorchServe got it
         self.delay_s = 0.0
         self.key = ""
         self.management = ""
@@ -47,6 +48,7 @@ class FakeTorchServe:
         if request.headers.get("Authorization") != f"Bearer {self.key}":
             return web.json_response({"code": 400, "type": "InvalidKeyException"}, status=400)
         self.seen.append(dict(request.headers))
+        self.queries.append(request.query_string)
         await asyncio.sleep(self.delay_s)
         body = await request.read()
         return web.json_response({"model_degree": 90, "bytes": len(body), "model_version": "1.0"},

@@ -1,0 +1,301 @@
+"""make bench-quality: candidate models side by side, quality and serving cost in one run -> bench/MODEL_QUALITY.md.
+
+Quality, in-process (scripts.evaluate.collect_logits, scripts.calibration): every photo of each held-out folder of
+data/rotation_set/heldout (scripts/real_scenes.py) and of samples/gate at all four turns, with the candidate's
+temperature; accuracy (argmax), harm, fix, coverage and ECE at --min-confidence and at the threshold that keeps
+harm <= 1 % on the held-out real photos. flatlay/ has no "up": there the share left unsure is what counts.
+Serving, the real stack: each candidate's archive (scripts/archive.sh) in its own TorchServe, held-out real photos
+at concurrency 1 and 4, then the workers' RSS and PSS. The first candidate is the shipped one.
+
+    .venv/bin/python bench/model_quality.py --candidate lite0-224=weights/food_rotation_lite0.pth \
+        --candidate demo=weights/food_rotation_demo.pth [--seconds 10] [--limit N] [--out bench/MODEL_QUALITY.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import requests
+import torch
+import ts
+import yaml
+from torch import Tensor
+
+from abstention import calibrated
+from rotation_model import CLASSES
+from scripts.calibration import choose_threshold, point_at, summary
+from scripts.evaluate import (
+    MODEL_CONFIG,
+    collect_logits,
+    configured_min_confidence,
+    load_model,
+    rounded_up,
+    sidecar_temperature,
+)
+from scripts.rotation_data import find_photos
+from scripts.serving import MODEL_NAME, ROOT, TorchServe
+
+HELDOUT = ROOT / "data" / "rotation_set" / "heldout"
+SETS = {"real": HELDOUT / "real", "composite": HELDOUT / "composite", "text": HELDOUT / "text",
+        "scenes": HELDOUT / "scenes", "flatlay": HELDOUT / "flatlay", "gate": ROOT / "samples" / "gate"}
+NO_UP = "flatlay"
+CONCURRENCY = (1, 4)
+MAX_HARM = 0.01
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    weights: Path
+    arch: str
+    image_size: int
+    temperature: float
+
+    @classmethod
+    def parse(cls, text: str) -> Candidate:
+        """NAME=WEIGHTS.pth, its .json beside it (what scripts/archive.sh needs too)."""
+        name, sep, path = text.partition("=")
+        weights = Path(path)
+        if not sep or not name or weights.suffix != ".pth":
+            raise argparse.ArgumentTypeError(f"want NAME=WEIGHTS.pth, got {text!r}")
+        if not weights.is_file() or not weights.with_suffix(".json").is_file():
+            raise argparse.ArgumentTypeError(f"{weights} or its .json is missing (make weights makes the shipped one)")
+        info = json.loads(weights.with_suffix(".json").read_text())
+        return cls(name, weights, info["arch"], int(info["image_size"]), sidecar_temperature(weights)[0])
+
+
+@dataclass(frozen=True)
+class Served:
+    measured: dict[int, tuple[float, float, int]]  # concurrency -> (images/s, p50 ms, failed)
+    rss: list[float]  # MiB per worker
+    pss: list[float]
+
+
+def shown(path: Path) -> str:
+    """`path` relative to the repository where it lies inside it, as the reproducing command would name it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def threshold_text(threshold: float) -> str:
+    """choose_threshold answers just above 1 when even 1.0 harms too much: nothing is ever turned."""
+    return "never" if threshold > 1 else f"{threshold:.4f}"
+
+
+def subset(photos: list[Path], limit: int | None) -> list[Path]:
+    """`limit` photos spread over the whole folder (every source), not its first sources only."""
+    if limit is None or limit >= len(photos):
+        return photos
+    return [photos[i * len(photos) // limit] for i in range(limit)]
+
+
+def quality(candidate: Candidate, sets: dict[str, list[Path]], batch_size: int) -> dict[str, tuple[Tensor, Tensor]]:
+    """(calibrated probabilities, labels) per set: one forward pass per set, every figure from it."""
+    model, image_size = load_model(candidate.weights)
+    results = {}
+    for name, photos in sets.items():
+        logits, labels = collect_logits(model, photos, image_size, batch_size)
+        results[name] = calibrated(logits, candidate.temperature), labels
+    return results
+
+
+def load(url: str, headers: dict[str, str], photos: Sequence[bytes], concurrency: int,
+         seconds: float) -> tuple[float, float, int]:
+    """(images/s, p50 ms, failed): `concurrency` clients, each with its own keep-alive session, for `seconds`."""
+    deadline = time.perf_counter() + seconds
+
+    def client(offset: int) -> tuple[list[float], int]:
+        latencies, failed, index = [], 0, offset
+        with requests.Session() as session:
+            while time.perf_counter() < deadline:
+                began = time.perf_counter()
+                answer = session.post(url, data=photos[index % len(photos)], headers=headers, timeout=60)
+                if answer.ok:
+                    latencies.append((time.perf_counter() - began) * 1000)
+                else:
+                    failed += 1
+                index += concurrency
+        return latencies, failed
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(client, range(concurrency)))
+    latencies = [latency for lat, _ in results for latency in lat]
+    return (len(latencies) / (time.perf_counter() - began), statistics.median(latencies) if latencies else 0.0,
+            sum(failed for _, failed in results))
+
+
+def worker_memory(server: TorchServe) -> tuple[list[float], list[float]]:
+    """(RSS, PSS) MiB of each worker process: PSS splits the pages workers share, so its sum is what they cost."""
+    headers = {"Authorization": f"Bearer {server.keys()['management']}"}
+    workers = requests.get(f"{server.management_url}/models/{MODEL_NAME}", headers=headers, timeout=10).json()
+    info = [psutil.Process(worker["pid"]).memory_full_info() for worker in workers[0]["workers"]]
+    return [i.rss / 2**20 for i in info], [i.pss / 2**20 for i in info]
+
+
+def serve(candidate: Candidate, config: Path, photos: Sequence[bytes], seconds: float, workers: int) -> Served:
+    """Archive, start TorchServe on free ports, load it, measure, stop; logs are kept if anything fails."""
+    base = Path(tempfile.mkdtemp(prefix=f"model-quality-{candidate.name}-"))
+    (base / "tmp").mkdir()
+    shutil.copy(config, base / "model-config.yaml")
+    build = subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(candidate.weights), "--version",
+                            "1.0", "--export-path", str(base / "model_store"), "--config",
+                            str(base / "model-config.yaml")], capture_output=True, text=True,
+                           env={**os.environ, "TMPDIR": str(base / "tmp")}, timeout=300)
+    if build.returncode != 0:
+        raise RuntimeError(f"archive.sh failed for {candidate.name}: {build.stderr or build.stdout}")
+    server = TorchServe.on_free_ports(base / "torchserve", base / "model_store")
+    try:
+        server.start()
+        server.wait_ready(min_workers=workers, timeout=300)
+        url = f"{server.inference_url}/predictions/{MODEL_NAME}"
+        headers = {"Authorization": f"Bearer {server.keys()['inference']}", "Content-Type": "image/jpeg"}
+        load(url, headers, photos, max(CONCURRENCY), min(2.0, seconds))  # warm every worker
+        measured = {c: load(url, headers, photos, c, seconds) for c in CONCURRENCY}
+        rss, pss = worker_memory(server)
+    except Exception:
+        print(f"serving {candidate.name} failed; logs kept in {base}", file=sys.stderr)
+        raise
+    finally:
+        server.stop()
+    shutil.rmtree(base, ignore_errors=True)
+    return Served(measured, rss, pss)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
+            *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--candidate", type=Candidate.parse, action="append", required=True, metavar="NAME=WEIGHTS",
+                        help="a weights .pth with its .json (arch, image_size, temperature); the first is shipped")
+    parser.add_argument("--config", type=Path, default=MODEL_CONFIG, help="model-config.yaml: archives, threshold")
+    parser.add_argument("--min-confidence", type=float, help="default: --config's handler.min_confidence")
+    parser.add_argument("--seconds", type=float, default=10.0, help="of load per concurrency and candidate")
+    parser.add_argument("--limit", type=int, help="at most this many photos per folder (a quick run)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, quality part")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "MODEL_QUALITY.md")
+    args = parser.parse_args(argv)
+    command = shlex.join([".venv/bin/python", "bench/model_quality.py", *(sys.argv[1:] if argv is None else argv)])
+    torch.set_num_threads(args.threads)
+    min_confidence = (args.min_confidence if args.min_confidence is not None
+                      else configured_min_confidence(args.config)[0])
+    config = yaml.safe_load(args.config.read_text())
+    workers = config["minWorkers"]
+    try:
+        sets = {name: subset(find_photos(folder), args.limit) for name, folder in SETS.items()}
+    except FileNotFoundError as exc:
+        raise SystemExit(f"{exc}: make the held-out sets first (make weights, scripts/real_scenes.py)") from exc
+    candidates: list[Candidate] = args.candidate
+
+    scored, chosen = {}, {}
+    for candidate in candidates:
+        scored[candidate.name] = quality(candidate, sets, args.batch_size)
+        chosen[candidate.name] = rounded_up(choose_threshold(*scored[candidate.name]["real"], MAX_HARM))
+        print(f"{candidate.name}: scored; harm <= {MAX_HARM:.0%} on real from {threshold_text(chosen[candidate.name])}",
+              flush=True)
+    real = [path.read_bytes() for path in sets["real"]]
+    served = {}
+    for candidate in candidates:
+        served[candidate.name] = serve(candidate, args.config, real, args.seconds, workers)
+        print(f"{candidate.name}: " + ", ".join(f"c={c} {rate:.1f}/s" for c, (rate, _, _)
+                                                in served[candidate.name].measured.items()), flush=True)
+
+    def thresholds(candidate: Candidate) -> list[tuple[str, float]]:
+        """--min-confidence for all; the harm <= 1 % threshold too where it differs."""
+        pairs = [(f"{min_confidence:.4f} (min_confidence)", min_confidence)]
+        if chosen[candidate.name] != min_confidence:
+            pairs.append((f"{threshold_text(chosen[candidate.name])} (harm <= {MAX_HARM:.0%} on real)",
+                          chosen[candidate.name]))
+        return pairs
+
+    def rows(make: Callable[[Tensor, Tensor, float], list[str]], name: str) -> list[list[str]]:
+        return [[candidate.name, label, *make(*scored[candidate.name][name], value)]
+                for candidate in candidates for label, value in thresholds(candidate)]
+
+    def figures(probs: Tensor, labels: Tensor, threshold: float) -> list[str]:
+        s = summary(probs, labels, threshold)
+        return [f"{s['accuracy']:.2%}", f"{s['harm']:.2%}", f"{s['fix']:.2%}", f"{s['coverage']:.2%}",
+                f"{s['ece']:.3f}"]
+
+    def unsure(probs: Tensor, labels: Tensor, threshold: float) -> list[str]:
+        shares = [1 - point_at(probs[labels == k], labels[labels == k], threshold).coverage
+                  for k in range(len(CLASSES))]
+        return [f"{share:.1%}" for share in shares] + [f"{1 - point_at(probs, labels, threshold).coverage:.1%}"]
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    lines = ["# Candidate models side by side: quality and serving cost", "",
+             f"Reproduce: `{command}` (`make bench-quality` runs the shipped candidates), with nothing else running.",
+             "", f"The first candidate ({candidates[0].name}) is the shipped one. Quality is computed in-process: "
+             "every photo at all four turns (label = the turn that makes it upright), probabilities "
+             "softmax(logits / T) with the candidate's temperature from its .json. Held-out photos come from "
+             "data/rotation_set/heldout/ (scripts/real_scenes.py: 30 % of each source's photos, near-duplicates "
+             "together, none in training); gate is samples/gate/, the smoke gate's generated scenes. Harm: upright "
+             "photos turned; fix: turned photos made upright; coverage: share of items the model is sure of "
+             "(confidence >= threshold; the rest is left as it is); ECE over 10 bins. "
+             f"Thresholds: min_confidence {min_confidence:.4f} (from "
+             f"{'--min-confidence' if args.min_confidence is not None else shown(args.config)}) "
+             f"and, per candidate, the smallest that keeps harm <= {MAX_HARM:.0%} on the held-out real photos "
+             "(scripts.calibration.choose_threshold, rounded up to 4 decimals as model-config.yaml takes it; "
+             "chosen on those photos, so its harm there is <= 1 % by construction: the other sets tell how it "
+             "carries over).", "", "## Candidates", ""]
+    lines += table(["candidate", "weights", "architecture", "input size", "temperature",
+                    f"threshold for harm <= {MAX_HARM:.0%} on real"],
+                   [[c.name, f"`{shown(c.weights)}`", c.arch, f"{c.image_size} px", f"{c.temperature:.3f}",
+                     threshold_text(chosen[c.name])] for c in candidates])
+    for name, photos in sets.items():
+        if name == NO_UP:
+            continue
+        lines += ["", f"## Quality: {name} ({len(photos)} photos x 4 turns)", ""]
+        lines += table(["candidate", "threshold", "accuracy", "harm", "fix", "coverage", "ECE"], rows(figures, name))
+    lines += ["", f"## No up: {NO_UP} ({len(sets[NO_UP])} plates from above x 4 turns), share left unsure", "",
+              "A plate seen from above has no right way up: a good model is mostly unsure (confidence < threshold) "
+              "and leaves it as it is, whatever the turn.", ""]
+    lines += table(["candidate", "threshold", *(f"unsure at {d}" for d in CLASSES), "unsure, all"],
+                   rows(unsure, NO_UP))
+    lines += ["", "## Serving: TorchServe direct", "",
+              f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, torch {torch.__version__}, "
+              f"TorchServe {ts.__version__}; settings from {shown(args.config)}: {workers} workers x "
+              f"{config.get('handler', {}).get('torch_threads', 1)} torch thread(s), batch size "
+              f"{config['batchSize']}, max batch delay {config['maxBatchDelay']} ms. The {len(real)} held-out real "
+              f"photos (JPEG bytes, sent as they are) go to TorchServe directly, {args.seconds:g} s per concurrency, "
+              "from Python clients with a keep-alive session each, on the same cores. The token proxy's overhead "
+              "is measured in bench/RESULTS.md. Worker memory after the load: RSS and PSS of each worker (PSS splits "
+              "shared pages between the processes that map them, so the sum is what the workers cost together).", ""]
+    lines += table(["candidate", "architecture", "input size",
+                    *(f"{head} c={c}" for c in CONCURRENCY for head in ("images/s", "p50 ms")),
+                    "failed", "worker RSS MiB, each", "worker PSS MiB, each (sum)"],
+                   [[c.name, c.arch, f"{c.image_size} px",
+                     *(cell for rate, p50, _ in served[c.name].measured.values()
+                       for cell in (f"{rate:.1f}", f"{p50:.0f}")),
+                     sum(failed for _, _, failed in served[c.name].measured.values()),
+                     ", ".join(f"{v:.0f}" for v in served[c.name].rss),
+                     ", ".join(f"{v:.0f}" for v in served[c.name].pss) + f" ({sum(served[c.name].pss):.0f})"]
+                    for c in candidates])
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

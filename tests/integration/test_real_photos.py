@@ -1,0 +1,103 @@
+"""The shipped model on real photos, through the real stack: TorchServe + the token proxy + real HTTP.
+
+The photos are the held-out side of the real-photo split (data/real, from `make real-data`, which `make test` runs):
+the shipped weights never saw them. Callers send phone-like JPEGs, some with an EXIF orientation.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+
+from scripts.real_scenes import split_by_source
+from tests.conftest import ROOT
+from tests.integration.conftest import build_archive, issue_token, running_proxy, running_torchserve
+from tests.photos import encode, jpeg_with_orientation, rotated
+
+pytestmark = pytest.mark.integration
+SHIPPED_WEIGHTS = ROOT / "weights" / "food_rotation_lite0.pth"
+REAL_PHOTOS = ROOT / "data" / "real" / "photos"
+TURNS = (0, 90, 180, 270)
+
+
+@pytest.fixture(scope="module")
+def held_out() -> list[Image.Image]:
+    """16 held-out real photos, spread over the sources, as the phone-size JPEGs a caller would send."""
+    if not REAL_PHOTOS.is_dir():
+        pytest.fail(f"{REAL_PHOTOS} is missing: make test runs make real-data first")
+    photos = split_by_source(sorted(REAL_PHOTOS.rglob("*.jpg")), REAL_PHOTOS).held_out
+    chosen = photos[:: max(1, len(photos) // 16)][:16]
+    return [Image.open(path).convert("RGB") for path in chosen]
+
+
+@dataclass(frozen=True)
+class Stack:
+    url: str
+    auth: dict[str, str]
+    archive: Path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    base = tmp_path_factory.mktemp("real-photos")
+    archive = build_archive(SHIPPED_WEIGHTS, "1.0", base / "model_store")
+    with running_torchserve(base / "home", base / "model_store") as torchserve, \
+            running_proxy(base / "proxy", torchserve) as proxy:
+        _, token = issue_token(proxy, "--name", "real-photos")
+        yield Stack(f"{proxy.url}/predictions/food_rotation", {"Authorization": f"Bearer {token}"}, archive)
+
+
+def _post(stack: Stack, body: bytes, **headers: str) -> requests.Response:
+    return requests.post(stack.url, data=body, headers={**stack.auth, "Content-Type": "image/jpeg", **headers},
+                         timeout=60)
+
+
+def test_held_out_real_photos_are_recognised_and_upright_ones_left_alone(stack, held_out):
+    answers = {(i, turn): _post(stack, encode(rotated(photo, turn), quality=90)).json()
+               for i, photo in enumerate(held_out) for turn in TURNS}
+    right = sum(answer["model_degree"] == turn for (_, turn), answer in answers.items())
+    assert right / len(answers) >= 0.8, f"{right} of {len(answers)} right"
+    upright_turned = [i for (i, turn), answer in answers.items() if turn == 0 and answer["applied_degree"] != 0]
+    assert len(upright_turned) <= 1, f"upright photos turned: {upright_turned}"
+    trusted = [(turn, answer) for (_, turn), answer in answers.items() if answer["trusted"]]
+    assert sum(answer["model_degree"] == turn for turn, answer in trusted) / len(trusted) >= 0.95
+    assert len(trusted) / len(answers) >= 0.5  # it does fix photos, not only abstain
+    assert all(answer["applied_degree"] == (answer["model_degree"] if answer["trusted"] else 0)
+               for answer in answers.values())
+
+
+def test_a_sideways_phone_photo_comes_back_upright(stack, held_out):
+    """Stored sideways with EXIF orientation 6, as phones save a portrait shot: the EXIF turn alone is enough."""
+    photo = held_out[0]
+    answer = _post(stack, jpeg_with_orientation(photo, 6), Accept="image/jpeg")
+    assert answer.status_code == 200 and answer.headers["Content-Type"] == "image/jpeg"
+    assert answer.headers["X-Exif-Degree"] == "270" and answer.headers["X-Applied-Degree"] == "0"
+    assert Image.open(io.BytesIO(answer.content)).size == photo.size
+
+
+def test_a_turned_photo_is_turned_back_unless_the_caller_asks_for_more_certainty(stack, held_out):
+    photo = next(p for p in held_out if p.width != p.height)
+    body = encode(rotated(photo, 90), quality=90)
+    sure = _post(stack, body, Accept="image/jpeg")
+    assert sure.headers["X-Model-Degree"] == "90"
+    if sure.headers["X-Trusted"] == "true":
+        assert Image.open(io.BytesIO(sure.content)).size == photo.size
+    unsure = _post(stack, body, Accept="image/jpeg", **{"X-Min-Confidence": "1"})
+    assert unsure.status_code == 200 and unsure.headers["X-Trusted"] == "false"
+    assert unsure.headers["X-Applied-Degree"] == "0"
+    assert Image.open(io.BytesIO(unsure.content)).size == (photo.height, photo.width)  # left as it came
+
+
+def test_the_archive_carries_the_calibration(stack):
+    """The temperature fitted on held-out real photos travels inside the .mar, with the weights."""
+    metadata = json.loads(zipfile.ZipFile(stack.archive).read("metadata.json"))
+    assert metadata["arch"] == "efficientnet_lite0" and metadata["temperature"] > 0
+    assert metadata["calibration"]["n"] > 0
