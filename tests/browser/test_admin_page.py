@@ -15,6 +15,7 @@ from tests.browser.conftest import screenshot
 from tests.integration.conftest import (
     build_archive,
     build_untrained_archive,
+    every_guess_config,
     issue_token,
     running_proxy,
     running_torchserve,
@@ -28,8 +29,9 @@ pytestmark = pytest.mark.integration
 def stack(tmp_path_factory, demo_weights):
     base = tmp_path_factory.mktemp("admin_page")
     store = base / "model_store"
-    build_archive(demo_weights, "1.0", store)
-    build_archive(demo_weights, "2.0", store, "food_rotation-v2.0")
+    config = every_guess_config(base / "config")
+    build_archive(demo_weights, "1.0", store, config=config)
+    build_archive(demo_weights, "2.0", store, "food_rotation-v2.0", config)
     build_untrained_archive(base / "untrained", "3.0", store)
     with running_torchserve(base / "torchserve", store) as torchserve:
         with running_proxy(base / "proxy", torchserve) as proxy:
