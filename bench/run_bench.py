@@ -167,7 +167,8 @@ def preprocess_ms(paths: list[Path], stock: bool) -> float:
     """Median time per image of the handler's decode + preprocess (or the stock handler's), one thread."""
     from ts.torch_handler.image_classifier import ImageClassifier
 
-    from photo_io import load_upright, to_pixels
+    from photo_io import load_upright
+    from rotation_model import to_pixels
 
     torch.set_num_threads(1)
     images = [p.read_bytes() for p in paths]
