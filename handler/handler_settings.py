@@ -16,8 +16,8 @@ _CASTS = {"bool": bool, "float": float, "int": int}
 
 @dataclass(frozen=True)
 class HandlerSettings:
-    """`arch`, `image_size` and `temperature` come from the archive's metadata.json (they must match training and
-    calibration); the rest from the `handler:` section of model-config.yaml."""
+    """`arch`, `image_size`, `temperature` and `turn_averaging` come from the archive's metadata.json (they must
+    match training and calibration); the rest from the `handler:` section of model-config.yaml."""
 
     arch: str
     image_size: int = DEFAULT_IMAGE_SIZE
