@@ -83,13 +83,14 @@ def test_a_sideways_phone_photo_comes_back_upright(stack, held_out):
     assert Image.open(io.BytesIO(answer.content)).size == photo.size
 
 
-def test_a_turned_photo_is_turned_back_unless_the_caller_asks_for_more_certainty(stack, held_out):
+def test_the_callers_bar_decides_whether_a_turned_photo_is_turned_back(stack, held_out):
+    """Bar 0: every guess applied, so the photo comes back upright; bar 1: never sure, so it comes back as sent."""
     photo = next(p for p in held_out if p.width != p.height)
     body = encode(rotated(photo, 90), quality=90)
-    sure = _post(stack, body, Accept="image/jpeg")
-    assert sure.headers["X-Model-Degree"] == "90"
-    if sure.headers["X-Trusted"] == "true":
-        assert Image.open(io.BytesIO(sure.content)).size == photo.size
+    sure = _post(stack, body, Accept="image/jpeg", **{"X-Min-Confidence": "0"})
+    assert sure.headers["X-Model-Degree"] == "90" and sure.headers["X-Trusted"] == "true"
+    assert sure.headers["X-Applied-Degree"] == "90"
+    assert Image.open(io.BytesIO(sure.content)).size == photo.size
     unsure = _post(stack, body, Accept="image/jpeg", **{"X-Min-Confidence": "1"})
     assert unsure.status_code == 200 and unsure.headers["X-Trusted"] == "false"
     assert unsure.headers["X-Applied-Degree"] == "0"
