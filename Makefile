@@ -14,7 +14,7 @@ REAL_DATA := data/real
 ROTATION_SET := data/rotation_set
 HANDLER_FILES := $(wildcard handler/*.py) handler/model-config.yaml
 
-.PHONY: serve stop test install java chromium archive lint real-data weights demo-weights bench retrain clean
+.PHONY: serve stop test install java chromium ab archive lint real-data weights demo-weights bench retrain clean
 
 serve: install java $(DEFAULT_ARCHIVE)
 	@$(PY) -m scripts.serving start
@@ -22,7 +22,7 @@ serve: install java $(DEFAULT_ARCHIVE)
 stop:
 	@if [ -x $(PY) ]; then $(PY) -m scripts.serving stop; else echo "nothing to stop"; fi
 
-test: install java chromium real-data
+test: install java chromium ab real-data
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -53,16 +53,13 @@ archive: $(DEFAULT_ARCHIVE)
 lint: install
 	$(PY) -m ruff check .
 
-# Not part of `make test`: a few minutes on 2 cores, writes bench/RESULTS.md. Needs Debian's apache2-utils (ab)
-# and captum (TorchServe's stock image_classifier, the peer, imports it).
-bench: install java $(VENV)/.installed-bench
-	@command -v ab >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq apache2-utils >/dev/null; } \
-		|| { echo "bench needs ab: apt-get install apache2-utils" >&2; exit 1; }
+# About 15 minutes on 2 cores, writes bench/RESULTS.md (make test runs its quick pass). Needs Debian's
+# apache2-utils (ab, installed as root) and captum (requirements-dev.txt: the stock peer imports it).
+bench: install java ab
 	$(PY) bench/run_bench.py
 
-$(VENV)/.installed-bench: requirements-bench.txt $(INSTALLED)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt 2>&1 | grep -v "^WARNING: Location" || true
-	@touch $@
+ab:
+	@scripts/ensure_ab.sh
 
 # Not part of `make test`: the candidate models side by side (held-out quality, TorchServe images/s, worker memory),
 # a few minutes on 2 cores, writes bench/MODEL_QUALITY.md. Needs the shipped weights and data/rotation_set:

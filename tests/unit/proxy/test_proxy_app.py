@@ -152,7 +152,7 @@ async def test_nothing_but_predictions_is_routed(setup, path):
 async def test_health_readiness_and_metrics(setup):
     _, client, auth = setup
     proxy = await client()
-    await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)
+    await proxy.post("/predictions/food_rotation/1.0", data=b"x", headers=auth)  # labelled with the version asked
     await proxy.post("/predictions/food_rotation", data=b"x")
     assert (await proxy.get("/healthz")).status == 200
     assert (await (await proxy.get("/readyz")).json()) == {"status": "ready", "workers": 1}
