@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,40 +62,35 @@ class ProxySettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ProxySettings:
-        """PROXY_* variables override the defaults; unset ones keep them."""
-        def get(name: str) -> str | None:
-            value = environ.get(f"PROXY_{name}")
-            return value if value not in (None, "") else None
-
-        values: dict[str, object] = {}
-        conversions = {"HOST": ("host", str), "PORT": ("port", int), "INFERENCE_URL": ("inference_url", str),
-                       "MANAGEMENT_URL": ("management_url", str), "TORCHSERVE_KEY_FILE": ("torchserve_key_file", Path),
-                       "TOKEN_DB": ("token_db", Path), "MODEL_NAME": ("model_name", str),
-                       "MAX_BODY_BYTES": ("max_body_bytes", int), "BODY_TIMEOUT_S": ("body_timeout_s", float),
-                       "CONNECT_TIMEOUT_S": ("connect_timeout_s", float),
-                       "READ_TIMEOUT_S": ("read_timeout_s", float),
-                       "KEY_REFRESH_MARGIN_S": ("key_refresh_margin_s", float),
-                       "TOKEN_CACHE_S": ("token_cache_s", float), "RATE_LIMIT_PER_S": ("rate_limit_per_s", float),
-                       "RATE_LIMIT_BURST": ("rate_limit_burst", int), "MODEL_STORE": ("model_store", Path),
-                       "GATE_DIR": ("gate_dir", Path), "GATE_MIN_ACCURACY": ("gate_min_accuracy", float),
-                       "DEPLOY_WORKERS": ("deploy_workers", int),
-                       "REGISTER_TIMEOUT_S": ("register_timeout_s", float),
-                       "DRAIN_TIMEOUT_S": ("drain_timeout_s", float),
-                       "RECONCILE_INTERVAL_S": ("reconcile_interval_s", float),
-                       "DATASETS_DIR": ("datasets_dir", Path), "MAX_IMAGE_PIXELS": ("max_image_pixels", int)}
-        for name, (attribute, convert) in conversions.items():
-            if (raw := get(name)) is not None:
-                values[attribute] = convert(raw)
-        jwt_values: dict[str, object] = {}
-        if (raw := get("JWT_PUBLIC_KEY_FILE")) is not None:
-            jwt_values["public_key_file"] = Path(raw)
-        if (raw := get("JWT_SECRET")) is not None:
-            jwt_values.update(secret=raw, algorithms=("HS256",))
-        if (raw := get("JWT_ALGORITHMS")) is not None:
-            jwt_values["algorithms"] = tuple(a.strip() for a in raw.split(",") if a.strip())
-        for name in ("AUDIENCE", "ISSUER", "SCOPE_CLAIM", "USER_CLAIM"):
-            if (raw := get(f"JWT_{name}")) is not None:
-                jwt_values[name.lower()] = raw
+        """PROXY_<FIELD> variables override the defaults (PROXY_JWT_<FIELD> for `jwt`); unset or empty ones keep
+        them. The names come from the fields themselves, so a new setting cannot be forgotten here."""
+        values = _from_environment(cls, environ, "PROXY_", skip={"jwt"})
+        jwt_values = _from_environment(JwtSettings, environ, "PROXY_JWT_")
+        if "secret" in jwt_values and "algorithms" not in jwt_values:
+            jwt_values["algorithms"] = ("HS256",)  # a shared secret means HMAC, not the public-key default
         if jwt_values:
-            values["jwt"] = JwtSettings(**jwt_values)  # type: ignore[arg-type]
-        return cls(**values)  # type: ignore[arg-type]
+            values["jwt"] = JwtSettings(**jwt_values)
+        return cls(**values)
+
+
+def _convert(name: str, raw: str, kind: object) -> object:
+    """`raw` as the field's type: str, int, float, Path or a comma-separated tuple of str (optional or not)."""
+    kinds = set(get_args(kind)) - {type(None)} if get_origin(kind) in (Union, UnionType) else {kind}
+    (kind,) = kinds
+    try:
+        if get_origin(kind) is tuple:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        return kind(raw)  # type: ignore[operator]
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected {getattr(kind, '__name__', kind)}") from None
+
+
+def _from_environment(settings: type, environ: Mapping[str, str], prefix: str,
+                      skip: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    hints = get_type_hints(settings)
+    values: dict[str, Any] = {}
+    for spec in fields(settings):
+        name = prefix + spec.name.upper()
+        if spec.name not in skip and environ.get(name, "") != "":
+            values[spec.name] = _convert(name, environ[name], hints[spec.name])
+    return values

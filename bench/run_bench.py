@@ -57,6 +57,7 @@ class Plan:
     seconds: float = 8.0
     soak_requests: int = 1000
     preprocess_rounds: int = 5
+    peers: bool = True  # also the stock handler and the no-op ceiling (bench/tune.py leaves them out)
 
 
 QUICK = Plan(sizes=("1 MP",), concurrency=(1, 4), seconds=1.5, soak_requests=40, preprocess_rounds=1)
@@ -280,22 +281,25 @@ class Run:
         return self.results[("proxy", *cell)].p50 - self.results[("direct", *cell)].p50
 
 
-def measure(args: argparse.Namespace, plan: Plan, config: dict) -> Run:
+def measure(plan: Plan, config_file: Path, weights: Path) -> Run:
+    config = yaml.safe_load(config_file.read_text())
     workers, batch = config["minWorkers"], config["batchSize"]
     threads = config.get("handler", {}).get("torch_threads", 1)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # the stock peer's workers get the same threads as ours
     images = make_images(plan.sizes)
     base = Path(tempfile.mkdtemp(prefix="bench-"))
     store = base / "model_store"
-    build_archives(store, args.config, args.weights)
+    build_archives(store, config_file, weights)
+    peers = ("stock_rotation", "noop") if plan.peers else ()
     server = TorchServe.on_free_ports(base / "torchserve", store,
-                                      load_models="food_rotation.mar,stock_rotation.mar,noop.mar")
+                                      load_models=",".join(f"{model}.mar" for model in ("food_rotation", *peers)))
     (port,) = free_ports(1)
     proxy = Proxy(home=base / "proxy", url=f"http://127.0.0.1:{port}", torchserve=server)
     results: dict[tuple[str, str, int], Measure] = {}
     server_times: dict[Cell, ServerTime] = {}
     try:
         server.start()
-        for model in ("food_rotation", "stock_rotation", "noop"):
+        for model in ("food_rotation", *peers):
             server.wait_ready(model=model, min_workers=workers, timeout=300)
         proxy.start()
         proxy.wait_ready()
@@ -303,12 +307,13 @@ def measure(args: argparse.Namespace, plan: Plan, config: dict) -> Run:
         targets = {
             "direct": (f"{server.inference_url}/predictions/food_rotation", "inference"),
             "proxy": (f"{proxy.url}/predictions/food_rotation", None),
-            "stock": (f"{server.inference_url}/predictions/stock_rotation", "inference"),
-            "noop": (f"{server.inference_url}/predictions/noop", "inference"),
         }
+        if plan.peers:
+            targets["stock"] = (f"{server.inference_url}/predictions/stock_rotation", "inference")
+            targets["noop"] = (f"{server.inference_url}/predictions/noop", "inference")
         for label, paths in images.items():
             for concurrency in plan.concurrency:
-                results[("limit", label, concurrency)] = limit(args.weights, paths, config.get("handler", {}),
+                results[("limit", label, concurrency)] = limit(weights, paths, config.get("handler", {}),
                                                                workers, threads, batch, concurrency, plan.seconds)
                 for name, (url, key_kind) in targets.items():
                     # TorchServe may renew its key at any time: read it for every cell
@@ -336,6 +341,11 @@ def measure(args: argparse.Namespace, plan: Plan, config: dict) -> Run:
         server.stop()
     shutil.rmtree(base, ignore_errors=True)
     return Run(plan, images, results, server_times, soak, rss_before, rss_after, prep)
+
+
+def worst_ratio(run: Run, a: str, b: str) -> Cell:
+    """The cell where path `a` keeps the smallest share of path `b`'s images/s."""
+    return min(run.cells, key=lambda cell: run.ratio(a, b, cell))
 
 
 def time_split(run: Run, cell: Cell) -> list[tuple[str, float]]:
@@ -426,8 +436,7 @@ def report(run: Run, args: argparse.Namespace, config: dict) -> list[str]:
     say("")
     say("## Targets")
     say("")
-    worst_limit = min(run.cells, key=lambda cell: run.ratio("proxy", "limit", cell))
-    worst_direct = min(run.cells, key=lambda cell: run.ratio("proxy", "direct", cell))
+    worst_limit, worst_direct = worst_ratio(run, "proxy", "limit"), worst_ratio(run, "proxy", "direct")
     worst_added = max(run.cells, key=run.added_p50)
     largest = (next(iter(images)), max(plan.concurrency))
     checks = [
@@ -465,8 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else Plan()
     plan = replace(plan, seconds=args.seconds or plan.seconds, soak_requests=args.ab_requests or plan.soak_requests)
     config = yaml.safe_load(args.config.read_text())
-    os.environ["OMP_NUM_THREADS"] = str(config.get("handler", {}).get("torch_threads", 1))  # the stock peer's too
-    lines = report(measure(args, plan, config), args, config)
+    lines = report(measure(plan, args.config, args.weights), args, config)
     tuning = ROOT / "bench" / "TUNING.md"
     if not args.quick and args.out == ROOT / "bench" / "RESULTS.md" and tuning.exists():
         lines += ["", tuning.read_text().strip()]

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -5,7 +6,7 @@ import pytest
 
 from auth_plugin.forwarding import forwarded_headers, returned_headers
 from auth_plugin.rate_limit import RateLimiter
-from auth_plugin.settings import ProxySettings
+from auth_plugin.settings import JwtSettings, ProxySettings
 from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys, _epoch
 
 
@@ -66,3 +67,23 @@ def test_settings_from_environment():
     assert settings.jwt.enabled and settings.jwt.algorithms == ("HS256",) and settings.jwt.audience == "aud"
     assert "secret" not in repr(settings)  # the shared secret never lands in a log line
     assert ProxySettings.from_env({}) == ProxySettings()
+
+
+def test_every_setting_is_read_from_its_own_variable():
+    samples = {str: "x", int: "7", float: "0.25", Path: "/tmp/p"}
+    environ, expected = {}, {}
+    for spec in dataclasses.fields(ProxySettings):
+        if spec.name != "jwt":
+            kind = type(getattr(ProxySettings(), spec.name))
+            kind = Path if issubclass(kind, Path) else kind
+            environ[f"PROXY_{spec.name.upper()}"] = samples[kind]
+            expected[spec.name] = kind(samples[kind])
+    environ.update(PROXY_JWT_PUBLIC_KEY_FILE="/k.pem", PROXY_JWT_ALGORITHMS="ES256, RS256", PROXY_JWT_LEEWAY_S="5")
+    settings = ProxySettings.from_env(environ)
+    assert {name: getattr(settings, name) for name in expected} == expected
+    assert settings.jwt == JwtSettings(public_key_file=Path("/k.pem"), algorithms=("ES256", "RS256"), leeway_s=5.0)
+
+
+def test_a_malformed_setting_names_its_variable():
+    with pytest.raises(ValueError, match="PROXY_PORT='eighty': expected int"):
+        ProxySettings.from_env({"PROXY_PORT": "eighty"})
