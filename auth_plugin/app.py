@@ -21,9 +21,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from auth_plugin import admin_api, feedback_api
-from auth_plugin.api_error import ApiError
 from auth_plugin.auth import Authenticator, AuthError, JwtVerifier, Principal
-from auth_plugin.bodies import TooLarge, read_body
+from auth_plugin.bodies import read_body
 from auth_plugin.datasets import DatasetStore
 from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers, forwarded_query
 from auth_plugin.proxy_metrics import ProxyMetrics
@@ -35,7 +34,7 @@ from auth_plugin.token_store import TokenStore
 from auth_plugin.torchserve_admin import ManagementError, TorchServeAdmin
 from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys
 from auth_plugin.versions import VersionRegistry
-from photo_io import PhotoError
+from service_error import ServiceError
 
 log = logging.getLogger("auth_plugin")
 
@@ -64,10 +63,10 @@ SECURITY_HEADERS = {
 }
 
 
-class RateLimited(Exception):
+class RateLimited(ServiceError):
     def __init__(self, wait_s: float) -> None:
-        super().__init__(f"retry in {wait_s:.2f} s")
-        self.wait_s = wait_s
+        super().__init__(429, "rate_limited", "too many requests for this token",
+                         {"Retry-After": RateLimiter.retry_after(wait_s)})
 
 
 def json_error(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -84,20 +83,12 @@ async def request_id_and_errors(request: web.Request,
     metrics = request.app[METRICS]
     try:
         response = await handler(request)
-    except AuthError as exc:
-        metrics.auth_failures.labels(exc.reason).inc()
-        response = json_error(exc.status, exc.error, exc.description, {"WWW-Authenticate": exc.www_authenticate()})
-    except TooLarge:
-        response = json_error(413, "body_too_large",
-                              f"the body is over {request.app[SETTINGS].max_body_bytes} bytes")
-    except UpstreamError as exc:
-        metrics.upstream_errors.labels(exc.kind).inc()
-        response = json_error(exc.status, "upstream_" + exc.kind, exc.message)
-    except (ApiError, PhotoError) as exc:
-        response = json_error(exc.status, exc.code, exc.message)
-    except RateLimited as exc:
-        response = json_error(429, "rate_limited", "too many requests for this token",
-                              {"Retry-After": RateLimiter.retry_after(exc.wait_s)})
+    except ServiceError as exc:  # every refusal, whoever raised it, in the one JSON shape
+        if isinstance(exc, AuthError):
+            metrics.auth_failures.labels(exc.reason).inc()
+        elif isinstance(exc, UpstreamError):
+            metrics.upstream_errors.labels(exc.kind).inc()
+        response = json_error(exc.status, exc.code, exc.message, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

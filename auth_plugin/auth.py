@@ -13,6 +13,7 @@ import jwt
 
 from auth_plugin.settings import JwtSettings
 from auth_plugin.token_store import PREFIX, TokenStore, hash_token
+from service_error import ServiceError
 
 
 @dataclass(frozen=True)
@@ -23,26 +24,18 @@ class Principal:
     source: str  # "token" or "jwt"
 
 
-class AuthError(Exception):
-    """401 invalid_token (reason says which way) or 403 insufficient_scope."""
+class AuthError(ServiceError):
+    """401 invalid_token (`reason` says which way, for metrics) or 403 insufficient_scope, with the RFC 6750
+    WWW-Authenticate header."""
 
     def __init__(self, reason: str, description: str, status: int = 401, scope: str | None = None) -> None:
-        super().__init__(description)
+        code = "insufficient_scope" if status == 403 else "invalid_token"
+        challenge = ['Bearer realm="food-rotation-serve"', f'error="{code}"', f'error_description="{description}"']
+        if scope:
+            challenge.append(f'scope="{scope}"')
+        super().__init__(status, code, description, {"WWW-Authenticate": ", ".join(challenge)})
         self.reason = reason
-        self.description = description
-        self.status = status
         self.scope = scope
-
-    @property
-    def error(self) -> str:
-        return "insufficient_scope" if self.status == 403 else "invalid_token"
-
-    def www_authenticate(self) -> str:
-        parts = ['Bearer realm="food-rotation-serve"', f'error="{self.error}"',
-                 f'error_description="{self.description}"']
-        if self.scope:
-            parts.append(f'scope="{self.scope}"')
-        return ", ".join(parts)
 
 
 def credential_from(headers: Mapping[str, str]) -> str:

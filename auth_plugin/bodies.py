@@ -9,25 +9,26 @@ from typing import Any
 
 from aiohttp import web
 
-from auth_plugin.api_error import ApiError
+from service_error import ServiceError
 
 
-class TooLarge(Exception):
-    pass
+class TooLarge(ServiceError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "body_too_large", f"the body is over {limit} bytes")
 
 
 async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
     """The whole body; TooLarge as soon as it is known to exceed `limit` (before reading it all), and a 408
     when the client takes longer than `timeout_s` to send it (a slow-loris upload must not hold a slot)."""
     if request.content_length is not None and request.content_length > limit:
-        raise TooLarge
+        raise TooLarge(limit)
     chunks, size = [], 0
     try:
         async with asyncio.timeout(timeout_s):
             async for chunk in request.content.iter_chunked(64 * 1024):
                 size += len(chunk)
                 if size > limit:
-                    raise TooLarge
+                    raise TooLarge(limit)
                 chunks.append(chunk)
     except TimeoutError as exc:
         raise web.HTTPRequestTimeout() from exc
@@ -41,7 +42,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.read())
     except ValueError as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+        raise ServiceError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
-        raise ApiError(400, "json_not_object", "the body must be a JSON object")
+        raise ServiceError(400, "json_not_object", "the body must be a JSON object")
     return body

@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from auth_plugin.api_error import ApiError
 from photo_io import load_upright, turn
+from service_error import ServiceError
 
 DEGREES = (0, 90, 180, 270)
 HELD_OUT_SHARE = 5  # one photo in five (by its sha256) is never trained on: the smoke gate checks it
@@ -35,7 +35,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class DatasetError(ApiError):
+class DatasetError(ServiceError):
     """A refused dataset operation: `status` (400/404/409) and a code naming why."""
 
 

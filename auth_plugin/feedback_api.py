@@ -32,8 +32,8 @@ from auth_plugin.auth import Principal
 from auth_plugin.bodies import read_body, read_json_object
 from auth_plugin.datasets import DEGREES, DatasetError, DatasetStore
 from auth_plugin.settings import ProxySettings
-from photo_io import PhotoError
 from request_payload import parse_item
+from service_error import ServiceError
 
 DATASETS = web.AppKey("datasets", DatasetStore)
 FIELDS = ("true_degree", "model_degree", "model_version")
@@ -47,7 +47,7 @@ def _multipart(body: bytes, content_type: str) -> tuple[dict[str, Any], dict[str
     message = BytesParser(policy=policy.HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1")
                                                           + b"\r\n\r\n" + body)
     if not message.is_multipart():
-        raise PhotoError(400, "invalid_multipart", "the multipart body could not be parsed (boundary missing?)")
+        raise ServiceError(400, "invalid_multipart", "the multipart body could not be parsed (boundary missing?)")
     item: dict[str, Any] = {}
     part_types: dict[str, Any] = {}
     for part in message.iter_parts():
@@ -64,14 +64,14 @@ def _multipart(body: bytes, content_type: str) -> tuple[dict[str, Any], dict[str
 
 
 def parse_degree(value: object, field: str, required: bool) -> int | None:
-    """0/90/180/270 as a number or a string; PhotoError(400) naming the field otherwise."""
+    """0/90/180/270 as a number or a string; ServiceError(400) naming the field otherwise."""
     if value is None or value == "":
         if required:
-            raise PhotoError(400, f"missing_{field}", f"give \"{field}\": one of 0, 90, 180, 270")
+            raise ServiceError(400, f"missing_{field}", f"give \"{field}\": one of 0, 90, 180, 270")
         return None
     text = str(value).strip()
     if isinstance(value, bool) or text not in {str(d) for d in DEGREES}:
-        raise PhotoError(400, f"invalid_{field}", f"\"{field}\" must be one of 0, 90, 180, 270; got {text[:20]!r}")
+        raise ServiceError(400, f"invalid_{field}", f"\"{field}\" must be one of 0, 90, 180, 270; got {text[:20]!r}")
     return int(text)
 
 
@@ -88,7 +88,7 @@ def parse_feedback(body: bytes, content_type: str, query: Mapping[str, str]) -> 
         try:
             document = json.loads(body)
         except ValueError as exc:
-            raise PhotoError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+            raise ServiceError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
         item = {"body": document}
         if isinstance(document, dict):
             fields.update({name: document[name] for name in FIELDS if name in document})
@@ -97,7 +97,7 @@ def parse_feedback(body: bytes, content_type: str, query: Mapping[str, str]) -> 
     image = parse_item(item, headers).image
     version = fields.get("model_version")
     if version is not None and (not isinstance(version, str) or not _VERSION.match(version)):
-        raise PhotoError(400, "invalid_model_version", "\"model_version\" must look like 1.0 (letters, digits, ._-)")
+        raise ServiceError(400, "invalid_model_version", "\"model_version\" must look like 1.0 (letters, digits, ._-)")
     return image, {"true_degree": parse_degree(fields.get("true_degree"), "true_degree", required=True),
                    "model_degree": parse_degree(fields.get("model_degree"), "model_degree", required=False),
                    "model_version": version}

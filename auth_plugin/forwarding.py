@@ -9,6 +9,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys
+from service_error import ServiceError
 
 # Hop-by-hop headers (RFC 9110 7.6.1) never cross a proxy; nor do the caller's credentials, nor lengths that
 # the client library recomputes.
@@ -23,14 +24,12 @@ _FORM = "application/x-www-form-urlencoded"
 FORWARDED_QUERY = frozenset({"format", "min_confidence"})
 
 
-class UpstreamError(Exception):
-    """TorchServe could not answer: 503 (unreachable, no key) or 504 (too slow)."""
+class UpstreamError(ServiceError):
+    """TorchServe could not answer: 503 (unreachable, no key) or 504 (too slow); `kind` labels the metric."""
 
     def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(status, "upstream_" + kind, message)
         self.kind = kind
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auth_plugin.api_error import ApiError
 from auth_plugin.smoke_gate import GateRefused, SmokeGate
 from auth_plugin.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
 from auth_plugin.versions import Route, VersionRegistry
+from service_error import ServiceError
 
 log = logging.getLogger("auth_plugin.rollout")
 _ARCHIVE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.mar$")
 
 
-class RolloutError(ApiError):
+class RolloutError(ServiceError):
     """A refused control-plane call: `status` (400/404/409/422/502) and a code naming why."""
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from service_error import ServiceError
+
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
 _SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
                (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
@@ -24,17 +26,8 @@ _ORIENTATION_TAG = 0x0112
 _T = Image.Transpose
 
 
-class PhotoError(Exception):
+class PhotoError(ServiceError):
     """Bad input: answered with `status` and a JSON body {"error": code, "message": message}."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-    def as_dict(self) -> dict[str, object]:
-        return {"error": self.code, "message": self.message, "status": self.status}
 
 
 @dataclass(frozen=True)

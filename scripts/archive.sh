@@ -62,7 +62,7 @@ TMPDIR=$stage/tmp "$archiver" \
   --model-file "$root/handler/rotation_model.py" \
   --serialized-file "$weights" \
   --handler "$root/handler/rotation_handler.py" \
-  --extra-files "$root/handler/photo_io.py,$root/handler/request_payload.py,$root/handler/handler_settings.py,$root/handler/abstention.py,$stage/metadata.json" \
+  --extra-files "$root/handler/photo_io.py,$root/handler/service_error.py,$root/handler/request_payload.py,$root/handler/handler_settings.py,$root/handler/abstention.py,$stage/metadata.json" \
   --config-file "$config" \
   --export-path "$stage/export"
 mv -f "$stage/export/$name.mar" "$target"

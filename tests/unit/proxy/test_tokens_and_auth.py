@@ -64,8 +64,8 @@ def test_opaque_token_states(store):
     assert auth.authenticate({"Authorization": f"Bearer {good}"}, "predict").user == "carol"
     with pytest.raises(AuthError) as caught:
         auth.authenticate({"Authorization": f"Bearer {good}"}, "admin")
-    assert (caught.value.status, caught.value.error, caught.value.scope) == (403, "insufficient_scope", "admin")
-    assert 'error="insufficient_scope"' in caught.value.www_authenticate()
+    assert (caught.value.status, caught.value.code, caught.value.scope) == (403, "insufficient_scope", "admin")
+    assert 'error="insufficient_scope"' in caught.value.headers["WWW-Authenticate"]
     short, _ = store.issue("dave", ["predict"], 0.01)
     time.sleep(0.02)
     revoked, record = store.issue("erin", ["predict"], 60)
@@ -74,7 +74,8 @@ def test_opaque_token_states(store):
         with pytest.raises(AuthError) as caught:
             auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")
         assert caught.value.reason == reason
-        assert caught.value.www_authenticate().startswith('Bearer realm="food-rotation-serve", error="invalid_token"')
+        challenge = caught.value.headers["WWW-Authenticate"]
+        assert challenge.startswith('Bearer realm="food-rotation-serve", error="invalid_token"')
 
 
 def test_revocation_is_seen_after_the_cache_window(store):
