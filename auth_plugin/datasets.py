@@ -26,10 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from photo_io import load_upright, turn
+from photo_io import TURNS, load_upright, turn
 from service_error import ServiceError
 
-DEGREES = (0, 90, 180, 270)
 HELD_OUT_SHARE = 5  # one photo in five (by its sha256) is never trained on: the smoke gate checks it
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -123,7 +122,7 @@ class DatasetStore:
     def summary(self, name: str, corrections: list[Correction] | None = None) -> dict[str, Any]:
         info = self._info(self._folder(name))
         corrections = self.corrections(name) if corrections is None else corrections
-        per_class = {str(degree): 0 for degree in DEGREES}
+        per_class = {str(degree): 0 for degree in TURNS}
         for correction in corrections:
             per_class[str(correction.true_degree)] += 1
         return {**info, "photos": len(corrections), "submissions": sum(c.count for c in corrections),

@@ -30,8 +30,9 @@ from aiohttp import web
 
 from auth_plugin.auth import Principal
 from auth_plugin.bodies import read_body, read_json_object
-from auth_plugin.datasets import DEGREES, DatasetError, DatasetStore
+from auth_plugin.datasets import DatasetError, DatasetStore
 from auth_plugin.settings import ProxySettings
+from photo_io import TURNS
 from request_payload import parse_item
 from service_error import ServiceError
 
@@ -70,7 +71,7 @@ def parse_degree(value: object, field: str, required: bool) -> int | None:
             raise ServiceError(400, f"missing_{field}", f"give \"{field}\": one of 0, 90, 180, 270")
         return None
     text = str(value).strip()
-    if isinstance(value, bool) or text not in {str(d) for d in DEGREES}:
+    if isinstance(value, bool) or text not in {str(d) for d in TURNS}:
         raise ServiceError(400, f"invalid_{field}", f"\"{field}\" must be one of 0, 90, 180, 270; got {text[:20]!r}")
     return int(text)
 

@@ -13,7 +13,7 @@ import sys
 
 import requests
 
-from auth_plugin.settings import ROOT
+from auth_plugin.settings import MODEL_NAME, ROOT
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 SAVED_ADMIN_TOKEN = ROOT / ".run" / "proxy" / "admin_token"
@@ -23,7 +23,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser("models", help="list, deploy, canary, promote, roll back, retire versions")
     models.add_argument("--url", default=os.environ.get("PROXY_URL", DEFAULT_URL))
     models.add_argument("--token", help="admin-scope token (default: PROXY_ADMIN_TOKEN or .run/proxy/admin_token)")
-    models.add_argument("--model", default="food_rotation")
+    models.add_argument("--model", default=MODEL_NAME)
     actions = models.add_subparsers(dest="action", required=True)
     actions.add_parser("list")
     deploy = actions.add_parser("deploy", help="register an archive of model_store/, gate it, optionally as canary")

@@ -8,7 +8,10 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from photo_io import DEFAULT_MAX_IMAGE_PIXELS
+
 ROOT = Path(__file__).resolve().parents[1]
+MODEL_NAME = "food_rotation"  # the one model this service serves, in TorchServe and in every URL
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class ProxySettings:
     management_url: str = "http://127.0.0.1:8181"
     torchserve_key_file: Path = ROOT / ".run" / "torchserve" / "key_file.json"
     token_db: Path = ROOT / ".run" / "proxy" / "tokens.sqlite3"
-    model_name: str = "food_rotation"
+    model_name: str = MODEL_NAME
     # Raw and multipart photos up to 16 MiB; base64 JSON inflates by 4/3, so about 12 MB photos that way.
     max_body_bytes: int = 16 * 1024 * 1024
     body_timeout_s: float = 30.0  # a client must finish sending its body within this (slow-loris -> 408)
@@ -58,7 +61,7 @@ class ProxySettings:
     reconcile_interval_s: float = 5.0  # how often TorchServe is brought back to the routing table
     # The feedback loop: corrections are stored upright in datasets under this folder.
     datasets_dir: Path = ROOT / "data" / "feedback"
-    max_image_pixels: int = 100_000_000  # as the handler's: a photo it would refuse is refused here too
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # as the handler's: what it would refuse is refused here
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ProxySettings:

@@ -18,8 +18,8 @@ from PIL import Image
 
 from auth_plugin.forwarding import UpstreamError, forward
 from auth_plugin.torchserve_keys import TorchServeKeys
+from photo_io import TURNS
 
-TURNS = (0, 90, 180, 270)
 _SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 

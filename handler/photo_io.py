@@ -19,6 +19,8 @@ from PIL import Image, UnidentifiedImageError
 
 from service_error import ServiceError
 
+TURNS: tuple[int, ...] = (0, 90, 180, 270)  # the counter-clockwise quarter turns: the model's four classes
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # above a 50 MP phone photo, below a decompression bomb
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
 _SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
                (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))

@@ -17,13 +17,15 @@ from PIL import Image
 from torch import Tensor, nn
 from torchvision import models
 
+from photo_io import TURNS
+
 # Normalisation lives in the model, so the handler, training and evaluation all feed it plain uint8 pixels.
 # Per architecture: the ImageNet statistics for torchvision's, [-1, 1] for EfficientNet-Lite (as it was trained).
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 _SYMMETRIC = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 # Class index -> counter-clockwise turn (degrees) that makes the photo upright, as PIL's rotate() applies it.
-CLASSES: tuple[int, ...] = (0, 90, 180, 270)
+CLASSES = TURNS
 DEFAULT_ARCH = "efficientnet_lite0"
 DEFAULT_IMAGE_SIZE = 224
 

@@ -26,8 +26,9 @@ from urllib.parse import urlsplit
 
 import requests
 
+from auth_plugin.settings import MODEL_NAME
+
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_NAME = "food_rotation"
 RUN_DIR = ROOT / ".run"
 SAMPLE_PHOTO = "samples/rotated_scene.jpg"
 PROXY_URL = "http://127.0.0.1:8080"
