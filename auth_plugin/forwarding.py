@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import aiohttp
 from multidict import CIMultiDict
 
-from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys
+from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys, send_with_key
 from service_error import ServiceError
 
 # Hop-by-hop headers (RFC 9110 7.6.1) never cross a proxy; nor do the caller's credentials, nor lengths that
@@ -59,24 +59,21 @@ def returned_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
     return CIMultiDict((name, value) for name, value in headers.items() if name.lower() not in _NOT_RETURNED)
 
 
-def _refused_key(status: int, body: bytes) -> bool:
-    return status == 400 and b"InvalidKeyException" in body
-
-
 async def forward(session: aiohttp.ClientSession, keys: TorchServeKeys, url: str, body: bytes,
                   headers: Mapping[str, str], params: Sequence[tuple[str, str]] = ()) -> UpstreamAnswer:
-    """POST once; again once if TorchServe refused its key (renewed or restarted) or dropped a pooled connection."""
-    refused: str | None = None
+    """POST with TorchServe's inference key (re-read once if TorchServe refuses it); again once if TorchServe
+    dropped a pooled connection."""
+
+    async def inference_key(refused: str | None) -> str:
+        return await keys.inference(session, refused)
+
     for attempt in (1, 2):
         try:
-            key = await keys.inference(session, refused)
-            async with session.post(url, data=body, params=list(params) or None,
-                                    headers={**headers, "Authorization": f"Bearer {key}"}) as answer:
-                data = await answer.read()
-                if _refused_key(answer.status, data) and attempt == 1:
-                    refused = key
-                    continue
-                return UpstreamAnswer(answer.status, returned_headers(answer.headers), data)
+            answer = await send_with_key(session, "POST", url, inference_key, headers, data=body,
+                                         params=list(params) or None)
+            if answer.key_refused:
+                raise UpstreamError(503, "key_refused", "TorchServe refused its own key twice")
+            return UpstreamAnswer(answer.status, returned_headers(answer.headers), answer.body)
         except KeysUnavailable as exc:
             raise UpstreamError(503, "no_key", "TorchServe is not ready (no readable key file)") from exc
         except aiohttp.ConnectionTimeoutError as exc:  # before TimeoutError: it is one, but means "down"
@@ -89,4 +86,4 @@ async def forward(session: aiohttp.ClientSession, keys: TorchServeKeys, url: str
             raise UpstreamError(503, "disconnected", "TorchServe closed the connection") from exc
         except (aiohttp.ClientConnectionError, OSError) as exc:
             raise UpstreamError(503, "unreachable", "TorchServe is not reachable") from exc
-    raise UpstreamError(503, "key_refused", "TorchServe refused its own key twice")
+    raise AssertionError("unreachable: the second attempt returns or raises")

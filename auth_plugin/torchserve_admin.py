@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys
+from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys, send_with_key
 
 
 class ManagementError(Exception):
@@ -34,30 +34,27 @@ class TorchServeAdmin:
         self._keys = keys
         self._url = management_url.rstrip("/")
 
+    async def _management_key(self, refused: str | None) -> str:
+        return (await self._keys.read(refused)).management
+
     async def _call(self, method: str, path: str, timeout_s: float = 10.0, **params: str) -> Any:
-        refused: str | None = None
-        for attempt in (1, 2):
+        try:
+            answer = await send_with_key(self._session, method, self._url + path, self._management_key,
+                                         params=params, timeout=aiohttp.ClientTimeout(total=timeout_s))
+        except KeysUnavailable as exc:
+            raise ManagementError(0, str(exc)) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ManagementError(0, f"TorchServe's management API did not answer: {type(exc).__name__}") from exc
+        if answer.key_refused:
+            raise ManagementError(400, "TorchServe refused its own management key")
+        text = answer.body.decode("utf-8", "replace")
+        if answer.status >= 400:
             try:
-                key = (await self._keys.read(refused)).management
-                headers = {"Authorization": f"Bearer {key}"}
-                async with self._session.request(method, self._url + path, params=params, headers=headers,
-                                                 timeout=aiohttp.ClientTimeout(total=timeout_s)) as answer:
-                    text = await answer.text()
-            except KeysUnavailable as exc:
-                raise ManagementError(0, str(exc)) from exc
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise ManagementError(0, f"TorchServe's management API did not answer: {type(exc).__name__}") from exc
-            if answer.status == 400 and "InvalidKeyException" in text and attempt == 1:
-                refused = key
-                continue
-            if answer.status >= 400:
-                try:
-                    message = json.loads(text).get("message", text)
-                except ValueError:
-                    message = text
-                raise ManagementError(answer.status, message)
-            return json.loads(text) if text.strip() else {}
-        raise ManagementError(400, "TorchServe refused its own management key")
+                message = json.loads(text).get("message", text)
+            except ValueError:
+                message = text
+            raise ManagementError(answer.status, message)
+        return json.loads(text) if text.strip() else {}
 
     async def versions(self, model: str) -> list[VersionState]:
         """Every registered version of `model`; [] when the model is not registered at all."""

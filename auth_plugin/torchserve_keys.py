@@ -15,11 +15,13 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import aiohttp
+from multidict import CIMultiDictProxy
 
 _POLL_S = 0.01
 
@@ -112,3 +114,32 @@ class TorchServeKeys:
             if answer.status != 200:
                 raise KeysUnavailable(f"TorchServe refused to renew the inference key (HTTP {answer.status})")
         self.reload()
+
+
+@dataclass(frozen=True)
+class KeyedAnswer:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    @property
+    def key_refused(self) -> bool:
+        return self.status == 400 and b"InvalidKeyException" in self.body
+
+
+async def send_with_key(session: aiohttp.ClientSession, method: str, url: str,
+                        key_for: Callable[[str | None], Awaitable[str]], headers: Mapping[str, str] | None = None,
+                        **request: object) -> KeyedAnswer:
+    """One request carrying one of TorchServe's keys (`key_for(refused)` gives it). When TorchServe refuses that key
+    (it renewed it, or restarted with new ones), the key is read again and the request sent once more; a second
+    refusal is returned as it is (`key_refused`) for the caller to answer in its own terms."""
+    refused: str | None = None
+    while True:
+        key = await key_for(refused)
+        async with session.request(method, url, headers={**(headers or {}), "Authorization": f"Bearer {key}"},
+                                   **request) as answer:
+            keyed = KeyedAnswer(answer.status, answer.headers, await answer.read())
+        if keyed.key_refused and refused is None:
+            refused = key
+            continue
+        return keyed
