@@ -21,12 +21,11 @@ from typing import Any
 
 from aiohttp import web
 
+from auth_plugin.app_keys import DATASETS, ROLLOUTS
 from auth_plugin.bodies import read_json_object
 from auth_plugin.datasets import DatasetError, union
-from auth_plugin.feedback_api import DATASETS
-from auth_plugin.rollout import RolloutError, Rollouts
+from auth_plugin.rollout import RolloutError
 
-ROLLOUTS = web.AppKey("rollouts", Rollouts)
 log = logging.getLogger("auth_plugin.admin")
 
 

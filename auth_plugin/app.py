@@ -21,6 +21,18 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from auth_plugin import admin_api, feedback_api
+from auth_plugin.app_keys import (
+    AUTHENTICATOR,
+    DATASETS,
+    KEYS,
+    LIMITER,
+    METRICS,
+    REGISTRY,
+    ROLLOUTS,
+    SESSION,
+    SETTINGS,
+    TORCHSERVE,
+)
 from auth_plugin.auth import Authenticator, AuthError, JwtVerifier, Principal
 from auth_plugin.bodies import read_body
 from auth_plugin.datasets import DatasetStore
@@ -38,14 +50,6 @@ from service_error import ServiceError
 
 log = logging.getLogger("auth_plugin")
 
-SETTINGS = web.AppKey("settings", ProxySettings)
-SESSION = web.AppKey("session", aiohttp.ClientSession)
-KEYS = web.AppKey("keys", TorchServeKeys)
-AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
-LIMITER = web.AppKey("limiter", RateLimiter)
-METRICS = web.AppKey("metrics", ProxyMetrics)
-REGISTRY = web.AppKey("registry", VersionRegistry)
-TORCHSERVE = web.AppKey("torchserve", TorchServeAdmin)
 REQUEST_ID = "request_id"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -182,7 +186,7 @@ async def reconcile_forever(app: web.Application) -> None:
     settings = app[SETTINGS]
     while True:
         try:
-            await app[admin_api.ROLLOUTS].reconcile(settings.model_name)
+            await app[ROLLOUTS].reconcile(settings.model_name)
         except (ManagementError, RolloutError, KeysUnavailable) as exc:
             log.warning("reconcile did not complete (will retry): %s", exc)
         await asyncio.sleep(settings.reconcile_interval_s)
@@ -209,7 +213,7 @@ def create_app(settings: ProxySettings) -> web.Application:
         verifier = JwtVerifier(settings.jwt) if settings.jwt.enabled else None
         app[AUTHENTICATOR] = Authenticator(store, verifier, settings.token_cache_s)
         app[REGISTRY] = VersionRegistry(settings.token_db)
-        app[feedback_api.DATASETS] = DatasetStore(settings.datasets_dir, settings.max_image_pixels)
+        app[DATASETS] = DatasetStore(settings.datasets_dir, settings.max_image_pixels)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s,
                                         sock_read=settings.read_timeout_s)
         app[SESSION] = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64),
@@ -217,7 +221,7 @@ def create_app(settings: ProxySettings) -> web.Application:
         gate = SmokeGate(app[SESSION], app[KEYS], settings.inference_url, settings.gate_dir,
                          settings.gate_min_accuracy)
         app[TORCHSERVE] = TorchServeAdmin(app[SESSION], app[KEYS], settings.management_url)
-        app[admin_api.ROLLOUTS] = Rollouts(
+        app[ROLLOUTS] = Rollouts(
             app[TORCHSERVE], app[REGISTRY], gate,
             RolloutSettings(settings.model_store, settings.deploy_workers, settings.register_timeout_s,
                             settings.drain_timeout_s))

@@ -28,15 +28,15 @@ from typing import Any
 
 from aiohttp import web
 
+from auth_plugin.app_keys import DATASETS
 from auth_plugin.auth import Principal
 from auth_plugin.bodies import read_body, read_json_object
-from auth_plugin.datasets import DatasetError, DatasetStore
+from auth_plugin.datasets import DatasetError
 from auth_plugin.settings import ProxySettings
 from photo_io import TURNS
 from request_payload import parse_item
 from service_error import ServiceError
 
-DATASETS = web.AppKey("datasets", DatasetStore)
 FIELDS = ("true_degree", "model_degree", "model_version")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 Admit = Callable[[web.Request, str], Principal]

@@ -1,0 +1,27 @@
+"""The gateway's shared state, typed: every key of the aiohttp application, in one place (create_app fills them)."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from auth_plugin.auth import Authenticator
+from auth_plugin.datasets import DatasetStore
+from auth_plugin.proxy_metrics import ProxyMetrics
+from auth_plugin.rate_limit import RateLimiter
+from auth_plugin.rollout import Rollouts
+from auth_plugin.settings import ProxySettings
+from auth_plugin.torchserve_admin import TorchServeAdmin
+from auth_plugin.torchserve_keys import TorchServeKeys
+from auth_plugin.versions import VersionRegistry
+
+SETTINGS = web.AppKey("settings", ProxySettings)
+SESSION = web.AppKey("session", aiohttp.ClientSession)  # the one pooled client to TorchServe
+KEYS = web.AppKey("keys", TorchServeKeys)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+LIMITER = web.AppKey("limiter", RateLimiter)
+METRICS = web.AppKey("metrics", ProxyMetrics)
+REGISTRY = web.AppKey("registry", VersionRegistry)  # the routing table: default, canary, in flight
+TORCHSERVE = web.AppKey("torchserve", TorchServeAdmin)
+ROLLOUTS = web.AppKey("rollouts", Rollouts)
+DATASETS = web.AppKey("datasets", DatasetStore)
