@@ -3,30 +3,8 @@
 from __future__ import annotations
 
 from auth_plugin.rollout import Rollouts, RolloutSettings
-from auth_plugin.torchserve_admin import VersionState
 from auth_plugin.versions import Route, VersionRegistry
-
-
-class FakeAdmin:
-    def __init__(self, versions: dict[str, str], default: str) -> None:
-        self.live = dict(versions)  # version -> archive
-        self.default = default
-        self.calls: list[tuple] = []
-
-    async def versions(self, model: str) -> list[VersionState]:
-        return [VersionState(v, a, 2, v == self.default) for v, a in self.live.items()]
-
-    async def register(self, archive: str, workers: int, timeout_s: float) -> None:
-        self.calls.append(("register", archive))
-        self.live[archive.removesuffix(".mar").split("-v")[-1]] = archive
-
-    async def set_default(self, model: str, version: str) -> None:
-        self.calls.append(("set_default", version))
-        self.default = version
-
-    async def unregister(self, model: str, version: str) -> None:
-        self.calls.append(("unregister", version))
-        del self.live[version]
+from tests.unit.proxy.fakes import FakeAdmin
 
 
 def rollouts(tmp_path, admin: FakeAdmin) -> tuple[Rollouts, VersionRegistry]:

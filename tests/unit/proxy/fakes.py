@@ -1,0 +1,61 @@
+"""Stand-ins for TorchServe's management API and the smoke gate, for the control plane's unit tests (the real
+ones run in tests/integration)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from auth_plugin.smoke_gate import GateRefused
+from auth_plugin.torchserve_admin import ManagementError, VersionState
+
+
+class FakeAdmin:
+    def __init__(self, versions: dict[str, str], default: str) -> None:
+        self.live = dict(versions)  # version -> archive
+        self.default = default
+        self.calls: list[tuple] = []
+        self.broken: set[str] = set()  # archives whose workers never start
+
+    async def versions(self, model: str) -> list[VersionState]:
+        return [VersionState(v, a, 2, v == self.default) for v, a in self.live.items()]
+
+    async def register(self, archive: str, workers: int, timeout_s: float) -> None:
+        self.calls.append(("register", archive))
+        if archive in self.broken:
+            raise ManagementError(500, "Failed to start workers for model")
+        self.live[archive.removesuffix(".mar").split("-v")[-1]] = archive
+
+    async def set_default(self, model: str, version: str) -> None:
+        self.calls.append(("set_default", version))
+        self.default = version
+
+    async def unregister(self, model: str, version: str) -> None:
+        self.calls.append(("unregister", version))
+        if version not in self.live:
+            raise ManagementError(404, f"Model version: {version} does not exist for model: {model}")
+        del self.live[version]
+
+
+class FakeGate:
+    """Passes every version except those in `refuse`."""
+
+    def __init__(self, refuse: Sequence[str] = ()) -> None:
+        self.refuse = set(refuse)
+        self.checked: list[str] = []
+
+    async def check(self, model: str, version: str, held_out: Sequence[Path] = ()) -> dict[str, float]:
+        self.checked.append(version)
+        if version in self.refuse:
+            raise GateRefused(f"accuracy 0.250 on the gate's samples is below 0.9 ({version})")
+        return {"gate_accuracy": 1.0}
+
+
+def write_archive(model_store: Path, name: str, model: str, version: str) -> str:
+    """A .mar as read_archive sees it: a zip with TorchServe's manifest and our metadata.json."""
+    with zipfile.ZipFile(model_store / name, "w") as mar:
+        mar.writestr("MAR-INF/MANIFEST.json", json.dumps({"model": {"modelName": model, "modelVersion": version}}))
+        mar.writestr("metadata.json", json.dumps({"arch": "efficientnet_lite0", "version": version}))
+    return name
