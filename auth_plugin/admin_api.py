@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from auth_plugin.access import requires
 from auth_plugin.app_keys import DATASETS, ROLLOUTS
 from auth_plugin.bodies import read_json_object
 from auth_plugin.datasets import DatasetError, union
@@ -109,14 +110,9 @@ async def retire(request: web.Request) -> web.Response:
                                                                 _string(body, "version")))
 
 
-def add_routes(app: web.Application, authenticate_admin: Any) -> None:
-    """Every admin route checks the admin scope before anything else."""
-    def guarded(handler: Any) -> Any:
-        async def wrapper(request: web.Request) -> web.StreamResponse:
-            authenticate_admin(request)
-            return await handler(request)
-        return wrapper
-
+def add_routes(app: web.Application) -> None:
+    """Every admin route needs the admin scope (checked before anything else is read)."""
+    guarded = requires("admin")
     app.router.add_get("/admin/models/{model}", guarded(list_versions))
     app.router.add_get("/admin/models/{model}/archives", guarded(list_archives))
     app.router.add_post("/admin/models/{model}/deploy", guarded(deploy))

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from auth_plugin import admin_api, feedback_api
+from auth_plugin.access import authorize, requires
 from auth_plugin.app_keys import (
     AUTHENTICATOR,
     DATASETS,
@@ -33,7 +34,7 @@ from auth_plugin.app_keys import (
     SETTINGS,
     TORCHSERVE,
 )
-from auth_plugin.auth import Authenticator, AuthError, JwtVerifier, Principal
+from auth_plugin.auth import Authenticator, AuthError, JwtVerifier
 from auth_plugin.bodies import read_body
 from auth_plugin.datasets import DatasetStore
 from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers, forwarded_query
@@ -65,12 +66,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-
-
-class RateLimited(ServiceError):
-    def __init__(self, wait_s: float) -> None:
-        super().__init__(429, "rate_limited", "too many requests for this token",
-                         {"Retry-After": RateLimiter.retry_after(wait_s)})
 
 
 def json_error(status: int, error: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -107,20 +102,11 @@ async def request_id_and_errors(request: web.Request,
     return response
 
 
-def admit(request: web.Request, scope: str) -> Principal:
-    """The caller's identity, when its token carries `scope` and its rate allows one more request."""
-    principal = request.app[AUTHENTICATOR].authenticate(request.headers, scope)
-    wait = request.app[LIMITER].acquire(principal.subject_key)
-    if wait > 0:
-        raise RateLimited(wait)
-    return principal
-
-
+@requires("predict")
 async def predict(request: web.Request) -> web.Response:
     started = time.perf_counter()
     app = request.app
     settings = app[SETTINGS]
-    admit(request, "predict")
     model, version = request.match_info["model"], request.match_info.get("version")
     if not _NAME.match(model) or (version is not None and not _NAME.match(version)):
         raise web.HTTPNotFound()
@@ -202,7 +188,7 @@ class AccessLogger(AbstractAccessLogger):
 
 
 def create_app(settings: ProxySettings) -> web.Application:
-    app = web.Application(middlewares=[request_id_and_errors], client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[request_id_and_errors, authorize], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS] = ProxyMetrics()
     app[LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
@@ -244,6 +230,6 @@ def create_app(settings: ProxySettings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    admin_api.add_routes(app, lambda request: admit(request, "admin"))
-    feedback_api.add_routes(app, settings, admit)
+    admin_api.add_routes(app)
+    feedback_api.add_routes(app, settings)
     return app

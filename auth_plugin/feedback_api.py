@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from auth_plugin.access import PRINCIPAL, requires
 from auth_plugin.app_keys import DATASETS
 from auth_plugin.auth import Principal
 from auth_plugin.bodies import read_body, read_json_object
@@ -39,7 +40,6 @@ from service_error import ServiceError
 
 FIELDS = ("true_degree", "model_degree", "model_version")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
-Admit = Callable[[web.Request, str], Principal]
 
 
 def _multipart(body: bytes, content_type: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -104,11 +104,12 @@ def parse_feedback(body: bytes, content_type: str, query: Mapping[str, str]) -> 
                    "model_version": version}
 
 
-def add_routes(app: web.Application, settings: ProxySettings, admit: Admit) -> None:
-    """`admit(request, scope)` authenticates (and rate-limits) before anything else is read."""
+def add_routes(app: web.Application, settings: ProxySettings) -> None:
+    """Corrections need the predict scope, the datasets the admin scope (checked before anything is read)."""
 
+    @requires("predict")
     async def feedback(request: web.Request) -> web.Response:
-        principal = admit(request, "predict")
+        principal: Principal = request[PRINCIPAL]
         body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
 
         def store() -> tuple[str, Any, bool]:  # parsing a 15 MB form and decoding the photo: off the event loop
@@ -120,8 +121,8 @@ def add_routes(app: web.Application, settings: ProxySettings, admit: Admit) -> N
         return web.json_response({"dataset": name, **asdict(correction), "duplicate": duplicate},
                                  status=200 if duplicate else 201)
 
+    @requires("admin")
     async def list_datasets(request: web.Request) -> web.Response:
-        admit(request, "admin")
         datasets = app[DATASETS]
 
         def listing() -> dict[str, Any]:  # every dataset's manifest is read: off the event loop
@@ -129,27 +130,28 @@ def add_routes(app: web.Application, settings: ProxySettings, admit: Admit) -> N
 
         return web.json_response(await asyncio.to_thread(listing))
 
+    @requires("admin")
     async def start_dataset(request: web.Request) -> web.Response:
-        admit(request, "admin")
         name = (await read_json_object(request)).get("name")
         if name is not None and not isinstance(name, str):
             raise DatasetError(400, "bad_dataset_name", "\"name\" must be a string")
         started = await asyncio.to_thread(lambda: app[DATASETS].summary(app[DATASETS].start_new(name)))
         return web.json_response(started, status=201)
 
+    @requires("admin")
     async def show_dataset(request: web.Request) -> web.Response:
-        admit(request, "admin")
         return web.json_response(await asyncio.to_thread(app[DATASETS].describe, request.match_info["name"]))
 
     def photo_route(thumbnail: bool) -> Callable[[web.Request], Any]:
+        @requires("admin")
         async def photo(request: web.Request) -> web.FileResponse:
-            admit(request, "admin")
             path = app[DATASETS].photo(request.match_info["name"], request.match_info["sha256"], thumbnail)
             return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, no-store"})
         return photo
 
+    @requires("admin")
     async def remove_photo(request: web.Request) -> web.Response:
-        principal = admit(request, "admin")
+        principal: Principal = request[PRINCIPAL]
         sha = request.match_info["sha256"]
         await asyncio.to_thread(app[DATASETS].remove, request.match_info["name"], sha, principal.user)
         return web.json_response({"removed": sha})

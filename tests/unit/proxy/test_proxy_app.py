@@ -7,6 +7,9 @@ import time
 
 import pytest
 
+from auth_plugin.app import create_app
+from auth_plugin.settings import ProxySettings
+
 
 async def test_prediction_goes_through_with_torchserve_key_not_the_callers(setup):
     fake, client, auth = setup
@@ -160,3 +163,17 @@ async def test_health_readiness_and_metrics(setup):
     assert 'proxy_requests_total{model_version="1.0",route="predictions",status="200"} 1.0' in text
     assert 'proxy_auth_failures_total{reason="missing"} 1.0' in text
     assert "proxy_request_duration_seconds_bucket" in text
+
+
+def test_every_route_but_the_public_ones_requires_a_scope(tmp_path):
+    """A new route cannot be left open by forgetting a check: its scope is part of the route table."""
+    app = create_app(ProxySettings(token_db=tmp_path / "t.sqlite3", datasets_dir=tmp_path / "d"))
+    public = {"/", "/static/{name}", "/favicon.ico", "/whoami", "/healthz", "/readyz", "/metrics"}
+    scopes = {}
+    for route in app.router.routes():
+        path = route.resource.canonical
+        if route.method != "HEAD" and path not in public:
+            scopes[(route.method, path)] = getattr(route.handler, "required_scope", None)
+    assert scopes[("POST", "/predictions/{model}")] == "predict" and scopes[("POST", "/feedback")] == "predict"
+    assert scopes[("POST", "/admin/models/{model}/promote")] == "admin"
+    assert None not in scopes.values(), [route for route, scope in scopes.items() if scope is None]
