@@ -16,12 +16,9 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from photo_io import PhotoError
-
-if TYPE_CHECKING:  # the proxy parses feedback with this module and never loads torch
-    import torch
 
 IMAGE_FIELDS = ("body", "data", "file", "image")
 _FORMATS = {"json": None, "jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
@@ -33,17 +30,6 @@ class Payload:
     image: bytes
     output_format: str | None  # None: the JSON prediction; "jpeg" / "png": the upright image itself
     min_confidence: float | None = None  # this request's bar; None: the model's configured one
-
-
-@dataclass
-class Prepared:
-    """An item ready for the model; `probabilities` is filled in by inference."""
-
-    payload: Payload
-    pixels: torch.Tensor
-    exif_degree: int
-    exif_mirrored: bool
-    probabilities: torch.Tensor | None = None
 
 
 def _header(headers: Mapping[str, Any], name: str) -> str:

@@ -19,7 +19,8 @@ from ts.torch_handler.base_handler import BaseHandler
 from abstention import calibrated, decide
 from handler_settings import HandlerSettings
 from photo_io import PhotoError, load_upright, render_upright
-from request_payload import Prepared, parse_item
+from prepared import Prepared
+from request_payload import parse_item
 from rotation_model import CLASSES, RotationNet, as_batch, for_inference, to_pixels
 
 logger = logging.getLogger(__name__)

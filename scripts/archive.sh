@@ -56,13 +56,18 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/tmp" "$stage/export"
 "$python" "$root/scripts/archive_metadata.py" --weights "$weights" --name "$name" --version "$version" \
   --out "$stage/metadata.json"
+# Every other module of handler/ travels as an extra file: the handler imports them by name inside the worker.
+extra=""
+for module in "$root"/handler/*.py; do
+  case "$(basename "$module")" in rotation_model.py|rotation_handler.py) ;; *) extra="$extra$module," ;; esac
+done
 TMPDIR=$stage/tmp "$archiver" \
   --model-name "$name" \
   --version "$version" \
   --model-file "$root/handler/rotation_model.py" \
   --serialized-file "$weights" \
   --handler "$root/handler/rotation_handler.py" \
-  --extra-files "$root/handler/photo_io.py,$root/handler/service_error.py,$root/handler/request_payload.py,$root/handler/handler_settings.py,$root/handler/abstention.py,$stage/metadata.json" \
+  --extra-files "$extra$stage/metadata.json" \
   --config-file "$config" \
   --export-path "$stage/export"
 mv -f "$stage/export/$name.mar" "$target"
