@@ -21,8 +21,9 @@ from typing import Any
 
 from aiohttp import web
 
+from auth_plugin import version_views
 from auth_plugin.access import requires
-from auth_plugin.app_keys import DATASETS, ROLLOUTS
+from auth_plugin.app_keys import DATASETS, REGISTRY, ROLLOUTS
 from auth_plugin.bodies import read_json_object
 from auth_plugin.datasets import DatasetError, union
 from auth_plugin.rollout import RolloutError
@@ -48,12 +49,14 @@ def _percent(body: dict[str, Any], key: str) -> float:
 
 async def list_versions(request: web.Request) -> web.Response:
     model = request.match_info["model"]
-    return web.json_response({"model": model, "versions": await request.app[ROLLOUTS].describe(model)})
+    rows = await version_views.versions(request.app[ROLLOUTS], request.app[REGISTRY], model)
+    return web.json_response({"model": model, "versions": rows})
 
 
 async def list_archives(request: web.Request) -> web.Response:
     model = request.match_info["model"]
-    return web.json_response({"model": model, "archives": await request.app[ROLLOUTS].archives(model)})
+    rows = await version_views.archives(request.app[ROLLOUTS], request.app[REGISTRY], model)
+    return web.json_response({"model": model, "archives": rows})
 
 
 async def _held_out(request: web.Request, archive: str, named: str | None) -> list[Path]:
@@ -64,7 +67,7 @@ async def _held_out(request: web.Request, archive: str, named: str | None) -> li
     if named is not None:
         names = await asyncio.to_thread(store.select, named)
     else:
-        names = await asyncio.to_thread(request.app[ROLLOUTS].trained_on, archive)
+        names = (await request.app[ROLLOUTS].catalogue.read(archive)).datasets
     splits = []
     for name in names:
         try:

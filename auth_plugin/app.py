@@ -40,12 +40,13 @@ from auth_plugin.datasets import DatasetStore
 from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers, forwarded_query
 from auth_plugin.proxy_metrics import ProxyMetrics
 from auth_plugin.rate_limit import RateLimiter
-from auth_plugin.rollout import RolloutError, Rollouts, RolloutSettings
+from auth_plugin.reconciler import Reconciler
+from auth_plugin.rollout import Rollouts, RolloutSettings
 from auth_plugin.settings import ProxySettings
 from auth_plugin.smoke_gate import SmokeGate
 from auth_plugin.token_store import TokenStore
 from auth_plugin.torchserve_admin import ManagementError, TorchServeAdmin
-from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys
+from auth_plugin.torchserve_keys import TorchServeKeys
 from auth_plugin.versions import VersionRegistry
 from service_error import ServiceError
 
@@ -167,17 +168,6 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": ProxyMetrics.content_type})
 
 
-async def reconcile_forever(app: web.Application) -> None:
-    """Keep TorchServe serving what the routing table says: after a restart of TorchServe or of the proxy."""
-    settings = app[SETTINGS]
-    while True:
-        try:
-            await app[ROLLOUTS].reconcile(settings.model_name)
-        except (ManagementError, RolloutError, KeysUnavailable) as exc:
-            log.warning("reconcile did not complete (will retry): %s", exc)
-        await asyncio.sleep(settings.reconcile_interval_s)
-
-
 class AccessLogger(AbstractAccessLogger):
     """Method, path without its query, status, size, time and request id: never a header, so never a token."""
 
@@ -207,11 +197,12 @@ def create_app(settings: ProxySettings) -> web.Application:
         gate = SmokeGate(app[SESSION], app[KEYS], settings.inference_url, settings.gate_dir,
                          settings.gate_min_accuracy)
         app[TORCHSERVE] = TorchServeAdmin(app[SESSION], app[KEYS], settings.management_url)
-        app[ROLLOUTS] = Rollouts(
-            app[TORCHSERVE], app[REGISTRY], gate,
-            RolloutSettings(settings.model_store, settings.deploy_workers, settings.register_timeout_s,
-                            settings.drain_timeout_s))
-        reconciler = asyncio.create_task(reconcile_forever(app))
+        rollout_settings = RolloutSettings(settings.model_store, settings.deploy_workers,
+                                           settings.register_timeout_s, settings.drain_timeout_s)
+        app[ROLLOUTS] = Rollouts(app[TORCHSERVE], app[REGISTRY], gate, rollout_settings)
+        reconciler = asyncio.create_task(
+            Reconciler(app[TORCHSERVE], app[REGISTRY], rollout_settings, app[ROLLOUTS].lock).forever(
+                settings.model_name, settings.reconcile_interval_s))
         yield
         reconciler.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
+from auth_plugin.archive_catalogue import ArchiveError, read_archive
 from auth_plugin.models_cli import Refused, admin_call
-from auth_plugin.rollout import RolloutError, read_archive
 from rotation_model import CLASSES, RotationNet
 
 
@@ -38,10 +38,10 @@ def archives_of(model_store: Path, model: str) -> dict[str, str]:
     for path in sorted(model_store.glob("*.mar")):
         try:
             info = read_archive(model_store, path.name)
-        except RolloutError:
+        except ArchiveError:
             continue
-        if info["model"] == model:
-            found[str(info["version"])] = path.name
+        if info.model == model:
+            found[str(info.version)] = path.name
     return dict(sorted(found.items(), key=lambda item: version_key(item[0])))
 
 

@@ -3,8 +3,6 @@ ones run in tests/integration)."""
 
 from __future__ import annotations
 
-import json
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,11 +49,3 @@ class FakeGate:
         if version in self.refuse:
             raise GateRefused(f"accuracy 0.250 on the gate's samples is below 0.9 ({version})")
         return {"gate_accuracy": 1.0}
-
-
-def write_archive(model_store: Path, name: str, model: str, version: str) -> str:
-    """A .mar as read_archive sees it: a zip with TorchServe's manifest and our metadata.json."""
-    with zipfile.ZipFile(model_store / name, "w") as mar:
-        mar.writestr("MAR-INF/MANIFEST.json", json.dumps({"model": {"modelName": model, "modelVersion": version}}))
-        mar.writestr("metadata.json", json.dumps({"arch": "efficientnet_lite0", "version": version}))
-    return name

@@ -1,15 +1,18 @@
-"""Rollouts.reconcile against a stand-in for TorchServe's management API (the real one is in tests/integration)."""
+"""The reconciler against a stand-in for TorchServe's management API (the real one is in tests/integration)."""
 
 from __future__ import annotations
 
-from auth_plugin.rollout import Rollouts, RolloutSettings
+import asyncio
+
+from auth_plugin.reconciler import Reconciler
+from auth_plugin.rollout import RolloutSettings
 from auth_plugin.versions import Route, VersionRegistry
 from tests.unit.proxy.fakes import FakeAdmin
 
 
-def rollouts(tmp_path, admin: FakeAdmin) -> tuple[Rollouts, VersionRegistry]:
+def rollouts(tmp_path, admin: FakeAdmin) -> tuple[Reconciler, VersionRegistry]:
     registry = VersionRegistry(tmp_path / "db.sqlite3")
-    return Rollouts(admin, registry, gate=None, settings=RolloutSettings(model_store=tmp_path)), registry
+    return Reconciler(admin, registry, RolloutSettings(model_store=tmp_path), asyncio.Lock()), registry
 
 
 async def test_first_run_adopts_torchserves_default(tmp_path):

@@ -8,9 +8,11 @@ import asyncio
 
 import pytest
 
-from auth_plugin.rollout import RolloutError, Rollouts, RolloutSettings
+from auth_plugin.rollout import Rollouts, RolloutSettings
 from auth_plugin.versions import Route, VersionRegistry
-from tests.unit.proxy.fakes import FakeAdmin, FakeGate, write_archive
+from service_error import ServiceError
+from tests.archives import write_mar
+from tests.unit.proxy.fakes import FakeAdmin, FakeGate
 
 MODEL = "food_rotation"
 
@@ -19,7 +21,7 @@ MODEL = "food_rotation"
 def plane(tmp_path):
     """Version 1.0 deployed and default; archives for 2.0 and 3.0 in the model store."""
     for version in ("1.0", "2.0", "3.0"):
-        write_archive(tmp_path, f"{MODEL}-v{version}.mar", MODEL, version)
+        write_mar(tmp_path / f"{MODEL}-v{version}.mar", MODEL, version)
     admin = FakeAdmin({"1.0": f"{MODEL}-v1.0.mar"}, "1.0")
     registry = VersionRegistry(tmp_path / "db.sqlite3")
     gate = FakeGate()
@@ -42,7 +44,7 @@ async def test_deploy_registers_gates_and_routes_the_canary_share(plane):
 async def test_a_version_the_gate_refuses_is_unregistered_and_nothing_else_changes(plane):
     rollouts, registry, admin, gate = plane
     gate.refuse.add("2.0")
-    with pytest.raises(RolloutError) as refused:
+    with pytest.raises(ServiceError) as refused:
         await rollouts.deploy(MODEL, f"{MODEL}-v2.0.mar", canary_percent=50)
     assert (refused.value.status, refused.value.code) == (422, "gate_refused") and "0.250" in refused.value.message
     assert admin.calls[-1] == ("unregister", "2.0") and "2.0" not in admin.live
@@ -52,7 +54,7 @@ async def test_a_version_the_gate_refuses_is_unregistered_and_nothing_else_chang
 async def test_workers_that_never_start_are_a_gate_refusal(plane):
     rollouts, registry, admin, _ = plane
     admin.broken.add(f"{MODEL}-v2.0.mar")
-    with pytest.raises(RolloutError) as refused:
+    with pytest.raises(ServiceError) as refused:
         await rollouts.deploy(MODEL, f"{MODEL}-v2.0.mar")
     assert (refused.value.status, refused.value.code) == (422, "gate_refused")
     assert "workers did not start" in refused.value.message and set(registry.versions(MODEL)) == {"1.0"}
@@ -66,7 +68,7 @@ async def test_workers_that_never_start_are_a_gate_refusal(plane):
 ])
 async def test_deploy_refusals(plane, archive, canary, status, code):
     rollouts, registry, admin, _ = plane
-    with pytest.raises(RolloutError) as refused:
+    with pytest.raises(ServiceError) as refused:
         await rollouts.deploy(MODEL, archive, canary_percent=canary)
     assert (refused.value.status, refused.value.code) == (status, code)
     assert admin.calls == [] and registry.route(MODEL) == Route(default="1.0")
@@ -77,10 +79,10 @@ async def test_canary_share_moves_and_the_default_cannot_be_its_own_canary(plane
     await rollouts.deploy(MODEL, f"{MODEL}-v2.0.mar", canary_percent=10)
     await rollouts.set_canary(MODEL, "2.0", 50)
     assert registry.route(MODEL).canary_percent == 50
-    with pytest.raises(RolloutError) as refused:
+    with pytest.raises(ServiceError) as refused:
         await rollouts.set_canary(MODEL, "1.0", 10)
     assert refused.value.code == "is_default"
-    with pytest.raises(RolloutError) as unknown:
+    with pytest.raises(ServiceError) as unknown:
         await rollouts.set_canary(MODEL, "9.9", 10)
     assert (unknown.value.status, unknown.value.code) == (404, "unknown_version")
 
@@ -119,7 +121,7 @@ async def test_rollback_reregisters_gates_and_restores_the_previous_default(plan
 
 async def test_rollback_without_an_earlier_default_is_a_conflict(plane):
     rollouts, _, _, _ = plane
-    with pytest.raises(RolloutError) as refused:
+    with pytest.raises(ServiceError) as refused:
         await rollouts.rollback(MODEL)
     assert (refused.value.status, refused.value.code) == (409, "no_previous_version")
 
@@ -127,7 +129,7 @@ async def test_rollback_without_an_earlier_default_is_a_conflict(plane):
 async def test_retire_drops_a_canary_and_never_the_default(plane):
     rollouts, registry, admin, _ = plane
     await rollouts.deploy(MODEL, f"{MODEL}-v2.0.mar", canary_percent=30)
-    with pytest.raises(RolloutError) as refused:
+    with pytest.raises(ServiceError) as refused:
         await rollouts.retire(MODEL, "1.0")
     assert (refused.value.status, refused.value.code) == (409, "is_default")
     assert await rollouts.retire(MODEL, "2.0") == {"model": MODEL, "retired": "2.0"}
@@ -136,6 +138,6 @@ async def test_retire_drops_a_canary_and_never_the_default(plane):
 
 async def test_promote_with_nothing_to_promote_is_a_conflict(plane):
     rollouts, _, _, _ = plane
-    with pytest.raises(RolloutError) as refused:
+    with pytest.raises(ServiceError) as refused:
         await rollouts.promote(MODEL)
     assert (refused.value.status, refused.value.code) == (409, "nothing_to_promote")

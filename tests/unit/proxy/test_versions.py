@@ -4,7 +4,7 @@ import zipfile
 
 import pytest
 
-from auth_plugin.rollout import RolloutError, _trained_on, read_archive
+from auth_plugin.archive_catalogue import ArchiveError, ArchiveInfo, read_archive
 from auth_plugin.versions import Route, VersionRegistry
 
 
@@ -48,8 +48,7 @@ def _mar(path, name="food_rotation", version="2.0"):
 
 def test_read_archive(tmp_path):
     _mar(tmp_path / "v2.mar")
-    assert read_archive(tmp_path, "v2.mar") == {"model": "food_rotation", "version": "2.0",
-                                                "metadata": {"arch": "resnet18", "val_acc": 0.9}}
+    assert read_archive(tmp_path, "v2.mar") == ArchiveInfo("food_rotation", "2.0", {"arch": "resnet18", "val_acc": 0.9})
 
 
 @pytest.mark.parametrize(("name", "status"), [("../v2.mar", 400), ("/etc/v2.mar", 400), ("a/v2.mar", 400),
@@ -57,7 +56,7 @@ def test_read_archive(tmp_path):
                                               ("missing.mar", 404), ("broken.mar", 400)])
 def test_read_archive_refusals(tmp_path, name, status):
     (tmp_path / "broken.mar").write_bytes(b"not a zip")
-    with pytest.raises(RolloutError) as caught:
+    with pytest.raises(ArchiveError) as caught:
         read_archive(tmp_path, name)
     assert caught.value.status == status
 
@@ -69,5 +68,5 @@ def test_read_archive_refusals(tmp_path, name, status):
     ({"datasets": "feedback-1"}, []),  # not what retrain writes: no dataset to gate on rather than a wrong one
 ])
 def test_the_datasets_an_archive_was_retrained_on(metadata, names):
-    described = _trained_on({**metadata, "heldout_acc": 0.95})
+    described = ArchiveInfo("food_rotation", "2.0", {**metadata, "heldout_acc": 0.95}).trained_on()
     assert described == {"datasets": names, "heldout_acc": 0.95}

@@ -1,0 +1,81 @@
+"""Keep TorchServe serving what the routing table says, after a restart of either: register what is missing,
+set the default, unregister what is not in the table (such as what load_models registered at TorchServe's start).
+On the very first run, with an empty table, TorchServe's state is adopted instead."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from auth_plugin.archive_catalogue import ArchiveCatalogue
+from auth_plugin.rollout import RolloutSettings
+from auth_plugin.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
+from auth_plugin.torchserve_keys import KeysUnavailable
+from auth_plugin.versions import Route, VersionRegistry
+from service_error import ServiceError
+
+log = logging.getLogger("auth_plugin.reconciler")
+
+
+class Reconciler:
+    def __init__(self, admin: TorchServeAdmin, registry: VersionRegistry, settings: RolloutSettings,
+                 lock: asyncio.Lock) -> None:
+        self._admin = admin
+        self._registry = registry
+        self._settings = settings
+        self._catalogue = ArchiveCatalogue(settings.model_store)
+        self._lock = lock  # the rollouts' own: a reconcile never runs in the middle of a transition
+
+    async def reconcile(self, model: str) -> None:
+        async with self._lock:
+            live = {state.version: state for state in await self._admin.versions(model)}
+            route = self._registry.route(model)
+            if route is None:
+                default = next((state for state in live.values() if state.is_default), None)
+                if default is not None:
+                    self._registry.add_version(model, default.version, default.archive)
+                    self._registry.set_route(model, Route(default=default.version))
+                return
+            for version, archive in self._registry.versions(model).items():
+                if version in live:
+                    continue
+                if not self._catalogue.exists(archive):
+                    route = self._forget_lost_version(model, route, version, archive, live)
+                    continue
+                log.info("restoring %s %s from %s", model, version, archive)
+                await self._admin.register(archive, self._settings.workers, self._settings.register_timeout_s)
+            wanted = self._registry.versions(model)
+            live = {state.version: state for state in await self._admin.versions(model)}
+            if route.default in live and not live[route.default].is_default:
+                await self._admin.set_default(model, route.default)
+            for version in live:
+                if version not in wanted:
+                    log.info("unregistering %s %s: not in the routing table", model, version)
+                    await self._admin.unregister(model, version)
+
+    async def forever(self, model: str, interval_s: float) -> None:
+        """Reconcile every `interval_s`; a failed round (TorchServe down, no key yet) is retried, never fatal."""
+        while True:
+            try:
+                await self.reconcile(model)
+            except (ManagementError, KeysUnavailable, ServiceError) as exc:
+                log.warning("reconcile did not complete (will retry): %s", exc)
+            await asyncio.sleep(interval_s)
+
+    def _forget_lost_version(self, model: str, route: Route, version: str, archive: str,
+                             live: dict[str, VersionState]) -> Route:
+        """An archive deleted from the model store cannot be restored: serve what TorchServe has, loudly."""
+        log.error("%s %s cannot be restored: %s is gone from the model store; dropping it from the routing table",
+                  model, version, archive)
+        self._registry.remove_version(model, version)
+        if route.canary == version:
+            route = route.with_canary(None, 0)
+        if route.default == version:
+            fallback = next((state for state in live.values() if state.is_default), None)
+            if fallback is None:
+                return route
+            log.error("%s now routes to TorchServe's default %s", model, fallback.version)
+            self._registry.add_version(model, fallback.version, fallback.archive)
+            route = Route(default=fallback.version)
+        self._registry.set_route(model, route)
+        return route
