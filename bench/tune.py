@@ -18,7 +18,8 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_bench import WEIGHTS, Plan, Run, measure, worst_ratio
+from bench_report import Plan, Run, worst_ratio
+from run_bench import WEIGHTS, measure
 
 from scripts.serving import ROOT
 

@@ -1,0 +1,185 @@
+"""The bench's instruments: HTTP load from `ab`, the in-process limit (the handler's own work in plain processes),
+TorchServe's own time counters, worker memory and preprocessing time. bench/run_bench.py runs them."""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing as mp
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import requests
+import torch
+from PIL import Image
+
+from scripts.make_demo_data import render_scene
+from scripts.serving import ROOT, TorchServe
+
+CACHE = ROOT / "bench" / ".cache"
+SIZES = {"12 MP": (4000, 3000), "1 MP": (1152, 864)}
+
+
+@dataclass(frozen=True)
+class Measure:
+    rate: float  # images (requests) per second
+    p50: float
+    p95: float
+    p99: float
+    failed: int = 0
+    mean: float = 0.0  # ms per request
+
+
+@dataclass(frozen=True)
+class ServerTime:
+    """TorchServe's own view of the requests of one cell (its metrics API): mean ms per request."""
+
+    in_server: float  # from the frontend receiving the request to its answer
+    queue: float  # waiting in the model's job queue for a worker
+
+
+def make_images(sizes: tuple[str, ...]) -> dict[str, list[Path]]:
+    """Three photo-like JPEGs per size: a scene, upscaled, with sensor-like noise so it compresses like a photo."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    files: dict[str, list[Path]] = {}
+    rng = np.random.default_rng(0)
+    for label in sizes:
+        width, height = SIZES[label]
+        files[label] = []
+        for index in range(3):
+            path = CACHE / f"{label.replace(' ', '').lower()}_{index}.jpg"
+            if not path.exists():
+                base = render_scene(9000 + index).resize((width, height), Image.Resampling.BICUBIC)
+                pixels = np.asarray(base, dtype=np.int16) + rng.normal(0, 6, (height, width, 3)).astype(np.int16)
+                Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, "JPEG", quality=92)
+            files[label].append(path)
+    return files
+
+
+def _limit_worker(weights: str, paths: list[str], handler_config: dict, batch: int, threads: int, seconds: float,
+                  start, out) -> None:
+    torch.set_num_threads(threads)
+    from handler_settings import HandlerSettings
+    from photo_io import load_upright
+    from rotation_model import RotationNet, as_batch, for_inference, to_pixels
+
+    metadata = json.loads(Path(weights).with_suffix(".json").read_text())
+    settings = HandlerSettings.from_archive(metadata, handler_config)
+    model = RotationNet(settings.arch, settings.turn_averaging)
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    model = for_inference(model, torch.device("cpu"), settings.channels_last)
+    images = [Path(p).read_bytes() for p in paths]
+    start.wait()
+    done, latencies, began, index = 0, [], time.perf_counter(), 0
+    while time.perf_counter() - began < seconds:
+        t0 = time.perf_counter()
+        pixels = []
+        for _ in range(batch):
+            image, _ = load_upright(images[index % len(images)], settings.image_size, settings.max_image_pixels)
+            pixels.append(to_pixels(image, settings.image_size))
+            index += 1
+        with torch.inference_mode():
+            model(as_batch(pixels, torch.device("cpu"), settings.channels_last)).softmax(dim=1)
+        latencies.extend([(time.perf_counter() - t0) * 1000] * batch)
+        done += batch
+    out.put((done, time.perf_counter() - began, latencies))
+
+
+def limit(weights: Path, paths: list[Path], handler_config: dict, workers: int, threads: int, max_batch: int,
+          concurrency: int, seconds: float) -> Measure:
+    """`concurrency` requests spread over the workers, each worker batching what it holds (as TorchServe does)."""
+    active = min(workers, concurrency)
+    batch = min(max_batch, -(-concurrency // active))
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Barrier(active), ctx.Queue()
+    procs = [ctx.Process(target=_limit_worker, args=(str(weights), [str(p) for p in paths], handler_config, batch,
+                                                       threads, seconds, start, out)) for _ in range(active)]
+    for proc in procs:
+        proc.start()
+    results = [out.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    latencies = sorted(latency for _, _, lat in results for latency in lat)
+    rate = sum(done / elapsed for done, elapsed, _ in results)
+    return Measure(rate, *percentiles(latencies), mean=statistics.fmean(latencies))
+
+
+def ab(url: str, photo: Path, concurrency: int, headers: dict[str, str], seconds: float | None = None,
+       requests_total: int | None = None, keepalive: bool = True) -> Measure:
+    """`ab`'s rate, and percentiles computed from its per-request times (-g): its own percentile table (-e) reads
+    past its array when a cell has few requests."""
+    with tempfile.NamedTemporaryFile(suffix=".tsv") as per_request:
+        command = ["ab", "-q", "-c", str(concurrency), "-p", str(photo), "-T", "image/jpeg", "-g", per_request.name,
+                   "-s", "60"]
+        command += ["-t", str(seconds), "-n", "1000000"] if seconds else ["-n", str(requests_total)]
+        command += ["-k"] if keepalive else []
+        for name, value in headers.items():
+            command += ["-H", f"{name}: {value}"]
+        result = subprocess.run([*command, url], capture_output=True, text=True, timeout=900)
+        if result.returncode != 0:
+            raise RuntimeError(f"ab failed: {result.stderr or result.stdout}")
+        rows = Path(per_request.name).read_text().splitlines()[1:]
+    latencies = sorted(float(line.split("\t")[4]) for line in rows)  # ttime: connect + wait + transfer, ms
+    rate = float(re.search(r"Requests per second:\s+([\d.]+)", result.stdout).group(1))
+    failed = int(re.search(r"Failed requests:\s+(\d+)", result.stdout).group(1))
+    non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", result.stdout)
+    return Measure(rate, *percentiles(latencies), failed + (int(non_2xx.group(1)) if non_2xx else 0),
+                   statistics.fmean(latencies))
+
+
+def percentiles(latencies: list[float]) -> tuple[float, float, float]:
+    """p50, p95 and p99 of sorted `latencies` (nearest rank)."""
+    return tuple(latencies[min(len(latencies) - 1, int(q * len(latencies)))] for q in (0.5, 0.95, 0.99))
+
+
+def server_counters(server: TorchServe, model: str) -> tuple[float, float, float]:
+    """TorchServe's cumulative (requests, in-server us, queue us) for `model`, from its Prometheus metrics API."""
+    text = requests.get(f"{server.config['metrics_address']}/metrics", timeout=10).text
+    totals = {}
+    for name in ("ts_inference_requests_total", "ts_inference_latency_microseconds", "ts_queue_latency_microseconds"):
+        found = re.findall(rf'^{name}{{[^}}]*model_name="{model}"[^}}]*}} ([\d.eE+-]+)$', text, re.MULTILINE)
+        totals[name] = sum(float(value) for value in found)
+    return (totals["ts_inference_requests_total"], totals["ts_inference_latency_microseconds"],
+            totals["ts_queue_latency_microseconds"])
+
+
+def server_time(before: tuple[float, float, float], after: tuple[float, float, float]) -> ServerTime:
+    count = max(1.0, after[0] - before[0])
+    return ServerTime((after[1] - before[1]) / count / 1000, (after[2] - before[2]) / count / 1000)
+
+
+def worker_rss_mb(server: TorchServe, model: str) -> list[float]:
+    headers = {"Authorization": f"Bearer {server.keys()['management']}"}
+    workers = requests.get(f"{server.management_url}/models/{model}", headers=headers, timeout=10).json()[0]["workers"]
+    rss = []
+    for worker in workers:
+        status = Path(f"/proc/{worker['pid']}/status").read_text()
+        rss.append(int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024)
+    return rss
+
+
+def preprocess_ms(paths: list[Path], stock: bool, rounds: int) -> float:
+    """Median time per image of the handler's decode + preprocess (or the stock handler's), one thread."""
+    from ts.torch_handler.image_classifier import ImageClassifier
+
+    from photo_io import load_upright
+    from rotation_model import to_pixels
+
+    torch.set_num_threads(1)
+    images = [p.read_bytes() for p in paths]
+    times = []
+    for _ in range(rounds):
+        for data in images:
+            t0 = time.perf_counter()
+            if stock:
+                ImageClassifier.image_processing(Image.open(io.BytesIO(data)))
+            else:
+                to_pixels(load_upright(data, 224, 100_000_000)[0], 224)
+            times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
