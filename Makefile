@@ -45,7 +45,7 @@ chromium:
 	@scripts/ensure_chromium.sh
 
 # Rebuilt when the handler, its config or the shipped weights change, so a served archive is never stale.
-$(DEFAULT_ARCHIVE): $(SHIPPED_WEIGHTS) $(HANDLER_FILES) scripts/archive.sh scripts/archive_metadata.py | $(INSTALLED)
+$(DEFAULT_ARCHIVE): $(SHIPPED_WEIGHTS) $(HANDLER_FILES) scripts/archive.sh scripts/archive.py | $(INSTALLED)
 	scripts/archive.sh --weights $(SHIPPED_WEIGHTS) --version $(DEFAULT_VERSION) --force
 
 archive: $(DEFAULT_ARCHIVE)

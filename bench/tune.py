@@ -1,11 +1,11 @@
 """The serving settings tried for the shipped model, side by side in one run -> a table for bench/TUNING.md.
 
-    .venv/bin/python bench/tune.py [--seconds 4] [--out bench/.cache/tuning.md]
+    .venv/bin/python bench/tune.py [--seconds 15] [--sizes "1 MP,12 MP"] [--out bench/.cache/tuning.md]
 
 Each variant is handler/model-config.yaml with a few settings changed (workers x torch threads, batch size, max
 batch delay), measured by bench/run_bench.py's own code (the in-process limit, TorchServe direct and through the
-proxy; the stock and no-op peers are left out) at 1 and 12 MP, concurrency 1, 4 and 16. The shipped file is not
-touched: copy the winner into it by hand, then run `make bench`.
+proxy; the stock and no-op peers are left out) at 1 MP (--sizes to add 12 MP), concurrency 1, 4 and 16. The
+shipped file is not touched: copy the winner into it by hand, then run `make bench`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ VARIANTS: dict[str, dict[str, int]] = {  # name -> what differs from the shipped
     "2 x 1 thread, batch 2, 2 ms": {"workers": 2, "threads": 1, "batchSize": 2, "maxBatchDelay": 2},
     "2 x 1 thread, no batching": {"workers": 2, "threads": 1, "batchSize": 1, "maxBatchDelay": 0},
     "1 x 2 threads, no batching": {"workers": 1, "threads": 2, "batchSize": 1, "maxBatchDelay": 0},
-    "1 x 2 threads, batch 4, 2 ms": {"workers": 1, "threads": 2, "batchSize": 4, "maxBatchDelay": 2},
     "2 x 2 threads, no batching": {"workers": 2, "threads": 2, "batchSize": 1, "maxBatchDelay": 0},
 }
 
@@ -62,12 +61,14 @@ def table(runs: dict[str, Run]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--seconds", type=float, default=15.0, help="per cell: a photo takes ~0.2 s of a core")
+    parser.add_argument("--sizes", default="1 MP", help="comma-separated: 1 MP, 12 MP")
     parser.add_argument("--weights", type=Path, default=WEIGHTS)
     parser.add_argument("--only", action="append", help="measure just this variant (repeatable)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / ".cache" / "tuning.md")
     args = parser.parse_args(argv)
-    plan = Plan(seconds=args.seconds, soak_requests=100, preprocess_rounds=1, peers=False)
+    plan = Plan(sizes=tuple(size.strip() for size in args.sizes.split(",")), seconds=args.seconds,
+                soak_requests=100, preprocess_rounds=1, peers=False)
     runs: dict[str, Run] = {}
     with tempfile.TemporaryDirectory() as folder:
         for name, changes in VARIANTS.items():
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"== {name}", flush=True)
             runs[name] = measure(plan, variant_config(changes, Path(folder)), args.weights)
-    lines = [f"Through the proxy, images/s (`bench/tune.py --seconds {args.seconds:g}`, {args.weights.name}):", "",
+    lines = [f"Through the proxy, images/s (`bench/tune.py --seconds {args.seconds:g} --sizes '{args.sizes}'`, "
+             f"{args.weights.name}):", "",
              *table(runs)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

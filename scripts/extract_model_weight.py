@@ -72,20 +72,12 @@ def extract(checkpoint: Mapping[str, Any], arch: str | None) -> tuple[dict[str, 
     return state_dict, info
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path, help="training checkpoint (.tar) written by scripts/train.py")
-    parser.add_argument("out", type=Path, nargs="?", help="weights file (default: the checkpoint's name, .pth)")
-    parser.add_argument("--arch", choices=ARCHS, help="architecture, when the checkpoint does not name it")
-    args = parser.parse_args(argv)
-    out: Path = args.out or args.checkpoint.with_suffix(".pth")
-    try:
-        if not args.checkpoint.is_file():
-            raise CheckpointError(f"{args.checkpoint} does not exist")
-        state_dict, info = extract(load_checkpoint(args.checkpoint), args.arch)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def extract_file(checkpoint: Path, out: Path, arch: str | None = None) -> dict[str, Any]:
+    """Write `out` (the weights alone) and `out`.json (what archive.py reads) from a training checkpoint; the
+    .json's content is returned. CheckpointError, and nothing written, when the checkpoint is not usable."""
+    if not checkpoint.is_file():
+        raise CheckpointError(f"{checkpoint} does not exist")
+    state_dict, info = extract(load_checkpoint(checkpoint), arch)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")  # never leave a half-written weights file behind
     try:
@@ -95,6 +87,21 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         partial.unlink(missing_ok=True)
     out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="training checkpoint (.tar) written by scripts/train.py")
+    parser.add_argument("out", type=Path, nargs="?", help="weights file (default: the checkpoint's name, .pth)")
+    parser.add_argument("--arch", choices=ARCHS, help="architecture, when the checkpoint does not name it")
+    args = parser.parse_args(argv)
+    out: Path = args.out or args.checkpoint.with_suffix(".pth")
+    try:
+        info = extract_file(args.checkpoint, out, args.arch)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     before, after = args.checkpoint.stat().st_size, out.stat().st_size
     print(f"{args.checkpoint} ({before / 1e6:.2f} MB) -> {out} ({after / 1e6:.2f} MB, {info['arch']}, "
           f"val_acc={info.get('val_acc', 'n/a')}, sha256 {info['sha256'][:12]})")

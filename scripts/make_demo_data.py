@@ -207,12 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="scenes of different seeds never coincide")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(args.out_dir, i, args.seed * 1_000_003 + i) for i in range(args.count)]
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        list(pool.map(_write, jobs, chunksize=32))
+    write_scenes(args.out_dir, args.count, args.seed, args.jobs)
     print(f"wrote {args.count} upright scenes to {args.out_dir}")
     return 0
+
+
+def write_scenes(out_dir: Path, count: int, seed: int, jobs: int = 2) -> None:
+    """`count` upright scenes as JPEGs in `out_dir`; the same seed writes the same scenes."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = [(out_dir, i, seed * 1_000_003 + i) for i in range(count)]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(_write, work, chunksize=32))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +52,7 @@ from auth_plugin.models_cli import DEFAULT_URL, Refused, admin_call, admin_token
 from auth_plugin.settings import ROOT, ProxySettings
 from rotation_model import CLASSES, RotationNet
 from scripts import evaluate, extract_model_weight, make_demo_data, train
+from scripts.archive import build_archive
 from scripts.calibration import expected_calibration_error, fit_temperature, nll
 from scripts.rotation_data import find_photos
 from scripts.served_weights import ServedWeightsError, archives_of, newest_archive, served_archive, served_weights
@@ -89,6 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-deploy", action="store_true", help="stop after the archive")
     parser.add_argument("--url", default=os.environ.get("PROXY_URL", DEFAULT_URL), help="the token proxy")
     parser.add_argument("--token", help="admin-scope token (default: PROXY_ADMIN_TOKEN or .run/proxy/admin_token)")
+    parser.set_defaults(max_image_pixels=settings.max_image_pixels)  # the proxy's own cap, as it stored them
     return parser.parse_args(argv)
 
 
@@ -157,16 +158,15 @@ def demo_scenes(count: int, seed: int) -> list[Path]:
         return []
     folder = ROOT / "data" / "demo_mix" / f"seed{seed}-n{count}"
     if len(list(folder.glob("*.jpg"))) != count:
-        make_demo_data.main([str(folder), "--count", str(count), "--seed", str(1000 + seed)])
+        make_demo_data.write_scenes(folder, count, 1000 + seed)
     return find_photos(folder)
 
 
 def fine_tune_whole(args: argparse.Namespace, init: Path, info: dict[str, Any], corrections: Sequence[Path],
                     mixed: Sequence[Path], held_out: Sequence[Path], checkpoint: Path) -> dict[str, Any]:
     """A torchvision arch: scripts/train.py from `init`, the last epoch kept."""
-    options = train.parse_args([str(args.datasets_dir), "--out", str(checkpoint), "--epochs", str(args.epochs),
-                                "--lr", str(args.lr), "--seed", str(args.seed), "--init", str(init), "--keep",
-                                "last", "--arch", info["arch"], "--image-size", str(info["image_size"])])
+    options = train.Training(out=checkpoint, arch=info["arch"], image_size=int(info["image_size"]),
+                             epochs=args.epochs, lr=args.lr, seed=args.seed, init=init, keep="last")
     return train.train(options, [*corrections, *mixed], held_out)
 
 
@@ -217,28 +217,32 @@ def deploy(args: argparse.Namespace, archive: str, datasets: list[str]) -> dict[
                          "changed") from exc
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    store = DatasetStore(args.datasets_dir, ProxySettings().max_image_pixels)
+def selected_datasets(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+    """The chosen datasets' splits by name, and their union; SystemExit saying why when there is too little."""
+    store = DatasetStore(args.datasets_dir, args.max_image_pixels)
     try:
-        datasets = store.select(args.dataset)
-        splits = {name: store.split(name) for name in datasets}
+        splits = {name: store.split(name) for name in store.select(args.dataset)}
     except DatasetError as exc:
         raise SystemExit(f"error: {exc.message}") from exc
-    if not datasets:
+    if not splits:
         raise SystemExit(f"error: no datasets in {args.datasets_dir}: collect corrections first (POST /feedback)")
     split = union(list(splits.values()))
-    named = ", ".join(datasets)
     if len(split.train) < MIN_TRAINING_PHOTOS or not split.held_out:
-        raise SystemExit(f"error: {named} holds {len(split.train)} training and {len(split.held_out)} held-out "
-                         f"photos; at least {MIN_TRAINING_PHOTOS} and 1 are needed")
-    version = args.version or next_version(args.model_store, args.model)
-    weights = args.weights_dir / f"{args.model}-v{version}.pth"
+        raise SystemExit(f"error: {', '.join(splits)} holds {len(split.train)} training and {len(split.held_out)} "
+                         f"held-out photos; at least {MIN_TRAINING_PHOTOS} and 1 are needed")
+    return splits, split
+
+
+def train_version(args: argparse.Namespace, version: str, split: Any, named: str,
+                  weights: Path) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """Fine-tune the starting weights into `weights` (+ .json); (training result, the starting point's facts,
+    demo scenes mixed in)."""
     with tempfile.TemporaryDirectory() as scratch:
         init = starting_weights(args, Path(scratch))
         init_info = json.loads(init.with_suffix(".json").read_text())
         start = {"init_version": init_info.get("version"),
-                 "init_sha256": hashlib.sha256(init.read_bytes()).hexdigest()}
+                 "init_sha256": hashlib.sha256(init.read_bytes()).hexdigest(),
+                 "init_temperature": init_info.get("temperature")}
         mixed = demo_scenes(args.demo_scenes, args.seed)
         began = (f"{start['init_version']} ({init_info.get('archive', init.name)}, {init_info['arch']})"
                  if start["init_version"] else f"{init} ({init_info['arch']})")
@@ -248,34 +252,44 @@ def main(argv: list[str] | None = None) -> int:
         trainer = fine_tune_top if init_info["arch"] == "efficientnet_lite0" else fine_tune_whole
         started = time.perf_counter()
         result = trainer(args, init, init_info, split.train, mixed, split.held_out, checkpoint)
-        train_s = time.perf_counter() - started
-        if extract_model_weight.main([str(checkpoint), str(weights)]) != 0:
-            return 2
+        result["train_s"] = time.perf_counter() - started
+        try:
+            extract_model_weight.extract_file(checkpoint, weights)
+        except extract_model_weight.CheckpointError as exc:
+            raise SystemExit(f"error: {exc}") from exc
+    return result, start, len(mixed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    splits, split = selected_datasets(args)
+    version = args.version or next_version(args.model_store, args.model)
+    weights = args.weights_dir / f"{args.model}-v{version}.pth"
+    result, start, mixed = train_version(args, version, split, ", ".join(splits), weights)
 
     def held_out_logits() -> tuple[Tensor, Tensor]:
         model, image_size = evaluate.load_model(weights)
         return evaluate.collect_logits(model, split.held_out, image_size, 64)
 
     sidecar = weights.with_suffix(".json")
+    carried = start.pop("init_temperature")
     sidecar.write_text(json.dumps({
         **json.loads(sidecar.read_text()),
         "version": version, **start,
         "datasets": [{"name": name, "manifest_sha256": part.manifest_sha256, "train_photos": len(part.train),
                       "held_out_photos": len(part.held_out)} for name, part in splits.items()],
-        "demo_scenes": len(mixed),
+        "demo_scenes": mixed,
         "heldout_acc": result["val_acc"], "heldout_acc_before": result.get("init_val_acc"),
-        **temperature_fields(init_info.get("temperature"), len(split.held_out), held_out_logits),
+        **temperature_fields(carried, len(split.held_out), held_out_logits),
     }, indent=2) + "\n")
     archive = f"{args.model}-v{version}"
-    subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(weights), "--version", version,
-                    "--name", args.model, "--archive-name", archive, "--export-path", str(args.model_store)],
-                   check=True)
-    print(f"trained in {train_s:.0f} s: held-out corrections {result.get('init_val_acc', float('nan')):.4f} -> "
-          f"{result['val_acc']:.4f} ({len(split.held_out)} photos x 4 turns)")
+    print(f"wrote {build_archive(weights, version, args.model, archive, args.model_store)}")
+    print(f"trained in {result['train_s']:.0f} s: held-out corrections {result.get('init_val_acc', float('nan')):.4f}"
+          f" -> {result['val_acc']:.4f} ({len(split.held_out)} photos x 4 turns)")
     if args.no_deploy:
         print(f"not deployed (--no-deploy): python -m auth_plugin models deploy {archive}.mar --canary {args.canary}")
         return 0
-    deployed = deploy(args, f"{archive}.mar", datasets)
+    deployed = deploy(args, f"{archive}.mar", list(splits))
     print(f"deployed {args.model} {deployed['version']} as a {deployed['canary_percent']:g}% canary "
           f"(gate: samples {deployed['gate_accuracy']:.3f}, held-out corrections {deployed['heldout_accuracy']:.3f})."
           f"\nPromote it on the admin page (Models) or: .venv/bin/python -m auth_plugin models promote {version}")

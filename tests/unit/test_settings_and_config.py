@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from handler_settings import HandlerSettings
-from scripts.archive_metadata import build as build_metadata
+from scripts.archive import metadata as build_metadata
 from scripts.serving import ROOT, TorchServe, allowed_urls_for, read_properties
 
 

@@ -1,0 +1,154 @@
+"""Weights + version -> a versioned TorchServe archive (.mar) in model_store/, via torch-model-archiver.
+
+    scripts/archive.sh --weights weights/food_rotation_lite0.pth --version 1.0 [--name food_rotation]
+                       [--archive-name food_rotation-v1.0] [--export-path model_store] [--config FILE] [--force]
+
+(scripts/archive.sh runs this module; retraining calls `build_archive` as a function.) The archive holds the
+handler and every other module of handler/, the weights-only file, model-config.yaml and a metadata.json: what
+this version is (arch, version, image size, turn averaging, accuracies, sha256 of the weights, created-at), its
+calibration, and where a retrained one came from (datasets, starting version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HANDLER_DIR = ROOT / "handler"
+MODEL_STORE = ROOT / "model_store"
+MODEL_CONFIG = HANDLER_DIR / "model-config.yaml"
+_VERSION = re.compile(r"^[0-9]+(\.[0-9]+){0,2}$")
+_MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_ARCHIVE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_PROVENANCE = ("datasets", "demo_scenes", "heldout_acc", "heldout_acc_before", "init_version", "init_sha256")
+
+
+class ArchiveBuildError(ValueError):
+    """The inputs cannot make an archive; the message says which and what to do."""
+
+
+def metadata(weights: Path, name: str, version: str) -> dict[str, object]:
+    """metadata.json of the archive, from the weights and the .json scripts/extract_model_weight.py wrote beside it."""
+    sidecar = weights.with_suffix(".json")
+    if not sidecar.is_file():
+        raise ArchiveBuildError(f"{sidecar} is missing: make weights with scripts/extract_model_weight.py")
+    info = json.loads(sidecar.read_text())
+    return {
+        "model_name": name,
+        "version": version,
+        "arch": info["arch"],
+        "image_size": info["image_size"],
+        "classes": info["classes"],
+        "turn_averaging": bool(info.get("turn_averaging", False)),  # the temperature was fitted with it
+        "train_acc": info.get("train_acc"),
+        "val_acc": info.get("val_acc"),
+        "epoch": info.get("epoch"),
+        "weights_file": weights.name,
+        "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        # A retrained version: the collected datasets it learnt from, how many demo scenes were mixed in, its
+        # accuracy on the datasets' held-out photos, and the version (and weights) it was fine-tuned from.
+        **{key: info[key] for key in _PROVENANCE if key in info},
+        **_calibration(info),
+    }
+
+
+def _calibration(info: dict[str, object]) -> dict[str, object]:
+    """The fitted softmax temperature the handler reads, and how it was fitted; checked here, not at model load."""
+    carried = {key: info[key] for key in ("temperature", "calibration") if info.get(key) is not None}
+    temperature = carried.get("temperature", 1.0)
+    number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+    if not (number and math.isfinite(temperature) and temperature > 0):
+        raise ArchiveBuildError(f"temperature in the weights' .json must be a positive number, got {temperature!r}")
+    if "calibration" in carried and not isinstance(carried["calibration"], dict):
+        raise ArchiveBuildError("calibration in the weights' .json must be an object")
+    return carried
+
+
+def _checked(weights: Path, version: str, name: str, archive_name: str, config: Path, archiver: Path) -> None:
+    if not weights.is_file():
+        raise ArchiveBuildError(f"weights file not found: {weights}")
+    if not _VERSION.match(version):
+        raise ArchiveBuildError(f"bad version {version!r}: use 1, 1.2 or 1.2.3")
+    if not _MODEL_NAME.match(name):
+        raise ArchiveBuildError(f"bad model name {name!r}: letters, digits, _ and -")
+    if not _ARCHIVE_NAME.match(archive_name):
+        raise ArchiveBuildError(f"bad archive name {archive_name!r}")
+    if not config.is_file():
+        raise ArchiveBuildError(f"model config not found: {config}")
+    if not os.access(archiver, os.X_OK):
+        raise ArchiveBuildError(f"torch-model-archiver not found at {archiver} (run make install)")
+
+
+def build_archive(weights: Path, version: str, name: str = "food_rotation", archive_name: str | None = None,
+                  export_path: Path = MODEL_STORE, config: Path = MODEL_CONFIG, force: bool = False,
+                  archiver: Path | None = None) -> Path:
+    """Write `export_path/<archive_name>.mar` and return its path; ArchiveBuildError when an input is wrong."""
+    archiver = archiver or Path(os.environ.get("TORCH_MODEL_ARCHIVER", Path(sys.executable).parent /
+                                               "torch-model-archiver"))
+    archive_name = archive_name or name
+    _checked(weights, version, name, archive_name, config, archiver)
+    target = export_path / f"{archive_name}.mar"
+    if target.exists() and not force:
+        raise ArchiveBuildError(f"{target} exists; pass --force to replace it")
+    document = metadata(weights, name, version)
+    export_path.mkdir(parents=True, exist_ok=True)
+    extra = [str(module) for module in sorted(HANDLER_DIR.glob("*.py"))  # the handler imports them by name
+             if module.name not in ("rotation_model.py", "rotation_handler.py")]
+    # torch-model-archiver scratches in $TMPDIR/<model-name> and deletes it: every build gets its own TMPDIR.
+    with tempfile.TemporaryDirectory(prefix="archive.") as stage:
+        (Path(stage) / "tmp").mkdir()
+        (Path(stage) / "metadata.json").write_text(json.dumps(document, indent=2) + "\n")
+        built = subprocess.run(
+            [str(archiver), "--model-name", name, "--version", version,
+             "--model-file", str(HANDLER_DIR / "rotation_model.py"), "--serialized-file", str(weights),
+             "--handler", str(HANDLER_DIR / "rotation_handler.py"),
+             "--extra-files", ",".join([*extra, str(Path(stage) / "metadata.json")]),
+             "--config-file", str(config), "--export-path", stage],
+            env={**os.environ, "TMPDIR": str(Path(stage) / "tmp")}, capture_output=True, text=True, check=False)
+        if built.returncode != 0:
+            raise ArchiveBuildError(f"torch-model-archiver failed: {(built.stderr or built.stdout)[-2000:]}")
+        shutil.move(Path(stage) / f"{name}.mar", target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="archive.sh", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path)
+    parser.add_argument("--version")
+    parser.add_argument("--name", default="food_rotation")
+    parser.add_argument("--archive-name")
+    parser.add_argument("--export-path", type=Path, default=MODEL_STORE)
+    parser.add_argument("--config", type=Path, default=MODEL_CONFIG)
+    parser.add_argument("--force", action="store_true")
+    args, unknown = parser.parse_known_args(argv)
+    try:
+        if unknown:
+            raise ArchiveBuildError(f"unknown argument: {unknown[0]}")
+        if args.weights is None:
+            raise ArchiveBuildError("--weights is required (a .pth from scripts/extract_model_weight.py)")
+        if args.version is None:
+            raise ArchiveBuildError("--version is required (e.g. 1.0)")
+        target = build_archive(args.weights, args.version, args.name, args.archive_name, args.export_path,
+                               args.config, args.force)
+    except (ArchiveBuildError, OSError, KeyError, ValueError) as exc:
+        print(f"archive.sh: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {target} ({args.name} {args.version}, {target.stat().st_size / 2**20:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
