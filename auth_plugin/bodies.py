@@ -25,7 +25,9 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
     chunks, size = [], 0
     try:
         async with asyncio.timeout(timeout_s):
-            async for chunk in request.content.iter_chunked(64 * 1024):
+            # readany(): each piece as the socket delivered it. iter_chunked() re-joins pieces into fixed-size
+            # chunks, copying a 3 MB photo twice more on the way: half the proxy's CPU per request (profile_proxy.py).
+            while chunk := await request.content.readany():
                 size += len(chunk)
                 if size > limit:
                     raise TooLarge(limit)

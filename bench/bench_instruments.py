@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import multiprocessing as mp
+import os
 import re
 import statistics
 import subprocess
@@ -152,6 +153,22 @@ def server_counters(server: TorchServe, model: str) -> tuple[float, float, float
 def server_time(before: tuple[float, float, float], after: tuple[float, float, float]) -> ServerTime:
     count = max(1.0, after[0] - before[0])
     return ServerTime((after[1] - before[1]) / count / 1000, (after[2] - before[2]) / count / 1000)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (from /proc, in clock ticks)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / ticks
+
+
+def worker_pids(server: TorchServe, model: str) -> list[int]:
+    headers = {"Authorization": f"Bearer {server.keys()['management']}"}
+    workers = requests.get(f"{server.management_url}/models/{model}", headers=headers, timeout=10).json()[0]["workers"]
+    return [int(worker["pid"]) for worker in workers]
 
 
 def worker_rss_mb(server: TorchServe, model: str) -> list[float]:

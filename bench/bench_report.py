@@ -21,7 +21,7 @@ class Plan:
 
     sizes: tuple[str, ...] = tuple(SIZES)
     concurrency: tuple[int, ...] = (1, 4, 16)
-    seconds: float = 8.0
+    seconds: float = 15.0  # a turn-averaged photo takes ~0.2 s of a core: shorter cells hold too few requests
     soak_requests: int = 1000
     preprocess_rounds: int = 5
     peers: bool = True  # also the stock handler and the no-op ceiling (bench/tune.py leaves them out)
@@ -48,6 +48,8 @@ class Run:
     rss_before: list[float]
     rss_after: list[float]
     prep: dict[str, tuple[float, float]]
+    cpu_ms: dict[Cell, dict[str, float]]  # CPU ms per request of each process, through the proxy
+
 
     @property
     def cells(self) -> list[Cell]:
@@ -86,7 +88,7 @@ def time_split(run: Run, cell: Cell) -> list[tuple[str, float]]:
 def report(run: Run, weights: Path, config_file: Path, config: dict) -> list[str]:
     """The whole of RESULTS.md, section by section."""
     return [*_header(run, weights, config_file, config), *_tables(run), *_ratios(run), *_time_split(run),
-            *_preprocess_and_soak(run), *_targets(run)]
+            *_cpu(run), *_preprocess_and_soak(run), *_targets(run)]
 
 
 def _header(run: Run, weights: Path, config_file: Path, config: dict) -> list[str]:
@@ -144,6 +146,16 @@ def _time_split(run: Run) -> list[str]:
         lines.append(f"| {title} | " + " | ".join(f"{splits[cell][index][1]:.1f}" for cell in cells) + " |")
     return [*lines, "| **total through the proxy** | " + " | ".join(
         f"**{run.results[('proxy', *cell)].mean:.1f}**" for cell in cells) + " |"]
+
+
+def _cpu(run: Run) -> list[str]:
+    cells = list(run.cpu_ms)
+    parts = list(run.cpu_ms[cells[0]])
+    lines = ["", "## CPU per request through the proxy (ms of CPU time, from /proc, over each cell)", "",
+             "| process | " + " | ".join(f"{label} c={c}" for label, c in cells) + " |",
+             "| --- | " + " | ".join("---" for _ in cells) + " |"]
+    return [*lines, *(f"| {part} | " + " | ".join(f"{run.cpu_ms[cell][part]:.1f}" for cell in cells) + " |"
+                      for part in parts)]
 
 
 def rss_growth(run: Run) -> float:

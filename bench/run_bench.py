@@ -12,7 +12,7 @@ HTTP load comes from `ab -k` (C, light on the client side); then `ab -n 1000 -c 
 proxy, with the worker RSS before and after. Where the time of one request goes (at c=1 and c=4) is split from
 these measurements and TorchServe's own counters (queue and in-server time, from its metrics API).
 
-    .venv/bin/python bench/run_bench.py [--seconds 8] [--config FILE] [--out bench/RESULTS.md]
+    .venv/bin/python bench/run_bench.py [--seconds 15] [--config FILE] [--out bench/RESULTS.md]
     .venv/bin/python bench/run_bench.py --quick --out /tmp/r.md    (seconds, one size: make test runs it)
 """
 
@@ -33,11 +33,13 @@ from bench_instruments import (
     Measure,
     ServerTime,
     ab,
+    cpu_seconds,
     limit,
     make_images,
     preprocess_ms,
     server_counters,
     server_time,
+    worker_pids,
     worker_rss_mb,
 )
 from bench_report import QUICK, Cell, Plan, Run, report
@@ -88,6 +90,7 @@ def measure(plan: Plan, config_file: Path, weights: Path) -> Run:
     proxy = Proxy(home=base / "proxy", url=f"http://127.0.0.1:{port}", torchserve=server)
     results: dict[tuple[str, str, int], Measure] = {}
     server_times: dict[Cell, ServerTime] = {}
+    cpu_ms: dict[Cell, dict[str, float]] = {}
     try:
         server.start()
         for model in ("food_rotation", *peers):
@@ -111,7 +114,14 @@ def measure(plan: Plan, config_file: Path, weights: Path) -> Run:
                     headers = {"Authorization": f"Bearer {server.keys()[key_kind] if key_kind else token}"}
                     ab(url, paths[0], 4, headers, requests_total=8)  # warm
                     before = server_counters(server, "food_rotation")
+                    processes = {"token proxy": [proxy.pid()], "TorchServe frontend (Java)": [server.pid()],
+                                 "TorchServe workers": worker_pids(server, "food_rotation")}
+                    cpu_before = {part: cpu_seconds(pids) for part, pids in processes.items()}
                     results[(name, label, concurrency)] = ab(url, paths[0], concurrency, headers, plan.seconds)
+                    if name == "proxy":
+                        done = results[(name, label, concurrency)].rate * plan.seconds
+                        cpu_ms[(label, concurrency)] = {part: (cpu_seconds(pids) - cpu_before[part]) / done * 1000
+                                                        for part, pids in processes.items()}
                     if name == "direct":
                         server_times[(label, concurrency)] = server_time(before,
                                                                          server_counters(server, "food_rotation"))
@@ -131,12 +141,12 @@ def measure(plan: Plan, config_file: Path, weights: Path) -> Run:
         proxy.stop()
         server.stop()
     shutil.rmtree(base, ignore_errors=True)
-    return Run(plan, images, results, server_times, soak, rss_before, rss_after, prep)
+    return Run(plan, images, results, server_times, soak, rss_before, rss_after, prep, cpu_ms)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, help="per HTTP measurement (default 8; --quick 1.5)")
+    parser.add_argument("--seconds", type=float, help="per HTTP measurement (default 15; --quick 1.5)")
     parser.add_argument("--config", type=Path, default=ROOT / "handler" / "model-config.yaml")
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help="the .pth (with its .json) to serve")
     parser.add_argument("--ab-requests", type=int, help="requests of the no-keep-alive soak (default 1000)")
