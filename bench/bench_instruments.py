@@ -28,6 +28,16 @@ SIZES = {"12 MP": (4000, 3000), "1 MP": (1152, 864)}
 
 
 @dataclass(frozen=True)
+class Sample:
+    """One stretch of load: how many requests completed in how many seconds, and each one's latency (ms)."""
+
+    count: int
+    seconds: float
+    latencies: list[float]
+    failed: int = 0
+
+
+@dataclass(frozen=True)
 class Measure:
     rate: float  # images (requests) per second
     p50: float
@@ -36,6 +46,14 @@ class Measure:
     failed: int = 0
     mean: float = 0.0  # ms per request
 
+    @classmethod
+    def of(cls, samples: list[Sample]) -> Measure:
+        """The samples pooled: a cell measured in interleaved rounds, so that a machine's drift over minutes
+        (a shared host speeding up or slowing down) falls on every path alike."""
+        latencies = sorted(latency for sample in samples for latency in sample.latencies)
+        return cls(sum(s.count for s in samples) / sum(s.seconds for s in samples), *percentiles(latencies),
+                   sum(s.failed for s in samples), statistics.fmean(latencies))
+
 
 @dataclass(frozen=True)
 class ServerTime:
@@ -43,6 +61,12 @@ class ServerTime:
 
     in_server: float  # from the frontend receiving the request to its answer
     queue: float  # waiting in the model's job queue for a worker
+
+    @classmethod
+    def of(cls, counted: tuple[float, float, float]) -> ServerTime:
+        """From (requests, in-server us, queue us) counted over the cell."""
+        requests_seen = max(1.0, counted[0])
+        return cls(counted[1] / requests_seen / 1000, counted[2] / requests_seen / 1000)
 
 
 def make_images(sizes: tuple[str, ...]) -> dict[str, list[Path]]:
@@ -93,7 +117,7 @@ def _limit_worker(weights: str, paths: list[str], handler_config: dict, batch: i
 
 
 def limit(weights: Path, paths: list[Path], handler_config: dict, workers: int, threads: int, max_batch: int,
-          concurrency: int, seconds: float) -> Measure:
+          concurrency: int, seconds: float) -> Sample:
     """`concurrency` requests spread over the workers, each worker batching what it holds (as TorchServe does)."""
     active = min(workers, concurrency)
     batch = min(max_batch, -(-concurrency // active))
@@ -106,13 +130,12 @@ def limit(weights: Path, paths: list[Path], handler_config: dict, workers: int, 
     results = [out.get() for _ in procs]
     for proc in procs:
         proc.join()
-    latencies = sorted(latency for _, _, lat in results for latency in lat)
-    rate = sum(done / elapsed for done, elapsed, _ in results)
-    return Measure(rate, *percentiles(latencies), mean=statistics.fmean(latencies))
+    return Sample(sum(done for done, _, _ in results), statistics.fmean(elapsed for _, elapsed, _ in results),
+                  [latency for _, _, lat in results for latency in lat])
 
 
 def ab(url: str, photo: Path, concurrency: int, headers: dict[str, str], seconds: float | None = None,
-       requests_total: int | None = None, keepalive: bool = True) -> Measure:
+       requests_total: int | None = None, keepalive: bool = True) -> Sample:
     """`ab`'s rate, and percentiles computed from its per-request times (-g): its own percentile table (-e) reads
     past its array when a cell has few requests."""
     with tempfile.NamedTemporaryFile(suffix=".tsv") as per_request:
@@ -126,12 +149,12 @@ def ab(url: str, photo: Path, concurrency: int, headers: dict[str, str], seconds
         if result.returncode != 0:
             raise RuntimeError(f"ab failed: {result.stderr or result.stdout}")
         rows = Path(per_request.name).read_text().splitlines()[1:]
-    latencies = sorted(float(line.split("\t")[4]) for line in rows)  # ttime: connect + wait + transfer, ms
-    rate = float(re.search(r"Requests per second:\s+([\d.]+)", result.stdout).group(1))
+    latencies = [float(line.split("\t")[4]) for line in rows]  # ttime: connect + wait + transfer, ms
+    count = int(re.search(r"Complete requests:\s+(\d+)", result.stdout).group(1))
+    seconds = float(re.search(r"Time taken for tests:\s+([\d.]+)", result.stdout).group(1))
     failed = int(re.search(r"Failed requests:\s+(\d+)", result.stdout).group(1))
     non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", result.stdout)
-    return Measure(rate, *percentiles(latencies), failed + (int(non_2xx.group(1)) if non_2xx else 0),
-                   statistics.fmean(latencies))
+    return Sample(count, seconds, latencies, failed + (int(non_2xx.group(1)) if non_2xx else 0))
 
 
 def percentiles(latencies: list[float]) -> tuple[float, float, float]:
@@ -148,11 +171,6 @@ def server_counters(server: TorchServe, model: str) -> tuple[float, float, float
         totals[name] = sum(float(value) for value in found)
     return (totals["ts_inference_requests_total"], totals["ts_inference_latency_microseconds"],
             totals["ts_queue_latency_microseconds"])
-
-
-def server_time(before: tuple[float, float, float], after: tuple[float, float, float]) -> ServerTime:
-    count = max(1.0, after[0] - before[0])
-    return ServerTime((after[1] - before[1]) / count / 1000, (after[2] - before[2]) / count / 1000)
 
 
 def cpu_seconds(pids: list[int]) -> float:

@@ -25,9 +25,10 @@ class Plan:
     soak_requests: int = 1000
     preprocess_rounds: int = 5
     peers: bool = True  # also the stock handler and the no-op ceiling (bench/tune.py leaves them out)
+    rounds: int = 3  # each cell's paths measured in turn, this many times: drift falls on all of them alike
 
 
-QUICK = Plan(sizes=("1 MP",), concurrency=(1, 4), seconds=1.5, soak_requests=40, preprocess_rounds=1)
+QUICK = Plan(sizes=("1 MP",), concurrency=(1, 4), seconds=1.5, soak_requests=40, preprocess_rounds=1, rounds=1)
 
 
 Cell = tuple[str, int]  # (image size, concurrency)

@@ -25,12 +25,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import replace
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import yaml
 from bench_instruments import (
     Measure,
+    Sample,
     ServerTime,
     ab,
     cpu_seconds,
@@ -38,7 +42,6 @@ from bench_instruments import (
     make_images,
     preprocess_ms,
     server_counters,
-    server_time,
     worker_pids,
     worker_rss_mb,
 )
@@ -74,6 +77,46 @@ def build_archives(store: Path, config: Path, weights: Path) -> None:
                            env={**os.environ, "TMPDIR": scratch})
 
 
+@dataclass
+class CellResult:
+    results: dict[str, Measure]
+    server: ServerTime
+    cpu_ms: dict[str, float]
+
+
+def measure_cell(plan: Plan, cell: Cell, paths: list[Path], targets: dict[str, tuple[str, str | None]],
+                 server: TorchServe, proxy: Proxy, token: str, own_limit: Callable[[float], Sample]) -> CellResult:
+    """Every path at one (size, concurrency), in `plan.rounds` interleaved rounds, pooled per path; TorchServe's
+    counters over the direct calls, and each process's CPU over the proxied ones."""
+    samples: dict[str, list[Sample]] = defaultdict(list)
+    counted = [0.0, 0.0, 0.0]
+    cpu: dict[str, float] = defaultdict(float)
+
+    def credentials(kind: str | None) -> dict[str, str]:  # read each time: TorchServe may renew its keys
+        return {"Authorization": f"Bearer {server.keys()[kind] if kind else token}"}
+
+    for url, kind in targets.values():
+        ab(url, paths[0], 4, credentials(kind), requests_total=8)  # warm
+    slice_s = plan.seconds / plan.rounds
+    for _ in range(plan.rounds):
+        samples["limit"].append(own_limit(slice_s))
+        for name, (url, kind) in targets.items():
+            processes = {"token proxy": [proxy.pid()], "TorchServe frontend (Java)": [server.pid()],
+                         "TorchServe workers": worker_pids(server, "food_rotation")}
+            before, cpu_before = server_counters(server, "food_rotation"), {
+                part: cpu_seconds(pids) for part, pids in processes.items()}
+            samples[name].append(ab(url, paths[0], cell[1], credentials(kind), slice_s))
+            if name == "direct":
+                counted = [total + after - first for total, after, first in
+                           zip(counted, server_counters(server, "food_rotation"), before, strict=True)]
+            if name == "proxy":
+                for part, pids in processes.items():
+                    cpu[part] += cpu_seconds(pids) - cpu_before[part]
+    proxied = sum(sample.count for sample in samples["proxy"])
+    return CellResult({name: Measure.of(parts) for name, parts in samples.items()}, ServerTime.of(tuple(counted)),
+                      {part: seconds / proxied * 1000 for part, seconds in cpu.items()})
+
+
 def measure(plan: Plan, config_file: Path, weights: Path) -> Run:
     config = yaml.safe_load(config_file.read_text())
     workers, batch = config["minWorkers"], config["batchSize"]
@@ -107,30 +150,19 @@ def measure(plan: Plan, config_file: Path, weights: Path) -> Run:
             targets["noop"] = (f"{server.inference_url}/predictions/noop", "inference")
         for label, paths in images.items():
             for concurrency in plan.concurrency:
-                results[("limit", label, concurrency)] = limit(weights, paths, config.get("handler", {}),
-                                                               workers, threads, batch, concurrency, plan.seconds)
-                for name, (url, key_kind) in targets.items():
-                    # TorchServe may renew its key at any time: read it for every cell
-                    headers = {"Authorization": f"Bearer {server.keys()[key_kind] if key_kind else token}"}
-                    ab(url, paths[0], 4, headers, requests_total=8)  # warm
-                    before = server_counters(server, "food_rotation")
-                    processes = {"token proxy": [proxy.pid()], "TorchServe frontend (Java)": [server.pid()],
-                                 "TorchServe workers": worker_pids(server, "food_rotation")}
-                    cpu_before = {part: cpu_seconds(pids) for part, pids in processes.items()}
-                    results[(name, label, concurrency)] = ab(url, paths[0], concurrency, headers, plan.seconds)
-                    if name == "proxy":
-                        done = results[(name, label, concurrency)].rate * plan.seconds
-                        cpu_ms[(label, concurrency)] = {part: (cpu_seconds(pids) - cpu_before[part]) / done * 1000
-                                                        for part, pids in processes.items()}
-                    if name == "direct":
-                        server_times[(label, concurrency)] = server_time(before,
-                                                                         server_counters(server, "food_rotation"))
+                cell = (label, concurrency)
+                measured = measure_cell(plan, cell, paths, targets, server, proxy, token,
+                                        partial(limit, weights, paths, config.get("handler", {}), workers, threads,
+                                                batch, concurrency))
+                results.update({(name, *cell): measure for name, measure in measured.results.items()})
+                server_times[cell], cpu_ms[cell] = measured.server, measured.cpu_ms
                 print(f"{label} c={concurrency}: " + ", ".join(
                     f"{n} {results[(n, label, concurrency)].rate:.1f}/s" for n in ("limit", *targets)), flush=True)
         soak_image = images["1 MP" if "1 MP" in images else next(iter(images))][0]
         rss_before = worker_rss_mb(server, "food_rotation")
-        soak = ab(f"{proxy.url}/predictions/food_rotation", soak_image, 16, {"Authorization": f"Bearer {token}"},
-                  requests_total=plan.soak_requests, keepalive=False)
+        soak = Measure.of([ab(f"{proxy.url}/predictions/food_rotation", soak_image, 16,
+                              {"Authorization": f"Bearer {token}"}, requests_total=plan.soak_requests,
+                              keepalive=False)])
         rss_after = worker_rss_mb(server, "food_rotation")
         prep = {label: (preprocess_ms(paths, False, plan.preprocess_rounds),
                         preprocess_ms(paths, True, plan.preprocess_rounds)) for label, paths in images.items()}
