@@ -98,7 +98,7 @@ def _limit_worker(weights: str, paths: list[str], handler_config: dict, batch: i
     settings = HandlerSettings.from_archive(metadata, handler_config)
     model = RotationNet(settings.arch, settings.turn_averaging)
     model.load_state_dict(torch.load(weights, weights_only=True))
-    model = for_inference(model, torch.device("cpu"), settings.channels_last)
+    model = for_inference(model, torch.device("cpu"), settings.channels_last, settings.freeze, settings.image_size)
     images = [Path(p).read_bytes() for p in paths]
     start.wait()
     done, latencies, began, index = 0, [], time.perf_counter(), 0

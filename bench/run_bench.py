@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -106,6 +107,9 @@ def measure_cell(plan: Plan, cell: Cell, paths: list[Path], targets: dict[str, t
             before, cpu_before = server_counters(server, "food_rotation"), {
                 part: cpu_seconds(pids) for part, pids in processes.items()}
             samples[name].append(ab(url, paths[0], cell[1], credentials(kind), slice_s))
+            # ab stops at the deadline with up to `concurrency` requests still queued in TorchServe: let them
+            # finish (none takes longer than the slowest one seen), or the next path would pay for them.
+            time.sleep(max(samples[name][-1].latencies, default=0) / 1000)
             if name == "direct":
                 counted = [total + after - first for total, after, first in
                            zip(counted, server_counters(server, "food_rotation"), before, strict=True)]

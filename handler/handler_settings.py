@@ -32,6 +32,7 @@ class HandlerSettings:
     # config.properties), so an upright image over this is refused (422) before it gets there.
     max_answer_bytes: int = 24 * 2**20
     channels_last: bool = True
+    freeze: bool = True  # TorchScript trace + freeze at load: half the forward time (bench/TUNING.md)
 
     def __post_init__(self) -> None:
         """A bad value fails the model's load, where it is seen, rather than every prediction."""

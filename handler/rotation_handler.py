@@ -40,7 +40,8 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
         model = RotationNet(self.settings.arch, self.settings.turn_averaging)
         weights = torch.load(model_dir / manifest["serializedFile"], map_location=self.device, weights_only=True)
         model.load_state_dict(weights)
-        self.model = for_inference(model, self.device, self.settings.channels_last)
+        self.model = for_inference(model, self.device, self.settings.channels_last, self.settings.freeze,
+                                   self.settings.image_size)
         self.model_version = str(manifest.get("modelVersion", metadata.get("version", "unknown")))
         self.manifest = context.manifest
         self.initialized = True

@@ -91,10 +91,19 @@ class RotationNet(nn.Module):
         return torch.stack([torch.roll(log_probs[k], k, dims=1) for k in range(turns)]).mean(dim=0)
 
 
-def for_inference(model: RotationNet, device: torch.device, channels_last: bool) -> RotationNet:
-    """eval() on `device`; channels_last cut the CPU forward pass by ~28 % here (bench/forward_variants.py)."""
+def for_inference(model: RotationNet, device: torch.device, channels_last: bool, freeze: bool = False,
+                  image_size: int = DEFAULT_IMAGE_SIZE) -> nn.Module:
+    """eval() on `device`, in channels_last memory order and, with `freeze`, traced and frozen by TorchScript
+    (batch norms folded into the convolutions, the graph fused): on the shipped turn-averaged Lite0 a batch of 4
+    photos takes 738 ms eager, 662 channels_last, 346 both (bench/forward_variants.py), with the same answers."""
     model = model.to(device).eval()
-    return model.to(memory_format=torch.channels_last) if channels_last else model
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if not freeze:
+        return model
+    example = as_batch([torch.zeros(3, image_size, image_size, dtype=torch.uint8)], device, channels_last)
+    with torch.no_grad():
+        return torch.jit.freeze(torch.jit.trace(model, example))
 
 
 def as_batch(pixels: list[Tensor], device: torch.device, channels_last: bool) -> Tensor:
