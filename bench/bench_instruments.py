@@ -190,13 +190,8 @@ def worker_pids(server: TorchServe, model: str) -> list[int]:
 
 
 def worker_rss_mb(server: TorchServe, model: str) -> list[float]:
-    headers = {"Authorization": f"Bearer {server.keys()['management']}"}
-    workers = requests.get(f"{server.management_url}/models/{model}", headers=headers, timeout=10).json()[0]["workers"]
-    rss = []
-    for worker in workers:
-        status = Path(f"/proc/{worker['pid']}/status").read_text()
-        rss.append(int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024)
-    return rss
+    return [int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024
+            for pid in worker_pids(server, model)]
 
 
 def preprocess_ms(paths: list[Path], stock: bool, rounds: int) -> float:

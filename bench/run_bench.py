@@ -101,9 +101,9 @@ def measure_cell(plan: Plan, cell: Cell, paths: list[Path], targets: dict[str, t
     slice_s = plan.seconds / plan.rounds
     for _ in range(plan.rounds):
         samples["limit"].append(own_limit(slice_s))
+        processes = {"token proxy": [proxy.pid()], "TorchServe frontend (Java)": [server.pid()],
+                     "TorchServe workers": worker_pids(server, "food_rotation")}  # a round's CPU, counted once
         for name, (url, kind) in targets.items():
-            processes = {"token proxy": [proxy.pid()], "TorchServe frontend (Java)": [server.pid()],
-                         "TorchServe workers": worker_pids(server, "food_rotation")}
             before, cpu_before = server_counters(server, "food_rotation"), {
                 part: cpu_seconds(pids) for part, pids in processes.items()}
             samples[name].append(ab(url, paths[0], cell[1], credentials(kind), slice_s))

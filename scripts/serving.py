@@ -14,8 +14,6 @@ import argparse
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ from urllib.parse import urlsplit
 import requests
 
 from auth_plugin.settings import MODEL_NAME
+from scripts.processes import free_ports, running_pid, stop_recorded
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = ROOT / ".run"
@@ -56,61 +55,6 @@ def allowed_urls_for(model_store: Path) -> str:
     Backslashes are doubled because .properties files treat a single one as an escape.
     """
     return "^file://" + re.escape(str(model_store)).replace("\\", "\\\\") + "/[A-Za-z0-9._-]+\\\\.mar$"
-
-
-def free_ports(count: int) -> list[int]:
-    """Loopback ports nobody listens on right now (for tests and the bench)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _alive(pid: int) -> bool:
-    """Running, and not a zombie: a stopped server whose parent has gone may never be reaped here."""
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _running_pid(pid_file: Path) -> int | None:
-    """The pid recorded in `pid_file`, if that process still runs."""
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _alive(pid) else None
-
-
-def _stop(pid_file: Path, timeout: float) -> bool:
-    """Stop the process recorded in `pid_file` and forget it; True if it was running."""
-    pid = _running_pid(pid_file)
-    if pid is not None:
-        _terminate(pid, timeout)
-    pid_file.unlink(missing_ok=True)
-    return pid is not None
-
-
-def _terminate(pid: int, timeout: float) -> None:
-    """SIGTERM, then SIGKILL if it is still there after `timeout` seconds."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.1)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -165,7 +109,7 @@ class TorchServe:
         return {kind: entry["key"] for kind, entry in document.items()}
 
     def pid(self) -> int | None:
-        return _running_pid(self.pid_file)
+        return running_pid(self.pid_file)
 
     def start(self) -> None:
         if self.pid() is not None:
@@ -211,7 +155,7 @@ class TorchServe:
     def stop(self, timeout: float = 30.0) -> bool:
         """SIGTERM (what `torchserve --stop` sends), then SIGKILL; True if something was running."""
         (self.home / "key_file.json").unlink(missing_ok=True)
-        return _stop(self.pid_file, timeout)
+        return stop_recorded(self.pid_file, timeout)
 
 
 @dataclass(frozen=True)
@@ -245,7 +189,7 @@ class Proxy:
                 "PROXY_MODEL_STORE": str(self.torchserve.model_store), **(self.extra_env or {})}
 
     def pid(self) -> int | None:
-        return _running_pid(self.pid_file)
+        return running_pid(self.pid_file)
 
     def start(self) -> None:
         if self.pid() is not None:
@@ -272,7 +216,7 @@ class Proxy:
         raise ServingError(f"the proxy is not ready after {timeout:.0f}s; see {self.log_file}")
 
     def stop(self, timeout: float = 10.0) -> bool:
-        return _stop(self.pid_file, timeout)
+        return stop_recorded(self.pid_file, timeout)
 
     def saved_token(self, name: str, user: str, scopes: list[str]) -> str:
         """A token kept in home/<name> (mode 600), so re-runs of `make serve` print and use the same one."""
