@@ -28,14 +28,15 @@ test: install java chromium ab real-data
 
 install: $(INSTALLED)
 
-# The venv is rebuilt when the pinned requirements change. The .pth puts handler/ (flat modules, as inside
-# the archive) and the repo root (scripts.*) on the venv's path.
-$(INSTALLED): requirements.txt requirements-dev.txt
+# The venv is rebuilt when the pinned requirements or the package's definition change; `pip install -e .` makes
+# food_rotation, auth_plugin and scripts importable from anywhere (pyproject.toml).
+$(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
 	@$(PY) -c "import torch, torchvision, ts, yaml; from torchvision.ops import nms" \
 		|| { echo "the venv's torch/torchvision/torchserve do not import: see above" >&2; exit 1; }
-	@printf '%s\n%s\n' "$(CURDIR)" "$(CURDIR)/handler" > $$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/food_rotation_serve.pth
+	@rm -f $$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/food_rotation_serve.pth
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps -e .
 	@touch $@
 
 java:

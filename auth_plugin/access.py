@@ -12,7 +12,7 @@ from aiohttp import web
 from auth_plugin.app_keys import AUTHENTICATOR, LIMITER
 from auth_plugin.auth import Principal
 from auth_plugin.rate_limit import RateLimiter
-from service_error import ServiceError
+from food_rotation.service_error import ServiceError
 
 Handler = TypeVar("Handler", bound=Callable[[web.Request], Awaitable[web.StreamResponse]])
 PRINCIPAL = "principal"  # request[PRINCIPAL]: the admitted caller, for the handlers that record who did what

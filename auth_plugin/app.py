@@ -48,7 +48,7 @@ from auth_plugin.token_store import TokenStore
 from auth_plugin.torchserve_admin import ManagementError, TorchServeAdmin
 from auth_plugin.torchserve_keys import TorchServeKeys
 from auth_plugin.versions import VersionRegistry
-from service_error import ServiceError
+from food_rotation.service_error import ServiceError
 
 log = logging.getLogger("auth_plugin")
 

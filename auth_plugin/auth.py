@@ -13,7 +13,7 @@ import jwt
 
 from auth_plugin.settings import JwtSettings
 from auth_plugin.token_store import PREFIX, TokenStore, hash_token
-from service_error import ServiceError
+from food_rotation.service_error import ServiceError
 
 
 @dataclass(frozen=True)

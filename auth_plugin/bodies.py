@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from service_error import ServiceError
+from food_rotation.service_error import ServiceError
 
 
 class TooLarge(ServiceError):

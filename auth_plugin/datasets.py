@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from photo_io import TURNS, load_upright, turn
-from service_error import ServiceError
+from food_rotation.photo_io import TURNS, load_upright, turn
+from food_rotation.service_error import ServiceError
 
 HELD_OUT_SHARE = 5  # one photo in five (by its sha256) is never trained on: the smoke gate checks it
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")

@@ -22,8 +22,6 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from email import policy
-from email.parser import BytesParser
 from typing import Any
 
 from aiohttp import web
@@ -34,34 +32,12 @@ from auth_plugin.auth import Principal
 from auth_plugin.bodies import read_body, read_json_object
 from auth_plugin.datasets import DatasetError
 from auth_plugin.settings import ProxySettings
-from photo_io import TURNS
-from request_payload import parse_item
-from service_error import ServiceError
+from food_rotation.photo_io import TURNS
+from food_rotation.request_payload import multipart_fields, parse_payload
+from food_rotation.service_error import ServiceError
 
 FIELDS = ("true_degree", "model_degree", "model_version")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
-
-
-def _multipart(body: bytes, content_type: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Form fields as TorchServe hands them to the handler: files as bytes, text fields as str, and each
-    file part's own content type filed under its name."""
-    message = BytesParser(policy=policy.HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1")
-                                                          + b"\r\n\r\n" + body)
-    if not message.is_multipart():
-        raise ServiceError(400, "invalid_multipart", "the multipart body could not be parsed (boundary missing?)")
-    item: dict[str, Any] = {}
-    part_types: dict[str, Any] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str) or not name:
-            continue
-        payload = part.get_payload(decode=True) or b""
-        if part.get_filename() is None and part.get_content_maintype() == "text":
-            item[name] = payload.decode("utf-8", "replace")
-        else:
-            item[name] = payload
-            part_types[name] = {"content-type": part.get_content_type()}
-    return item, part_types
 
 
 def parse_degree(value: object, field: str, required: bool) -> int | None:
@@ -79,11 +55,10 @@ def parse_degree(value: object, field: str, required: bool) -> int | None:
 def parse_feedback(body: bytes, content_type: str, query: Mapping[str, str]) -> tuple[bytes, dict[str, Any]]:
     """(image bytes, the correction's fields); form or JSON fields win over query parameters."""
     media_type = content_type.split(";")[0].strip().lower()
-    headers: dict[str, Any] = {"content-type": content_type}
+    part_types: dict[str, str] = {}
     fields: dict[str, Any] = {name: query[name] for name in FIELDS if name in query}
     if media_type == "multipart/form-data":
-        item, part_types = _multipart(body, content_type)
-        headers.update(part_types)
+        item, part_types = multipart_fields(body, content_type)
         fields.update({name: item[name] for name in FIELDS if name in item})
     elif media_type == "application/json":
         try:
@@ -95,7 +70,7 @@ def parse_feedback(body: bytes, content_type: str, query: Mapping[str, str]) -> 
             fields.update({name: document[name] for name in FIELDS if name in document})
     else:
         item = {"body": body}
-    image = parse_item(item, headers).image
+    image = parse_payload(item, content_type, part_types=part_types).image
     version = fields.get("model_version")
     if version is not None and (not isinstance(version, str) or not _VERSION.match(version)):
         raise ServiceError(400, "invalid_model_version", "\"model_version\" must look like 1.0 (letters, digits, ._-)")

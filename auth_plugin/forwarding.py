@@ -9,7 +9,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys, send_with_key
-from service_error import ServiceError
+from food_rotation.service_error import ServiceError
 
 # Hop-by-hop headers (RFC 9110 7.6.1) never cross a proxy; nor do the caller's credentials, nor lengths that
 # the client library recomputes.

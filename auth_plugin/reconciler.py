@@ -12,7 +12,7 @@ from auth_plugin.rollout import RolloutSettings
 from auth_plugin.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
 from auth_plugin.torchserve_keys import KeysUnavailable
 from auth_plugin.versions import Route, VersionRegistry
-from service_error import ServiceError
+from food_rotation.service_error import ServiceError
 
 log = logging.getLogger("auth_plugin.reconciler")
 

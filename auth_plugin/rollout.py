@@ -19,7 +19,7 @@ from auth_plugin.archive_catalogue import ArchiveCatalogue
 from auth_plugin.smoke_gate import GateRefused, SmokeGate
 from auth_plugin.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
 from auth_plugin.versions import Route, VersionRegistry
-from service_error import ServiceError
+from food_rotation.service_error import ServiceError
 
 log = logging.getLogger("auth_plugin.rollout")
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from auth_plugin.forwarding import UpstreamError, forward
 from auth_plugin.torchserve_keys import TorchServeKeys
-from photo_io import TURNS
+from food_rotation.photo_io import TURNS
 
 _SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 

@@ -90,9 +90,9 @@ def make_images(sizes: tuple[str, ...]) -> dict[str, list[Path]]:
 def _limit_worker(weights: str, paths: list[str], handler_config: dict, batch: int, threads: int, seconds: float,
                   start, out) -> None:
     torch.set_num_threads(threads)
-    from handler_settings import HandlerSettings
-    from photo_io import load_upright
-    from rotation_model import RotationNet, as_batch, for_inference, to_pixels
+    from food_rotation.handler_settings import HandlerSettings
+    from food_rotation.photo_io import load_upright
+    from food_rotation.rotation_model import RotationNet, as_batch, for_inference, to_pixels
 
     metadata = json.loads(Path(weights).with_suffix(".json").read_text())
     settings = HandlerSettings.from_archive(metadata, handler_config)
@@ -198,8 +198,8 @@ def preprocess_ms(paths: list[Path], stock: bool, rounds: int) -> float:
     """Median time per image of the handler's decode + preprocess (or the stock handler's), one thread."""
     from ts.torch_handler.image_classifier import ImageClassifier
 
-    from photo_io import load_upright
-    from rotation_model import to_pixels
+    from food_rotation.photo_io import load_upright
+    from food_rotation.rotation_model import to_pixels
 
     torch.set_num_threads(1)
     images = [p.read_bytes() for p in paths]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from rotation_model import RotationNet
+from food_rotation.rotation_model import RotationNet
 from scripts.rotation_data import RotatedPhotos, find_photos
 from scripts.serving import ROOT
 

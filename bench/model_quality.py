@@ -36,8 +36,8 @@ import ts
 import yaml
 from torch import Tensor
 
-from abstention import calibrated
-from rotation_model import CLASSES
+from food_rotation.abstention import calibrated
+from food_rotation.rotation_model import CLASSES
 from scripts.calibration import choose_threshold, point_at, summary
 from scripts.evaluate import (
     MODEL_CONFIG,

@@ -48,6 +48,7 @@ from bench_instruments import (
 )
 from bench_report import QUICK, Cell, Plan, Run, report
 
+from scripts.archive import staged_library
 from scripts.serving import ROOT, Proxy, TorchServe, free_ports
 
 WEIGHTS = ROOT / "weights" / "food_rotation_lite0.pth"  # the shipped default (Makefile SHIPPED_WEIGHTS)
@@ -57,7 +58,7 @@ def stock_model_file(weights: Path, folder: Path) -> Path:
     """The model file the stock handler instantiates with no arguments: the weights' network, built as served."""
     metadata = json.loads(weights.with_suffix(".json").read_text())
     path = folder / "stock_model.py"
-    path.write_text("from rotation_model import RotationNet\n\n\nclass StockRotationNet(RotationNet):\n"
+    path.write_text("from food_rotation.rotation_model import RotationNet\n\n\nclass StockRotationNet(RotationNet):\n"
                     "    def __init__(self):\n"
                     f"        super().__init__({metadata['arch']!r}, {bool(metadata.get('turn_averaging'))})\n")
     return path
@@ -70,7 +71,7 @@ def build_archives(store: Path, config: Path, weights: Path) -> None:
     model_file = stock_model_file(weights, store.parent)
     for name, handler, extra in (("stock_rotation", ROOT / "bench" / "handlers" / "stock_rotation.py",
                                   ["--model-file", str(model_file), "--serialized-file", str(weights),
-                                   "--extra-files", str(ROOT / "handler" / "rotation_model.py")]),
+                                   "--extra-files", str(staged_library(store.parent))]),
                                  ("noop", ROOT / "bench" / "handlers" / "noop_handler.py", [])):
         with tempfile.TemporaryDirectory() as scratch:
             subprocess.run([archiver, "--model-name", name, "--version", "1.0", "--handler", str(handler),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from request_payload import Payload
+from food_rotation.request_payload import Payload
 
 
 @dataclass

@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torchserve_item import parse_item
 from ts.torch_handler.base_handler import BaseHandler
 
-from abstention import calibrated, decide
-from handler_settings import HandlerSettings
-from photo_io import PhotoError, load_upright, render_upright
+import food_rotation
+from food_rotation.abstention import calibrated, decide
+from food_rotation.handler_settings import HandlerSettings
+from food_rotation.photo_io import PhotoError, load_upright, render_upright
+from food_rotation.rotation_model import CLASSES, RotationNet, as_batch, for_inference, to_pixels
 from prepared import Prepared
-from request_payload import parse_item
-from rotation_model import CLASSES, RotationNet, as_batch, for_inference, to_pixels
 
 logger = logging.getLogger(__name__)
 _CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
@@ -45,8 +46,9 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
         self.model_version = str(manifest.get("modelVersion", metadata.get("version", "unknown")))
         self.manifest = context.manifest
         self.initialized = True
-        logger.info("loaded %s v%s (%s, %dpx) on %s", manifest.get("modelName"), self.model_version,
-                    self.settings.arch, self.settings.image_size, self.device)
+        logger.info("loaded %s v%s (%s, %dpx) on %s, library from %s", manifest.get("modelName"),
+                    self.model_version, self.settings.arch, self.settings.image_size, self.device,
+                    Path(food_rotation.__file__).parent)
 
     def preprocess(self, data: list[dict[str, Any]]) -> list[Prepared | PhotoError]:
         items: list[Prepared | PhotoError] = []

@@ -4,7 +4,8 @@
                        [--archive-name food_rotation-v1.0] [--export-path model_store] [--config FILE] [--force]
 
 (scripts/archive.sh runs this module; retraining calls `build_archive` as a function.) The archive holds the
-handler and every other module of handler/, the weights-only file, model-config.yaml and a metadata.json: what
+TorchServe adapter (every module of handler/), the library it adapts (the food_rotation package: imaging, payload,
+model, abstention), the weights-only file, model-config.yaml and a metadata.json: what
 this version is (arch, version, image size, turn averaging, accuracies, sha256 of the weights, created-at), its
 calibration, and where a retrained one came from (datasets, starting version).
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HANDLER_DIR = ROOT / "handler"
+LIBRARY = ROOT / "food_rotation"  # carried whole: a version runs its own library, not the one installed beside it
 MODEL_STORE = ROOT / "model_store"
 MODEL_CONFIG = HANDLER_DIR / "model-config.yaml"
 _VERSION = re.compile(r"^[0-9]+(\.[0-9]+){0,2}$")
@@ -91,6 +93,14 @@ def _checked(weights: Path, version: str, name: str, archive_name: str, config: 
         raise ArchiveBuildError(f"torch-model-archiver not found at {archiver} (run make install)")
 
 
+def staged_library(stage: Path) -> Path:
+    """A folder to pass to --extra-files that puts the food_rotation package at the archive's top (the archiver
+    copies a folder's contents, not the folder)."""
+    shutil.copytree(LIBRARY, stage / "lib" / LIBRARY.name, ignore=shutil.ignore_patterns("__pycache__"),
+                    dirs_exist_ok=True)
+    return stage / "lib"
+
+
 def build_archive(weights: Path, version: str, name: str = "food_rotation", archive_name: str | None = None,
                   export_path: Path = MODEL_STORE, config: Path = MODEL_CONFIG, force: bool = False,
                   archiver: Path | None = None) -> Path:
@@ -105,16 +115,15 @@ def build_archive(weights: Path, version: str, name: str = "food_rotation", arch
     document = metadata(weights, name, version)
     export_path.mkdir(parents=True, exist_ok=True)
     extra = [str(module) for module in sorted(HANDLER_DIR.glob("*.py"))  # the handler imports them by name
-             if module.name not in ("rotation_model.py", "rotation_handler.py")]
+             if module.name != "rotation_handler.py"]
     # torch-model-archiver scratches in $TMPDIR/<model-name> and deletes it: every build gets its own TMPDIR.
     with tempfile.TemporaryDirectory(prefix="archive.") as stage:
         (Path(stage) / "tmp").mkdir()
         (Path(stage) / "metadata.json").write_text(json.dumps(document, indent=2) + "\n")
         built = subprocess.run(
-            [str(archiver), "--model-name", name, "--version", version,
-             "--model-file", str(HANDLER_DIR / "rotation_model.py"), "--serialized-file", str(weights),
+            [str(archiver), "--model-name", name, "--version", version, "--serialized-file", str(weights),
              "--handler", str(HANDLER_DIR / "rotation_handler.py"),
-             "--extra-files", ",".join([*extra, str(Path(stage) / "metadata.json")]),
+             "--extra-files", ",".join([*extra, str(Path(stage) / "metadata.json"), str(staged_library(Path(stage)))]),
              "--config-file", str(config), "--export-path", stage],
             env={**os.environ, "TMPDIR": str(Path(stage) / "tmp")}, capture_output=True, text=True, check=False)
         if built.returncode != 0:

@@ -3,7 +3,7 @@
 Items are (logits or probabilities, label) with label k meaning "turn CLASSES[k] degrees to make it upright",
 so label 0 is an upright photo. What matters to a user is asymmetric: turning an upright photo (harm) is worse
 than leaving a turned one alone (a missed fix), so the threshold is chosen under a bound on harm.
-Thresholds compare as the handler does (handler/abstention.py): a photo is turned when confidence >= threshold.
+Thresholds compare as the handler does (food_rotation/abstention.py): a photo is turned when confidence >= threshold.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from rotation_model import CLASSES
+from food_rotation.rotation_model import CLASSES
 
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
 _GOLDEN = (math.sqrt(5) - 1) / 2

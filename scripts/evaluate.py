@@ -30,8 +30,8 @@ import torch
 import yaml
 from torch import Tensor
 
-from abstention import calibrated
-from rotation_model import CLASSES, DEFAULT_IMAGE_SIZE, RotationNet
+from food_rotation.abstention import calibrated
+from food_rotation.rotation_model import CLASSES, DEFAULT_IMAGE_SIZE, RotationNet
 from scripts.calibration import (
     MAX_TEMPERATURE,
     MIN_TEMPERATURE,

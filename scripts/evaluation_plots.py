@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from rotation_model import CLASSES
+from food_rotation.rotation_model import CLASSES
 from scripts.calibration import Point
 
 _HARM_TICKS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)

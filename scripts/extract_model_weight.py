@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from rotation_model import ARCHS, CLASSES, DEFAULT_IMAGE_SIZE, RotationNet
+from food_rotation.rotation_model import ARCHS, CLASSES, DEFAULT_IMAGE_SIZE, RotationNet
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 

@@ -15,7 +15,7 @@ import timm
 import torch
 from torch import Tensor
 
-from rotation_model import RotationNet
+from food_rotation.rotation_model import RotationNet
 
 _HEAD = ("classifier.weight", "classifier.bias")  # ImageNet's 1000 classes: replaced by the four turns
 

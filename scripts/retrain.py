@@ -46,11 +46,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from abstention import calibrated
 from auth_plugin.datasets import DatasetError, DatasetStore, union
 from auth_plugin.models_cli import DEFAULT_URL, Refused, admin_call, admin_token, find_admin_token
 from auth_plugin.settings import ROOT, ProxySettings
-from rotation_model import CLASSES, RotationNet
+from food_rotation.abstention import calibrated
+from food_rotation.rotation_model import CLASSES, RotationNet
 from scripts import evaluate, extract_model_weight, make_demo_data, train
 from scripts.archive import build_archive
 from scripts.calibration import expected_calibration_error, fit_temperature, nll

@@ -13,8 +13,8 @@ import torch
 from PIL import Image, ImageEnhance, ImageFilter
 from torch.utils.data import DataLoader, Dataset
 
-from photo_io import load_upright, turn
-from rotation_model import CLASSES, to_pixels
+from food_rotation.photo_io import load_upright, turn
+from food_rotation.rotation_model import CLASSES, to_pixels
 
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 MAX_TRAINING_PIXELS = 200_000_000

@@ -17,7 +17,7 @@ import torch
 
 from auth_plugin.archive_catalogue import ArchiveError, read_archive
 from auth_plugin.models_cli import Refused, admin_call
-from rotation_model import CLASSES, RotationNet
+from food_rotation.rotation_model import CLASSES, RotationNet
 
 
 class ServedWeightsError(Exception):

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from rotation_model import ARCHS, CLASSES, DEFAULT_ARCH, DEFAULT_IMAGE_SIZE, RotationNet
+from food_rotation.rotation_model import ARCHS, CLASSES, DEFAULT_ARCH, DEFAULT_IMAGE_SIZE, RotationNet
 from scripts.rotation_data import (
     RotatedPhotos,
     accuracy,

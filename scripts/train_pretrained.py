@@ -23,17 +23,18 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from rotation_model import CLASSES, DEFAULT_IMAGE_SIZE, RotationNet
+from food_rotation.rotation_model import CLASSES, DEFAULT_IMAGE_SIZE, RotationNet
 from scripts.pretrained import imagenet_rotation_net
 from scripts.rotation_data import RotatedPhotos, accuracy, augment, confusion_matrix, find_photos, loader
 from scripts.train import save_atomically
+from scripts.train_end_to_end import EndToEnd, fine_tune_end_to_end
 
 VIEWS = {"real": 8, "composite": 1, "text": 1, "scenes": 1}  # augmented views per photo and epoch of the cache
 
@@ -43,11 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("data", type=Path, help="train/<kind>/ and heldout/real/ (scripts/real_scenes.py)")
     parser.add_argument("--out", type=Path, default=Path("checkpoints/lite0.tar"))
     parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE)
-    parser.add_argument("--frozen-blocks", type=int, default=5, help="efficientnet blocks kept at ImageNet weights")
+    parser.add_argument("--frozen-blocks", type=int, help="efficientnet blocks kept at ImageNet weights "
+                        "(default 5; 0 with --end-to-end)")
     parser.add_argument("--views-scale", type=float, default=1.0, help="multiply every kind's views (quick runs)")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, help="default 4; 12 with --end-to-end")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, help="default 2e-3; 1e-3 with --end-to-end")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cache-dir", type=Path, default=Path("checkpoints/cache"),
@@ -55,6 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-turn-averaging", dest="turn_averaging", action="store_false",
                         help="serve one forward pass per photo, not four (faster, less accurate)")
     parser.add_argument("--init", type=Path, help="start from these weights (.pth) instead of ImageNet's")
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="fresh augmentations every epoch, every unfrozen block learning "
+                             "(scripts/train_end_to_end.py); --frozen-blocks then defaults to 0")
+    parser.add_argument("--backbone-lr-scale", type=float, default=EndToEnd.backbone_lr_scale)
+    parser.add_argument("--workers", type=int, default=EndToEnd.workers, help="loader processes (--end-to-end)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser.parse_args(argv)
 
 
@@ -176,6 +184,10 @@ def fine_tune(model: RotationNet, groups: Sequence[tuple[str, Sequence[Path], in
     return history
 
 
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     if args.init is not None:
@@ -183,16 +195,23 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
     else:
         model = imagenet_rotation_net()
-    options = FineTuning(args.image_size, args.frozen_blocks, args.epochs, args.batch_size, args.lr, args.seed)
     held_out_folder = args.data / "heldout" / "real"
     held_out = find_photos(held_out_folder) if held_out_folder.is_dir() else []
+    groups = folder_groups(args.data, args.views_scale)
     started = time.perf_counter()
-    history = fine_tune(model, folder_groups(args.data, args.views_scale), held_out, options, args.cache_dir)
+    if args.end_to_end:
+        options = EndToEnd(args.image_size, _or(args.frozen_blocks, 0), _or(args.epochs, 12), args.batch_size,
+                           _or(args.lr, 1e-3), args.backbone_lr_scale, args.seed, args.workers)
+        history = fine_tune_end_to_end(model, groups, held_out, options, torch.device(args.device))
+    else:
+        options = FineTuning(args.image_size, _or(args.frozen_blocks, 5), _or(args.epochs, 4), args.batch_size,
+                             _or(args.lr, 2e-3), args.seed)
+        history = fine_tune(model, groups, held_out, options, args.cache_dir)
     saved = {
-        "epoch": args.epochs, "state_dict": model.state_dict(), "arch": "efficientnet_lite0",
+        "epoch": options.epochs, "state_dict": model.state_dict(), "arch": "efficientnet_lite0",
         "classes": list(CLASSES), "image_size": args.image_size, "train_acc": history[-1]["train_acc"],
-        "val_acc": history[-1]["val_acc"], "seed": args.seed, "frozen_blocks": args.frozen_blocks,
-        "turn_averaging": args.turn_averaging,
+        "val_acc": history[-1]["val_acc"], "seed": args.seed, "frozen_blocks": options.frozen_blocks,
+        "turn_averaging": args.turn_averaging, "recipe": type(options).__name__, "options": asdict(options),
         "history": history, "train_s": round(time.perf_counter() - started),
     }
     save_atomically(saved, args.out)

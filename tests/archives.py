@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from rotation_model import CLASSES, RotationNet
+from food_rotation.rotation_model import CLASSES, RotationNet
 
 
 def state_bytes(arch: str = "mobilenet_v3_small") -> bytes:

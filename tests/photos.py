@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from photo_io import ORIENTATIONS
+from food_rotation.photo_io import ORIENTATIONS
 from scripts.make_demo_data import render_scene
 
 # The transpose that undoes each orientation's: stored pixels = INVERSE(upright), so that a viewer applying

@@ -18,7 +18,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from rotation_model import RotationNet
+from food_rotation.rotation_model import RotationNet
 from scripts.serving import Proxy, TorchServe, free_ports
 from tests.conftest import ROOT
 

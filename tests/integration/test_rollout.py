@@ -12,7 +12,7 @@ import pytest
 import requests
 import torch
 
-from rotation_model import RotationNet
+from food_rotation.rotation_model import RotationNet
 from scripts.serving import Proxy
 from tests.integration.conftest import (
     build_archive,

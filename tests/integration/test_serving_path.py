@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 from PIL import Image
 
+from scripts.serving import ROOT
 from tests.integration.conftest import worker_pids
 from tests.photos import CLEAR_SCENES, encode, jpeg_with_orientation, png_bomb, png_header, rotated, scene
 
@@ -23,6 +26,15 @@ def test_ping_needs_torchserve_key(torchserve, inference_headers):
     assert requests.get(f"{torchserve.inference_url}/ping", timeout=10).status_code == 400
     answer = requests.get(f"{torchserve.inference_url}/ping", headers=inference_headers, timeout=10)
     assert answer.json()["status"] == "Healthy"
+
+
+def test_workers_run_the_library_their_archive_carries(torchserve, predict):
+    """Each version runs its own food_rotation, not the copy installed beside TorchServe (pip install -e .)."""
+    assert predict(encode(scene(CLEAR_SCENES[0]), "JPEG")).status_code == 200
+    log = (torchserve.home / "logs" / "model_log.log").read_text()
+    loaded = re.findall(r"library from (\S+)", log)
+    assert loaded and all(Path(path).name == "food_rotation" for path in loaded)
+    assert str(ROOT / "food_rotation") not in loaded
 
 
 @pytest.mark.parametrize("degree", [0, 90, 180, 270])

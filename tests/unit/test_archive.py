@@ -29,9 +29,12 @@ def test_archive_holds_handler_model_weights_config_and_metadata(tmp_path, weigh
         metadata = json.loads(mar.read("metadata.json"))
         config = yaml.safe_load(mar.read("model-config.yaml"))
         weights = mar.read(weights_copy.name)
-    handler_files = {path.name for path in (ROOT / "handler").glob("*.py")}  # every module the handler imports
-    assert {"rotation_handler.py", "photo_io.py", "prepared.py"} <= handler_files
-    assert handler_files | {weights_copy.name, "metadata.json", "model-config.yaml"} <= names
+    handler_files = {path.name for path in (ROOT / "handler").glob("*.py")}  # the adapter, flat at the top
+    library = {f"food_rotation/{path.name}" for path in (ROOT / "food_rotation").glob("*.py")}  # its own library
+    assert {"rotation_handler.py", "prepared.py"} <= handler_files
+    assert {"food_rotation/__init__.py", "food_rotation/photo_io.py", "food_rotation/rotation_model.py"} <= library
+    assert handler_files | library | {weights_copy.name, "metadata.json", "model-config.yaml"} <= names
+    assert not any("__pycache__" in name for name in names)
     assert manifest["modelName"] == "food_rotation" and manifest["modelVersion"] == "2.1"
     assert manifest["handler"] == "rotation_handler.py" and manifest["serializedFile"] == weights_copy.name
     assert metadata["version"] == "2.1" and metadata["arch"] == "mobilenet_v3_small"

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rotation_model import CLASSES, RotationNet
+from food_rotation.rotation_model import CLASSES, RotationNet
 from scripts import evaluate
 from scripts.calibration import (
     NEVER,

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from auth_plugin.datasets import DatasetError, DatasetStore, is_held_out, union
-from photo_io import PhotoError
+from food_rotation.photo_io import PhotoError
 from tests.photos import encode, jpeg_with_orientation, rotated, same_picture, scene
 
 LIMIT = 100_000_000

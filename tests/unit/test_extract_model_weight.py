@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rotation_model import RotationNet
+from food_rotation.rotation_model import RotationNet
 from scripts.extract_model_weight import main, strip_prefixes
 
 

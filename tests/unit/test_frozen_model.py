@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rotation_model import RotationNet, as_batch, for_inference
+from food_rotation.rotation_model import RotationNet, as_batch, for_inference
 
 
 @pytest.mark.parametrize(("arch", "turn_averaging"), [("efficientnet_lite0", True), ("mobilenet_v3_small", False)])

@@ -7,9 +7,9 @@ import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torchserve_item import parse_item
 
-from photo_io import PhotoError, load_upright
-from request_payload import parse_item
+from food_rotation.photo_io import PhotoError, load_upright
 from tests.photos import encode, scene
 
 SEEDS = [encode(scene(1001).resize((64, 48)), fmt) for fmt in ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from photo_io import ORIENTATIONS, PhotoError, load_upright, render_upright, turn
-from rotation_model import to_pixels
+from food_rotation.photo_io import ORIENTATIONS, PhotoError, load_upright, render_upright, turn
+from food_rotation.rotation_model import to_pixels
 from tests.photos import encode, jpeg_with_orientation, png_header, same_picture, scene
 
 LIMIT = 100_000_000

@@ -8,7 +8,7 @@ import torch
 from efficientnet_lite_pytorch import EfficientNet
 from PIL import Image
 
-from rotation_model import RotationNet
+from food_rotation.rotation_model import RotationNet
 from scripts.pretrained import imagenet_rotation_net, package_state_dict, to_timm
 from tests.photos import scene
 

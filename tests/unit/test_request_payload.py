@@ -2,9 +2,10 @@ import base64
 import json
 
 import pytest
+from torchserve_item import parse_item
 
-from photo_io import PhotoError
-from request_payload import format_from_accept, parse_item
+from food_rotation.photo_io import PhotoError
+from food_rotation.request_payload import format_from_accept
 
 JPEG = b"\xff\xd8\xff\xe0fake-jpeg"
 

@@ -15,7 +15,7 @@ import torch
 from auth_plugin import models_cli
 from auth_plugin.datasets import DatasetStore
 from auth_plugin.models_cli import Refused
-from rotation_model import RotationNet
+from food_rotation.rotation_model import RotationNet
 from scripts import extract_model_weight, retrain, served_weights
 from scripts.calibration import fit_temperature
 from scripts.retrain import REFIT_MIN_PHOTOS, next_version, starting_weights, temperature_fields

@@ -17,7 +17,7 @@ import yaml
 from PIL import Image, ImageOps
 from ts.context import Context, RequestProcessor
 
-from photo_io import turn
+from food_rotation.photo_io import turn
 from rotation_handler import RotationHandler
 from tests.conftest import ROOT
 from tests.photos import CLEAR_SCENES, encode, jpeg_with_orientation, rotated, scene

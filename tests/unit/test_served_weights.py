@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import torch
 
-from rotation_model import RotationNet
+from food_rotation.rotation_model import RotationNet
 from scripts.served_weights import ServedWeightsError, served_weights
 from tests.archives import state_bytes, write_mar
 from tests.conftest import ROOT

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from handler_settings import HandlerSettings
+from food_rotation.handler_settings import HandlerSettings
 from scripts.archive import metadata as build_metadata
 from scripts.serving import ROOT, TorchServe, allowed_urls_for, read_properties
 

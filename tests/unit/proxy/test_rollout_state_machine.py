@@ -10,7 +10,7 @@ import pytest
 
 from auth_plugin.rollout import Rollouts, RolloutSettings
 from auth_plugin.versions import Route, VersionRegistry
-from service_error import ServiceError
+from food_rotation.service_error import ServiceError
 from tests.archives import write_mar
 from tests.unit.proxy.fakes import FakeAdmin, FakeGate
 

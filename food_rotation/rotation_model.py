@@ -17,7 +17,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torchvision import models
 
-from photo_io import TURNS
+from food_rotation.photo_io import TURNS
 
 # Normalisation lives in the model, so the handler, training and evaluation all feed it plain uint8 pixels.
 # Per architecture: the ImageNet statistics for torchvision's, [-1, 1] for EfficientNet-Lite (as it was trained).

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rotation_model import CLASSES
+from food_rotation.rotation_model import CLASSES
 
 
 def calibrated(logits: Tensor, temperature: float) -> Tensor:

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from photo_io import DEFAULT_MAX_IMAGE_PIXELS
-from rotation_model import DEFAULT_IMAGE_SIZE
+from food_rotation.photo_io import DEFAULT_MAX_IMAGE_PIXELS
+from food_rotation.rotation_model import DEFAULT_IMAGE_SIZE
 
 # Fixed by training and calibration, so read from metadata.json only, never from model-config.yaml.
 _FROM_METADATA = frozenset({"arch", "image_size", "temperature", "turn_averaging"})

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from service_error import ServiceError
+from food_rotation.service_error import ServiceError
 
 TURNS: tuple[int, ...] = (0, 90, 180, 270)  # the counter-clockwise quarter turns: the model's four classes
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # above a 50 MP phone photo, below a decompression bomb

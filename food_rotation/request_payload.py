@@ -1,4 +1,8 @@
-"""Turn one TorchServe request item into image bytes and the answer format the caller asked for.
+"""A request's fields -> the photo's bytes, the answer format the caller asked for and its bar (`Payload`).
+
+The fields are what a body or a form holds (name -> bytes, text or parsed JSON), with the request's content type,
+Accept and X-Min-Confidence headers and each multipart file part's own content type: TorchServe's adapter
+(handler/torchserve_item.py) and the gateway's feedback route (multipart_fields) both call `parse_payload`.
 
 Accepted inputs: the raw image as the body (any `image/*` or `application/octet-stream`), a JSON object
 `{"image": "<base64>", "format": "json|jpeg|png"}`, or a multipart form with a file field. The upright image
@@ -16,9 +20,11 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email import policy
+from email.parser import BytesParser
 from typing import Any
 
-from photo_io import PhotoError
+from food_rotation.photo_io import PhotoError
 
 IMAGE_FIELDS = ("body", "data", "file", "image")
 _FORMATS = {"json": None, "jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
@@ -32,17 +38,25 @@ class Payload:
     min_confidence: float | None = None  # this request's bar; None: the model's configured one
 
 
-def _header(headers: Mapping[str, Any], name: str) -> str:
-    for key, value in headers.items():
-        if key.lower() == name and isinstance(value, str):
-            return value
-    return ""
-
-
-def _part_type(headers: Mapping[str, Any], name: str) -> str:
-    """TorchServe files each multipart part's own headers under the part's name."""
-    part = headers.get(name)
-    return str(part.get("content-type", "")).lower() if isinstance(part, Mapping) else ""
+def multipart_fields(body: bytes, content_type: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """A multipart form's fields (files as bytes, text fields as str) and each file part's own content type."""
+    message = BytesParser(policy=policy.HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1")
+                                                          + b"\r\n\r\n" + body)
+    if not message.is_multipart():
+        raise PhotoError(400, "invalid_multipart", "the multipart body could not be parsed (boundary missing?)")
+    fields: dict[str, Any] = {}
+    part_types: dict[str, str] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or not name:
+            continue
+        payload = part.get_payload(decode=True) or b""
+        if part.get_filename() is None and part.get_content_maintype() == "text":
+            fields[name] = payload.decode("utf-8", "replace")
+        else:
+            fields[name] = payload
+            part_types[name] = part.get_content_type()
+    return fields, part_types
 
 
 def format_from_accept(accept: str) -> str | None:
@@ -95,9 +109,11 @@ def _from_json(document: object) -> tuple[bytes, dict[str, Any]]:
     return decode_base64(document["image"]), document
 
 
-def parse_item(item: Mapping[str, Any], headers: Mapping[str, Any]) -> Payload:
-    """Raises PhotoError naming the problem when the item carries no usable image."""
-    content_type = _header(headers, "content-type").split(";")[0].strip().lower()
+def parse_payload(item: Mapping[str, Any], content_type: str, accept: str = "", min_confidence_header: str = "",
+                  part_types: Mapping[str, str] | None = None) -> Payload:
+    """Raises PhotoError naming the problem when the fields carry no usable image."""
+    part_types = part_types or {}
+    content_type = content_type.split(";")[0].strip().lower()
     if content_type == "application/x-www-form-urlencoded":
         raise PhotoError(
             415,
@@ -109,7 +125,8 @@ def parse_item(item: Mapping[str, Any], headers: Mapping[str, Any]) -> Payload:
     field = next((name for name in IMAGE_FIELDS if name in item), None)
     if field is None:  # a multipart form whose file field has another name: its first image or binary file part
         field = next((name for name, value in item.items() if isinstance(value, (bytes, bytearray)) and value
-                      and _part_type(headers, name).startswith(("image/", "application/octet-stream"))), None)
+                      and part_types.get(name, "").lower().startswith(("image/", "application/octet-stream"))),
+                     None)
     if field is None:
         raise PhotoError(400, "missing_image",
                          "no image found: send it as the body, as a multipart file field, or as JSON {\"image\": ...}")
@@ -127,10 +144,9 @@ def parse_item(item: Mapping[str, Any], headers: Mapping[str, Any]) -> Payload:
         image, fields = _from_json(value)
     fields = {**fields, **item}  # form fields and query parameters win over the JSON object's keys
     format_value = fields.get("format")
-    output_format = _format_field(format_value) if format_value is not None else format_from_accept(
-        _header(headers, "accept"))
+    output_format = _format_field(format_value) if format_value is not None else format_from_accept(accept)
     bar = fields.get("min_confidence")
     if bar is None:
-        bar = _header(headers, "x-min-confidence") or None
+        bar = min_confidence_header or None
     min_confidence = min_confidence_field(bar) if bar is not None else None
     return Payload(image=image, output_format=output_format, min_confidence=min_confidence)
