@@ -3,7 +3,7 @@
     python -m auth_plugin tokens issue --user alice --scopes predict --ttl 30d   # prints the token once
     python -m auth_plugin tokens list
     python -m auth_plugin tokens revoke 3                                       # effective within a second
-    python -m auth_plugin models deploy food_rotation-v2.0.mar --canary 10      # see auth_plugin/models_cli.py
+    python -m auth_plugin models deploy food_rotation-v2.0.mar --canary 10      # see auth_plugin/control/models_cli.py
     python -m auth_plugin serve                                                 # PROXY_* variables configure it
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
-from auth_plugin import models_cli
 from auth_plugin.app import AccessLogger, create_app
+from auth_plugin.control import models_cli
 from auth_plugin.settings import ProxySettings
 from auth_plugin.token_store import SCOPES, TokenStore
 

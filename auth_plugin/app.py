@@ -20,7 +20,6 @@ import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from auth_plugin import admin_api, feedback_api
 from auth_plugin.access import authorize, requires
 from auth_plugin.app_keys import (
     AUTHENTICATOR,
@@ -36,18 +35,20 @@ from auth_plugin.app_keys import (
 )
 from auth_plugin.auth import Authenticator, AuthError, JwtVerifier
 from auth_plugin.bodies import read_body
-from auth_plugin.datasets import DatasetStore
+from auth_plugin.control import admin_api
+from auth_plugin.control.reconciler import Reconciler
+from auth_plugin.control.rollout import Rollouts, RolloutSettings
+from auth_plugin.control.smoke_gate import SmokeGate
+from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin
+from auth_plugin.control.versions import VersionRegistry
+from auth_plugin.feedback import feedback_api
+from auth_plugin.feedback.datasets import DatasetStore
 from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers, forwarded_query
 from auth_plugin.proxy_metrics import ProxyMetrics
 from auth_plugin.rate_limit import RateLimiter
-from auth_plugin.reconciler import Reconciler
-from auth_plugin.rollout import Rollouts, RolloutSettings
 from auth_plugin.settings import ProxySettings
-from auth_plugin.smoke_gate import SmokeGate
 from auth_plugin.token_store import TokenStore
-from auth_plugin.torchserve_admin import ManagementError, TorchServeAdmin
 from auth_plugin.torchserve_keys import TorchServeKeys
-from auth_plugin.versions import VersionRegistry
 from food_rotation.service_error import ServiceError
 
 log = logging.getLogger("auth_plugin")

@@ -6,14 +6,14 @@ import aiohttp
 from aiohttp import web
 
 from auth_plugin.auth import Authenticator
-from auth_plugin.datasets import DatasetStore
+from auth_plugin.control.rollout import Rollouts
+from auth_plugin.control.torchserve_admin import TorchServeAdmin
+from auth_plugin.control.versions import VersionRegistry
+from auth_plugin.feedback.datasets import DatasetStore
 from auth_plugin.proxy_metrics import ProxyMetrics
 from auth_plugin.rate_limit import RateLimiter
-from auth_plugin.rollout import Rollouts
 from auth_plugin.settings import ProxySettings
-from auth_plugin.torchserve_admin import TorchServeAdmin
 from auth_plugin.torchserve_keys import TorchServeKeys
-from auth_plugin.versions import VersionRegistry
 
 SETTINGS = web.AppKey("settings", ProxySettings)
 SESSION = web.AppKey("session", aiohttp.ClientSession)  # the one pooled client to TorchServe

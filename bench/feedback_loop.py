@@ -32,8 +32,8 @@ import numpy as np
 import requests
 from PIL import Image, ImageEnhance
 
-from auth_plugin.datasets import DatasetStore
-from auth_plugin.smoke_gate import TURNS, validation_images
+from auth_plugin.control.smoke_gate import TURNS, validation_images
+from auth_plugin.feedback.datasets import DatasetStore
 from scripts.make_demo_data import render_scene
 from scripts.serving import ROOT, Proxy, TorchServe, free_ports
 

@@ -14,9 +14,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+from bench_instruments import make_images
 
 from scripts.serving import MODEL_NAME, PROXY_URL, ROOT, RUN_DIR, TorchServe
-from tests.photos import encode, rotated, scene
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     server = TorchServe(home=RUN_DIR / "torchserve", model_store=ROOT / "model_store")
     token = (RUN_DIR / "proxy" / "demo_token").read_text().strip()
-    photo = encode(rotated(scene(7), 90).resize((1152, 864)), "JPEG", quality=90)  # about 1 MP
+    photo = make_images(("1 MP",))["1 MP"][0].read_bytes()
     targets = {
         "TorchServe direct": (f"{server.inference_url}/predictions/{MODEL_NAME}",
                               lambda: {"Authorization": f"Bearer {server.keys()['inference']}"}),

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import requests
+from feedback_loop import dim_closeup, serving_loop, trained_seconds
 from PIL import Image, ImageOps
 
-from auth_plugin.datasets import DatasetStore
-from auth_plugin.smoke_gate import TURNS
-from bench.feedback_loop import dim_closeup, serving_loop, trained_seconds
+from auth_plugin.control.smoke_gate import TURNS
+from auth_plugin.feedback.datasets import DatasetStore
 from scripts.make_demo_data import render_scene
 from scripts.serving import ROOT
 

@@ -46,8 +46,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from auth_plugin.datasets import DatasetError, DatasetStore, union
-from auth_plugin.models_cli import DEFAULT_URL, Refused, admin_call, admin_token, find_admin_token
+from auth_plugin.control.models_cli import DEFAULT_URL, Refused, admin_call, admin_token, find_admin_token
+from auth_plugin.feedback.datasets import DatasetError, DatasetStore, union
 from auth_plugin.settings import ROOT, ProxySettings
 from food_rotation.abstention import calibrated
 from food_rotation.rotation_model import CLASSES, RotationNet

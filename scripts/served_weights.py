@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from auth_plugin.archive_catalogue import ArchiveError, read_archive
-from auth_plugin.models_cli import Refused, admin_call
+from auth_plugin.control.archive_catalogue import ArchiveError, read_archive
+from auth_plugin.control.models_cli import Refused, admin_call
 from food_rotation.rotation_model import CLASSES, RotationNet
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from auth_plugin.datasets import DatasetError, DatasetStore, is_held_out, union
+from auth_plugin.feedback.datasets import DatasetError, DatasetStore, is_held_out, union
 from food_rotation.photo_io import PhotoError
 from tests.photos import encode, jpeg_with_orientation, rotated, same_picture, scene
 

@@ -12,9 +12,9 @@ import zipfile
 import pytest
 import torch
 
-from auth_plugin import models_cli
-from auth_plugin.datasets import DatasetStore
-from auth_plugin.models_cli import Refused
+from auth_plugin.control import models_cli
+from auth_plugin.control.models_cli import Refused
+from auth_plugin.feedback.datasets import DatasetStore
 from food_rotation.rotation_model import RotationNet
 from scripts import extract_model_weight, retrain, served_weights
 from scripts.calibration import fit_temperature

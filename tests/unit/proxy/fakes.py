@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from auth_plugin.smoke_gate import GateRefused
-from auth_plugin.torchserve_admin import ManagementError, VersionState
+from auth_plugin.control.smoke_gate import GateRefused
+from auth_plugin.control.torchserve_admin import ManagementError, VersionState
 
 
 class FakeAdmin:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from auth_plugin.reconciler import Reconciler
-from auth_plugin.rollout import RolloutSettings
-from auth_plugin.versions import Route, VersionRegistry
+from auth_plugin.control.reconciler import Reconciler
+from auth_plugin.control.rollout import RolloutSettings
+from auth_plugin.control.versions import Route, VersionRegistry
 from tests.unit.proxy.fakes import FakeAdmin
 
 

@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from auth_plugin.rollout import Rollouts, RolloutSettings
-from auth_plugin.versions import Route, VersionRegistry
+from auth_plugin.control.rollout import Rollouts, RolloutSettings
+from auth_plugin.control.versions import Route, VersionRegistry
 from food_rotation.service_error import ServiceError
 from tests.archives import write_mar
 from tests.unit.proxy.fakes import FakeAdmin, FakeGate

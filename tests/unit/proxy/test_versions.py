@@ -4,8 +4,8 @@ import zipfile
 
 import pytest
 
-from auth_plugin.archive_catalogue import ArchiveError, ArchiveInfo, read_archive
-from auth_plugin.versions import Route, VersionRegistry
+from auth_plugin.control.archive_catalogue import ArchiveError, ArchiveInfo, read_archive
+from auth_plugin.control.versions import Route, VersionRegistry
 
 
 @pytest.fixture

@@ -21,12 +21,12 @@ from typing import Any
 
 from aiohttp import web
 
-from auth_plugin import version_views
 from auth_plugin.access import requires
 from auth_plugin.app_keys import DATASETS, REGISTRY, ROLLOUTS
 from auth_plugin.bodies import read_json_object
-from auth_plugin.datasets import DatasetError, union
-from auth_plugin.rollout import RolloutError
+from auth_plugin.control import version_views
+from auth_plugin.control.rollout import RolloutError
+from auth_plugin.feedback.datasets import DatasetError, union
 
 log = logging.getLogger("auth_plugin.admin")
 

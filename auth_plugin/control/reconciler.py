@@ -7,14 +7,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from auth_plugin.archive_catalogue import ArchiveCatalogue
-from auth_plugin.rollout import RolloutSettings
-from auth_plugin.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
+from auth_plugin.control.archive_catalogue import ArchiveCatalogue
+from auth_plugin.control.rollout import RolloutSettings
+from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
+from auth_plugin.control.versions import Route, VersionRegistry
 from auth_plugin.torchserve_keys import KeysUnavailable
-from auth_plugin.versions import Route, VersionRegistry
 from food_rotation.service_error import ServiceError
 
-log = logging.getLogger("auth_plugin.reconciler")
+log = logging.getLogger("auth_plugin.control.reconciler")
 
 
 class Reconciler:

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auth_plugin.archive_catalogue import ArchiveCatalogue
-from auth_plugin.smoke_gate import GateRefused, SmokeGate
-from auth_plugin.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
-from auth_plugin.versions import Route, VersionRegistry
+from auth_plugin.control.archive_catalogue import ArchiveCatalogue
+from auth_plugin.control.smoke_gate import GateRefused, SmokeGate
+from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
+from auth_plugin.control.versions import Route, VersionRegistry
 from food_rotation.service_error import ServiceError
 
-log = logging.getLogger("auth_plugin.rollout")
+log = logging.getLogger("auth_plugin.control.rollout")
 
 
 class RolloutError(ServiceError):

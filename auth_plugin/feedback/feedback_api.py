@@ -30,7 +30,7 @@ from auth_plugin.access import PRINCIPAL, requires
 from auth_plugin.app_keys import DATASETS
 from auth_plugin.auth import Principal
 from auth_plugin.bodies import read_body, read_json_object
-from auth_plugin.datasets import DatasetError
+from auth_plugin.feedback.datasets import DatasetError
 from auth_plugin.settings import ProxySettings
 from food_rotation.photo_io import TURNS
 from food_rotation.request_payload import multipart_fields, parse_payload

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from auth_plugin.archive_catalogue import ArchiveInfo
-from auth_plugin.rollout import Rollouts
-from auth_plugin.versions import VersionRegistry
+from auth_plugin.control.archive_catalogue import ArchiveInfo
+from auth_plugin.control.rollout import Rollouts
+from auth_plugin.control.versions import VersionRegistry
 
 
 async def versions(rollouts: Rollouts, registry: VersionRegistry, model: str) -> list[dict[str, Any]]:
