@@ -7,7 +7,7 @@ harm <= 1 % on the held-out real photos. flatlay/ has no "up": there the share l
 Serving, the real stack: each candidate's archive (scripts/archive.sh) in its own TorchServe, held-out real photos
 at concurrency 1 and 4, then the workers' RSS and PSS. The first candidate is the shipped one.
 
-    .venv/bin/python bench/model_quality.py --candidate lite0-224=weights/food_rotation_lite0.pth \
+    .venv/bin/python bench/model_quality.py --candidate lite0-160=weights/food_rotation_lite0.pth \
         --candidate demo=weights/food_rotation_demo.pth [--seconds 10] [--limit N] [--out bench/MODEL_QUALITY.md]
 """
 
@@ -182,7 +182,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
             *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidate", type=Candidate.parse, action="append", required=True, metavar="NAME=WEIGHTS",
                         help="a weights .pth with its .json (arch, image_size, temperature); the first is shipped")
@@ -193,58 +193,58 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, quality part")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "MODEL_QUALITY.md")
-    args = parser.parse_args(argv)
-    command = shlex.join([".venv/bin/python", "bench/model_quality.py", *(sys.argv[1:] if argv is None else argv)])
-    torch.set_num_threads(args.threads)
-    min_confidence = (args.min_confidence if args.min_confidence is not None
-                      else configured_min_confidence(args.config)[0])
-    config = yaml.safe_load(args.config.read_text())
-    workers = config["minWorkers"]
-    try:
-        sets = {name: subset(find_photos(folder), args.limit) for name, folder in SETS.items()}
-    except FileNotFoundError as exc:
-        raise SystemExit(f"{exc}: make the held-out sets first (make weights, scripts/real_scenes.py)") from exc
-    candidates: list[Candidate] = args.candidate
+    return parser.parse_args(argv)
 
-    scored, chosen = {}, {}
-    for candidate in candidates:
-        scored[candidate.name] = quality(candidate, sets, args.batch_size)
-        chosen[candidate.name] = rounded_up(choose_threshold(*scored[candidate.name]["real"], MAX_HARM))
-        print(f"{candidate.name}: scored; harm <= {MAX_HARM:.0%} on real from {threshold_text(chosen[candidate.name])}",
-              flush=True)
-    real = [path.read_bytes() for path in sets["real"]]
-    served = {}
-    for candidate in candidates:
-        served[candidate.name] = serve(candidate, args.config, real, args.seconds, workers)
-        print(f"{candidate.name}: " + ", ".join(f"c={c} {rate:.1f}/s" for c, (rate, _, _)
-                                                in served[candidate.name].measured.items()), flush=True)
 
-    def thresholds(candidate: Candidate) -> list[tuple[str, float]]:
-        """--min-confidence for all; the harm <= 1 % threshold too where it differs."""
-        pairs = [(f"{min_confidence:.4f} (min_confidence)", min_confidence)]
-        if chosen[candidate.name] != min_confidence:
-            pairs.append((f"{threshold_text(chosen[candidate.name])} (harm <= {MAX_HARM:.0%} on real)",
-                          chosen[candidate.name]))
+@dataclass(frozen=True)
+class Scored:
+    """Every candidate's (probabilities, labels) per held-out set, its harm <= 1 % threshold, and the shipped bar."""
+
+    candidates: list[Candidate]
+    sets: dict[str, list[Path]]
+    scores: dict[str, dict[str, tuple[Tensor, Tensor]]]
+    chosen: dict[str, float]
+    min_confidence: float
+
+    def thresholds(self, candidate: Candidate) -> list[tuple[str, float]]:
+        """min_confidence for all; the harm <= 1 % threshold too where it differs."""
+        pairs = [(f"{self.min_confidence:.4f} (min_confidence)", self.min_confidence)]
+        if self.chosen[candidate.name] != self.min_confidence:
+            pairs.append((f"{threshold_text(self.chosen[candidate.name])} (harm <= {MAX_HARM:.0%} on real)",
+                          self.chosen[candidate.name]))
         return pairs
 
-    def rows(make: Callable[[Tensor, Tensor, float], list[str]], name: str) -> list[list[str]]:
-        return [[candidate.name, label, *make(*scored[candidate.name][name], value)]
-                for candidate in candidates for label, value in thresholds(candidate)]
+    def rows(self, make: Callable[[Tensor, Tensor, float], list[str]], name: str) -> list[list[str]]:
+        return [[candidate.name, label, *make(*self.scores[candidate.name][name], value)]
+                for candidate in self.candidates for label, value in self.thresholds(candidate)]
 
-    def figures(probs: Tensor, labels: Tensor, threshold: float) -> list[str]:
-        s = summary(probs, labels, threshold)
-        return [f"{s['accuracy']:.2%}", f"{s['harm']:.2%}", f"{s['fix']:.2%}", f"{s['coverage']:.2%}",
-                f"{s['ece']:.3f}"]
 
-    def unsure(probs: Tensor, labels: Tensor, threshold: float) -> list[str]:
-        shares = [1 - point_at(probs[labels == k], labels[labels == k], threshold).coverage
-                  for k in range(len(CLASSES))]
-        return [f"{share:.1%}" for share in shares] + [f"{1 - point_at(probs, labels, threshold).coverage:.1%}"]
+def score(candidates: list[Candidate], sets: dict[str, list[Path]], min_confidence: float,
+          batch_size: int) -> Scored:
+    scores, chosen = {}, {}
+    for candidate in candidates:
+        scores[candidate.name] = quality(candidate, sets, batch_size)
+        chosen[candidate.name] = rounded_up(choose_threshold(*scores[candidate.name]["real"], MAX_HARM))
+        print(f"{candidate.name}: scored; harm <= {MAX_HARM:.0%} on real from {threshold_text(chosen[candidate.name])}",
+              flush=True)
+    return Scored(candidates, sets, scores, chosen, min_confidence)
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+
+def figures(probs: Tensor, labels: Tensor, threshold: float) -> list[str]:
+    s = summary(probs, labels, threshold)
+    return [f"{s['accuracy']:.2%}", f"{s['harm']:.2%}", f"{s['fix']:.2%}", f"{s['coverage']:.2%}", f"{s['ece']:.3f}"]
+
+
+def unsure(probs: Tensor, labels: Tensor, threshold: float) -> list[str]:
+    shares = [1 - point_at(probs[labels == k], labels[labels == k], threshold).coverage for k in range(len(CLASSES))]
+    return [f"{share:.1%}" for share in shares] + [f"{1 - point_at(probs, labels, threshold).coverage:.1%}"]
+
+
+def quality_report(scored: Scored, command: str, bar_source: str) -> list[str]:
+    candidates = scored.candidates
     lines = ["# Candidate models side by side: quality and serving cost", "",
-             f"Reproduce: `{command}` (`make bench-quality` runs the shipped candidates), with nothing else running.",
+             f"Reproduce: `{command}` (`make bench-quality` runs the shipped candidates), with nothing else running. "
+             "Recipes tried and not shipped, and how each candidate was trained: bench/MODEL_EXPERIMENTS.md.",
              "", f"The first candidate ({candidates[0].name}) is the shipped one. Quality is computed in-process: "
              "every photo at all four turns (label = the turn that makes it upright), probabilities "
              "softmax(logits / T) with the candidate's temperature from its .json. Held-out photos come from "
@@ -252,8 +252,7 @@ def main(argv: list[str] | None = None) -> int:
              "together, none in training); gate is samples/gate/, the smoke gate's generated scenes. Harm: upright "
              "photos turned; fix: turned photos made upright; coverage: share of items the model is sure of "
              "(confidence >= threshold; the rest is left as it is); ECE over 10 bins. "
-             f"Thresholds: min_confidence {min_confidence:.4f} (from "
-             f"{'--min-confidence' if args.min_confidence is not None else shown(args.config)}) "
+             f"Thresholds: min_confidence {scored.min_confidence:.4f} (from {bar_source}) "
              f"and, per candidate, the smallest that keeps harm <= {MAX_HARM:.0%} on the held-out real photos "
              "(scripts.calibration.choose_threshold, rounded up to 4 decimals as model-config.yaml takes it; "
              "chosen on those photos, so its harm there is <= 1 % by construction: the other sets tell how it "
@@ -261,36 +260,67 @@ def main(argv: list[str] | None = None) -> int:
     lines += table(["candidate", "weights", "architecture", "input size", "temperature",
                     f"threshold for harm <= {MAX_HARM:.0%} on real"],
                    [[c.name, f"`{shown(c.weights)}`", c.arch, f"{c.image_size} px", f"{c.temperature:.3f}",
-                     threshold_text(chosen[c.name])] for c in candidates])
-    for name, photos in sets.items():
+                     threshold_text(scored.chosen[c.name])] for c in candidates])
+    for name, photos in scored.sets.items():
         if name == NO_UP:
             continue
         lines += ["", f"## Quality: {name} ({len(photos)} photos x 4 turns)", ""]
-        lines += table(["candidate", "threshold", "accuracy", "harm", "fix", "coverage", "ECE"], rows(figures, name))
-    lines += ["", f"## No up: {NO_UP} ({len(sets[NO_UP])} plates from above x 4 turns), share left unsure", "",
+        lines += table(["candidate", "threshold", "accuracy", "harm", "fix", "coverage", "ECE"],
+                       scored.rows(figures, name))
+    lines += ["", f"## No up: {NO_UP} ({len(scored.sets[NO_UP])} plates from above x 4 turns), share left unsure", "",
               "A plate seen from above has no right way up: a good model is mostly unsure (confidence < threshold) "
               "and leaves it as it is, whatever the turn.", ""]
-    lines += table(["candidate", "threshold", *(f"unsure at {d}" for d in CLASSES), "unsure, all"],
-                   rows(unsure, NO_UP))
-    lines += ["", "## Serving: TorchServe direct", "",
-              f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, torch {torch.__version__}, "
-              f"TorchServe {ts.__version__}; settings from {shown(args.config)}: {workers} workers x "
-              f"{config.get('handler', {}).get('torch_threads', 1)} torch thread(s), batch size "
-              f"{config['batchSize']}, max batch delay {config['maxBatchDelay']} ms. The {len(real)} held-out real "
-              f"photos (JPEG bytes, sent as they are) go to TorchServe directly, {args.seconds:g} s per concurrency, "
-              "from Python clients with a keep-alive session each, on the same cores. The token proxy's overhead "
-              "is measured in bench/RESULTS.md. Worker memory after the load: RSS and PSS of each worker (PSS splits "
-              "shared pages between the processes that map them, so the sum is what the workers cost together).", ""]
-    lines += table(["candidate", "architecture", "input size",
-                    *(f"{head} c={c}" for c in CONCURRENCY for head in ("images/s", "p50 ms")),
-                    "failed", "worker RSS MiB, each", "worker PSS MiB, each (sum)"],
-                   [[c.name, c.arch, f"{c.image_size} px",
-                     *(cell for rate, p50, _ in served[c.name].measured.values()
-                       for cell in (f"{rate:.1f}", f"{p50:.0f}")),
-                     sum(failed for _, _, failed in served[c.name].measured.values()),
-                     ", ".join(f"{v:.0f}" for v in served[c.name].rss),
-                     ", ".join(f"{v:.0f}" for v in served[c.name].pss) + f" ({sum(served[c.name].pss):.0f})"]
-                    for c in candidates])
+    return lines + table(["candidate", "threshold", *(f"unsure at {d}" for d in CLASSES), "unsure, all"],
+                         scored.rows(unsure, NO_UP))
+
+
+def serving_report(candidates: list[Candidate], served: dict[str, Served], config_file: Path, photos: int,
+                   seconds: float) -> list[str]:
+    config = yaml.safe_load(config_file.read_text())
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    lines = ["", "## Serving: TorchServe direct", "",
+             f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, torch {torch.__version__}, "
+             f"TorchServe {ts.__version__}; settings from {shown(config_file)}: {config['minWorkers']} workers x "
+             f"{config.get('handler', {}).get('torch_threads', 1)} torch thread(s), batch size "
+             f"{config['batchSize']}, max batch delay {config['maxBatchDelay']} ms. The {photos} held-out real "
+             f"photos (JPEG bytes, sent as they are) go to TorchServe directly, {seconds:g} s per concurrency, "
+             "from Python clients with a keep-alive session each, on the same cores. The token proxy's overhead "
+             "is measured in bench/RESULTS.md. Worker memory after the load: RSS and PSS of each worker (PSS splits "
+             "shared pages between the processes that map them, so the sum is what the workers cost together).", ""]
+    return lines + table(["candidate", "architecture", "input size",
+                          *(f"{head} c={c}" for c in CONCURRENCY for head in ("images/s", "p50 ms")),
+                          "failed", "worker RSS MiB, each", "worker PSS MiB, each (sum)"],
+                         [[c.name, c.arch, f"{c.image_size} px",
+                           *(cell for rate, p50, _ in served[c.name].measured.values()
+                             for cell in (f"{rate:.1f}", f"{p50:.0f}")),
+                           sum(failed for _, _, failed in served[c.name].measured.values()),
+                           ", ".join(f"{v:.0f}" for v in served[c.name].rss),
+                           ", ".join(f"{v:.0f}" for v in served[c.name].pss) + f" ({sum(served[c.name].pss):.0f})"]
+                          for c in candidates])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = shlex.join([".venv/bin/python", "bench/model_quality.py", *(sys.argv[1:] if argv is None else argv)])
+    torch.set_num_threads(args.threads)
+    min_confidence = (args.min_confidence if args.min_confidence is not None
+                      else configured_min_confidence(args.config)[0])
+    workers = yaml.safe_load(args.config.read_text())["minWorkers"]
+    try:
+        sets = {name: subset(find_photos(folder), args.limit) for name, folder in SETS.items()}
+    except FileNotFoundError as exc:
+        raise SystemExit(f"{exc}: make the held-out sets first (make weights, scripts/real_scenes.py)") from exc
+    scored = score(args.candidate, sets, min_confidence, args.batch_size)
+    real = [path.read_bytes() for path in sets["real"]]
+    served = {}
+    for candidate in args.candidate:
+        served[candidate.name] = serve(candidate, args.config, real, args.seconds, workers)
+        print(f"{candidate.name}: " + ", ".join(f"c={c} {rate:.1f}/s" for c, (rate, _, _)
+                                                in served[candidate.name].measured.items()), flush=True)
+    bar_source = "--min-confidence" if args.min_confidence is not None else shown(args.config)
+    lines = [*quality_report(scored, command, bar_source),
+             *serving_report(args.candidate, served, args.config, len(real), args.seconds)]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"\nwrote {args.out}")

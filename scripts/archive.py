@@ -25,6 +25,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from food_rotation.provenance import Provenance
+
 ROOT = Path(__file__).resolve().parents[1]
 HANDLER_DIR = ROOT / "handler"
 LIBRARY = ROOT / "food_rotation"  # carried whole: a version runs its own library, not the one installed beside it
@@ -33,19 +35,20 @@ MODEL_CONFIG = HANDLER_DIR / "model-config.yaml"
 _VERSION = re.compile(r"^[0-9]+(\.[0-9]+){0,2}$")
 _MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _ARCHIVE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_PROVENANCE = ("datasets", "demo_scenes", "heldout_acc", "heldout_acc_before", "init_version", "init_sha256")
 
 
 class ArchiveBuildError(ValueError):
     """The inputs cannot make an archive; the message says which and what to do."""
 
 
-def metadata(weights: Path, name: str, version: str) -> dict[str, object]:
-    """metadata.json of the archive, from the weights and the .json scripts/extract_model_weight.py wrote beside it."""
+def metadata(weights: Path, name: str, version: str, provenance: Provenance | None = None) -> dict[str, object]:
+    """metadata.json of the archive, from the weights, the .json scripts/extract_model_weight.py wrote beside it and,
+    for a retrained version, its provenance (given, or else read from that .json)."""
     sidecar = weights.with_suffix(".json")
     if not sidecar.is_file():
         raise ArchiveBuildError(f"{sidecar} is missing: make weights with scripts/extract_model_weight.py")
     info = json.loads(sidecar.read_text())
+    provenance = provenance or Provenance.from_metadata(info)
     return {
         "model_name": name,
         "version": version,
@@ -59,9 +62,9 @@ def metadata(weights: Path, name: str, version: str) -> dict[str, object]:
         "weights_file": weights.name,
         "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        # A retrained version: the collected datasets it learnt from, how many demo scenes were mixed in, its
-        # accuracy on the datasets' held-out photos, and the version (and weights) it was fine-tuned from.
-        **{key: info[key] for key in _PROVENANCE if key in info},
+        # A retrained version: the collected datasets it learnt from (with the photos held out of each), how many
+        # demo scenes were mixed in, its accuracy on the held-out photos, and the version it was fine-tuned from.
+        **(provenance.as_metadata() if provenance else {}),
         **_calibration(info),
     }
 
@@ -103,7 +106,7 @@ def staged_library(stage: Path) -> Path:
 
 def build_archive(weights: Path, version: str, name: str = "food_rotation", archive_name: str | None = None,
                   export_path: Path = MODEL_STORE, config: Path = MODEL_CONFIG, force: bool = False,
-                  archiver: Path | None = None) -> Path:
+                  archiver: Path | None = None, provenance: Provenance | None = None) -> Path:
     """Write `export_path/<archive_name>.mar` and return its path; ArchiveBuildError when an input is wrong."""
     archiver = archiver or Path(os.environ.get("TORCH_MODEL_ARCHIVER", Path(sys.executable).parent /
                                                "torch-model-archiver"))
@@ -112,7 +115,7 @@ def build_archive(weights: Path, version: str, name: str = "food_rotation", arch
     target = export_path / f"{archive_name}.mar"
     if target.exists() and not force:
         raise ArchiveBuildError(f"{target} exists; pass --force to replace it")
-    document = metadata(weights, name, version)
+    document = metadata(weights, name, version, provenance)
     export_path.mkdir(parents=True, exist_ok=True)
     extra = [str(module) for module in sorted(HANDLER_DIR.glob("*.py"))  # the handler imports them by name
              if module.name != "rotation_handler.py"]

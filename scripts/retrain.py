@@ -22,11 +22,11 @@
    test figure (`heldout_acc`, next to `heldout_acc_before` of the starting weights).
 4. The temperature is the starting version's, unless there are enough held-out corrections (50 photos) to refit
    it on them: fine-tuning moves the logits less than a fit on a few photos would err.
-5. Extract the weights (weights/retrained/, git-ignored), archive model_store/food_rotation-v<next>.mar with
-   each dataset's name, manifest digest and counts, and where it started (`init_version`, `init_sha256`), in its
-   metadata.json.
-6. Deploy through the proxy: the smoke gate checks the gate samples and the held-out corrections of the same
-   datasets; the version then takes --canary percent of traffic. Promote it on the admin page or with
+5. Extract the weights (weights/retrained/, git-ignored), archive model_store/food_rotation-v<next>.mar with its
+   provenance (food_rotation/provenance.py) in its metadata.json: each dataset's name, manifest digest, training
+   count and the sha256 of every photo held out of it, and where it started (`init_version`, `init_sha256`).
+6. Deploy through the proxy: the smoke gate checks the gate samples and the corrections the archive names as held
+   out; the version then takes --canary percent of traffic. Promote it on the admin page or with
    `.venv/bin/python -m auth_plugin models promote`.
 """
 
@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ from auth_plugin.control.models_cli import DEFAULT_URL, Refused, admin_call, adm
 from auth_plugin.feedback.datasets import DatasetError, DatasetStore, union
 from auth_plugin.settings import ROOT, ProxySettings
 from food_rotation.abstention import calibrated
+from food_rotation.provenance import DatasetUse, Provenance
 from food_rotation.rotation_model import CLASSES, RotationNet
 from scripts import evaluate, extract_model_weight, make_demo_data, train
 from scripts.archive import build_archive
@@ -208,10 +210,11 @@ def temperature_fields(carried: float | None, held_out_photos: int,
     }}
 
 
-def deploy(args: argparse.Namespace, archive: str, datasets: list[str]) -> dict[str, Any]:
+def deploy(args: argparse.Namespace, archive: str) -> dict[str, Any]:
+    """The gate checks the archive's own held-out corrections (its metadata.json names them)."""
     try:
         return admin_call(args.url, args.model, admin_token(args.token), "POST", "/deploy",
-                          {"archive": archive, "canary": args.canary, "gate_dataset": ",".join(datasets)})
+                          {"archive": archive, "canary": args.canary})
     except Refused as exc:
         raise SystemExit(f"deploy {exc}\nthe archive stays in {args.model_store} for a look; nothing else "
                          "changed") from exc
@@ -233,19 +236,27 @@ def selected_datasets(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     return splits, split
 
 
+@dataclass(frozen=True)
+class Start:
+    """The version a retrain fine-tunes: its name, the sha256 of its weights and its temperature."""
+
+    init_version: str | None
+    init_sha256: str
+    init_temperature: float | None
+
+
 def train_version(args: argparse.Namespace, version: str, split: Any, named: str,
-                  weights: Path) -> tuple[dict[str, Any], dict[str, Any], int]:
+                  weights: Path) -> tuple[dict[str, Any], Start, int]:
     """Fine-tune the starting weights into `weights` (+ .json); (training result, the starting point's facts,
     demo scenes mixed in)."""
     with tempfile.TemporaryDirectory() as scratch:
         init = starting_weights(args, Path(scratch))
         init_info = json.loads(init.with_suffix(".json").read_text())
-        start = {"init_version": init_info.get("version"),
-                 "init_sha256": hashlib.sha256(init.read_bytes()).hexdigest(),
-                 "init_temperature": init_info.get("temperature")}
+        start = Start(init_info.get("version"), hashlib.sha256(init.read_bytes()).hexdigest(),
+                      init_info.get("temperature"))
         mixed = demo_scenes(args.demo_scenes, args.seed)
-        began = (f"{start['init_version']} ({init_info.get('archive', init.name)}, {init_info['arch']})"
-                 if start["init_version"] else f"{init} ({init_info['arch']})")
+        began = (f"{start.init_version} ({init_info.get('archive', init.name)}, {init_info['arch']})"
+                 if start.init_version else f"{init} ({init_info['arch']})")
         print(f"retraining {args.model} {version} on {named}: {len(split.train)} corrections + {len(mixed)} demo "
               f"scenes, {len(split.held_out)} held out; fine-tuning {began}")
         checkpoint = Path(scratch) / "retrain.tar"
@@ -271,25 +282,22 @@ def main(argv: list[str] | None = None) -> int:
         model, image_size = evaluate.load_model(weights)
         return evaluate.collect_logits(model, split.held_out, image_size, 64)
 
+    provenance = Provenance(
+        tuple(DatasetUse.of(name, part.manifest_sha256, part.train, part.held_out) for name, part in splits.items()),
+        mixed, start.init_version, start.init_sha256, result["val_acc"], result.get("init_val_acc"))
     sidecar = weights.with_suffix(".json")
-    carried = start.pop("init_temperature")
     sidecar.write_text(json.dumps({
-        **json.loads(sidecar.read_text()),
-        "version": version, **start,
-        "datasets": [{"name": name, "manifest_sha256": part.manifest_sha256, "train_photos": len(part.train),
-                      "held_out_photos": len(part.held_out)} for name, part in splits.items()],
-        "demo_scenes": mixed,
-        "heldout_acc": result["val_acc"], "heldout_acc_before": result.get("init_val_acc"),
-        **temperature_fields(carried, len(split.held_out), held_out_logits),
+        **json.loads(sidecar.read_text()), "version": version, **provenance.as_metadata(),
+        **temperature_fields(start.init_temperature, len(split.held_out), held_out_logits),
     }, indent=2) + "\n")
     archive = f"{args.model}-v{version}"
-    print(f"wrote {build_archive(weights, version, args.model, archive, args.model_store)}")
+    print(f"wrote {build_archive(weights, version, args.model, archive, args.model_store, provenance=provenance)}")
     print(f"trained in {result['train_s']:.0f} s: held-out corrections {result.get('init_val_acc', float('nan')):.4f}"
           f" -> {result['val_acc']:.4f} ({len(split.held_out)} photos x 4 turns)")
     if args.no_deploy:
         print(f"not deployed (--no-deploy): python -m auth_plugin models deploy {archive}.mar --canary {args.canary}")
         return 0
-    deployed = deploy(args, f"{archive}.mar", list(splits))
+    deployed = deploy(args, f"{archive}.mar")
     print(f"deployed {args.model} {deployed['version']} as a {deployed['canary_percent']:g}% canary "
           f"(gate: samples {deployed['gate_accuracy']:.3f}, held-out corrections {deployed['heldout_accuracy']:.3f})."
           f"\nPromote it on the admin page (Models) or: .venv/bin/python -m auth_plugin models promote {version}")

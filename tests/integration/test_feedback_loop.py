@@ -98,6 +98,8 @@ def test_corrections_become_a_gated_canary_version(stack, tmp_path, demo_weights
     trained_on = metadata["datasets"]
     assert metadata["version"] == "2.0" and [entry["name"] for entry in trained_on] == ["feedback-1", "feedback-2"]
     assert sum(entry["train_photos"] + entry["held_out_photos"] for entry in trained_on) == PHOTOS
+    # the gate checked the version on the very corrections held out of its training, named in its archive
+    assert [len(entry["held_out"]) for entry in trained_on] == [first["held_out"], second["held_out"]]
     assert all(len(entry["manifest_sha256"]) == 64 for entry in trained_on) and metadata["demo_scenes"] == 8
     assert metadata["heldout_acc"] >= 0.9
     assert metadata["init_version"] == "1.0"
