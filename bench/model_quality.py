@@ -18,22 +18,15 @@ import json
 import os
 import platform
 import shlex
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-import requests
 import torch
 import ts
 import yaml
+from quality_serving import CONCURRENCY, Served, serve
 from torch import Tensor
 
 from food_rotation.abstention import calibrated
@@ -48,13 +41,12 @@ from scripts.evaluate import (
     sidecar_temperature,
 )
 from scripts.rotation_data import find_photos
-from scripts.serving import MODEL_NAME, ROOT, TorchServe
+from scripts.serving import ROOT
 
 HELDOUT = ROOT / "data" / "rotation_set" / "heldout"
 SETS = {"real": HELDOUT / "real", "composite": HELDOUT / "composite", "text": HELDOUT / "text",
         "scenes": HELDOUT / "scenes", "flatlay": HELDOUT / "flatlay", "gate": ROOT / "samples" / "gate"}
 NO_UP = "flatlay"
-CONCURRENCY = (1, 4)
 MAX_HARM = 0.01
 
 
@@ -77,13 +69,6 @@ class Candidate:
             raise argparse.ArgumentTypeError(f"{weights} or its .json is missing (make weights makes the shipped one)")
         info = json.loads(weights.with_suffix(".json").read_text())
         return cls(name, weights, info["arch"], int(info["image_size"]), sidecar_temperature(weights)[0])
-
-
-@dataclass(frozen=True)
-class Served:
-    measured: dict[int, tuple[float, float, int]]  # concurrency -> (images/s, p50 ms, failed)
-    rss: list[float]  # MiB per worker
-    pss: list[float]
 
 
 def shown(path: Path) -> str:
@@ -112,69 +97,6 @@ def quality(candidate: Candidate, sets: dict[str, list[Path]], batch_size: int) 
         logits, labels = collect_logits(model, photos, image_size, batch_size)
         results[name] = calibrated(logits, candidate.temperature), labels
     return results
-
-
-def load(url: str, headers: dict[str, str], photos: Sequence[bytes], concurrency: int,
-         seconds: float) -> tuple[float, float, int]:
-    """(images/s, p50 ms, failed): `concurrency` clients, each with its own keep-alive session, for `seconds`."""
-    deadline = time.perf_counter() + seconds
-
-    def client(offset: int) -> tuple[list[float], int]:
-        latencies, failed, index = [], 0, offset
-        with requests.Session() as session:
-            while time.perf_counter() < deadline:
-                began = time.perf_counter()
-                answer = session.post(url, data=photos[index % len(photos)], headers=headers, timeout=60)
-                if answer.ok:
-                    latencies.append((time.perf_counter() - began) * 1000)
-                else:
-                    failed += 1
-                index += concurrency
-        return latencies, failed
-
-    began = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(client, range(concurrency)))
-    latencies = [latency for lat, _ in results for latency in lat]
-    return (len(latencies) / (time.perf_counter() - began), statistics.median(latencies) if latencies else 0.0,
-            sum(failed for _, failed in results))
-
-
-def worker_memory(server: TorchServe) -> tuple[list[float], list[float]]:
-    """(RSS, PSS) MiB of each worker process: PSS splits the pages workers share, so its sum is what they cost."""
-    headers = {"Authorization": f"Bearer {server.keys()['management']}"}
-    workers = requests.get(f"{server.management_url}/models/{MODEL_NAME}", headers=headers, timeout=10).json()
-    info = [psutil.Process(worker["pid"]).memory_full_info() for worker in workers[0]["workers"]]
-    return [i.rss / 2**20 for i in info], [i.pss / 2**20 for i in info]
-
-
-def serve(candidate: Candidate, config: Path, photos: Sequence[bytes], seconds: float, workers: int) -> Served:
-    """Archive, start TorchServe on free ports, load it, measure, stop; logs are kept if anything fails."""
-    base = Path(tempfile.mkdtemp(prefix=f"model-quality-{candidate.name}-"))
-    (base / "tmp").mkdir()
-    shutil.copy(config, base / "model-config.yaml")
-    build = subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(candidate.weights), "--version",
-                            "1.0", "--export-path", str(base / "model_store"), "--config",
-                            str(base / "model-config.yaml")], capture_output=True, text=True,
-                           env={**os.environ, "TMPDIR": str(base / "tmp")}, timeout=300)
-    if build.returncode != 0:
-        raise RuntimeError(f"archive.sh failed for {candidate.name}: {build.stderr or build.stdout}")
-    server = TorchServe.on_free_ports(base / "torchserve", base / "model_store")
-    try:
-        server.start()
-        server.wait_ready(min_workers=workers, timeout=300)
-        url = f"{server.inference_url}/predictions/{MODEL_NAME}"
-        headers = {"Authorization": f"Bearer {server.keys()['inference']}", "Content-Type": "image/jpeg"}
-        load(url, headers, photos, max(CONCURRENCY), min(2.0, seconds))  # warm every worker
-        measured = {c: load(url, headers, photos, c, seconds) for c in CONCURRENCY}
-        rss, pss = worker_memory(server)
-    except Exception:
-        print(f"serving {candidate.name} failed; logs kept in {base}", file=sys.stderr)
-        raise
-    finally:
-        server.stop()
-    shutil.rmtree(base, ignore_errors=True)
-    return Served(measured, rss, pss)
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
@@ -315,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     real = [path.read_bytes() for path in sets["real"]]
     served = {}
     for candidate in args.candidate:
-        served[candidate.name] = serve(candidate, args.config, real, args.seconds, workers)
+        served[candidate.name] = serve(candidate.name, candidate.weights, args.config, real, args.seconds, workers)
         print(f"{candidate.name}: " + ", ".join(f"c={c} {rate:.1f}/s" for c, (rate, _, _)
                                                 in served[candidate.name].measured.items()), flush=True)
     bar_source = "--min-confidence" if args.min_confidence is not None else shown(args.config)

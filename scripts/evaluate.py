@@ -138,7 +138,7 @@ def report(figures: dict[str, Any], suggestion: Point, max_harm: float) -> list[
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help="weights .pth (with its .json) or training checkpoint .tar")
     parser.add_argument("data_dirs", type=Path, nargs="+", metavar="data_dir",
@@ -157,7 +157,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def calibration_fit(logits: Tensor, labels: Tensor, temperature: float, folders: Sequence[Path]) -> dict[str, Any]:
+    """The temperature fitted on these logits, with NLL and ECE before and after, as the .json records it."""
+    fitted = fit_temperature(logits, labels)
+    calibration = {
+        "data": [str(folder) for folder in folders], "n": len(labels), "temperature_before": temperature,
+        "temperature": fitted,
+        "nll_before": nll(logits, labels, temperature), "nll_after": nll(logits, labels, fitted),
+        "ece_before": expected_calibration_error(calibrated(logits, temperature), labels),
+        "ece_after": expected_calibration_error(calibrated(logits, fitted), labels),
+    }
+    print(f"fitted temperature {fitted:.4f} (was {temperature:.4f}): NLL {calibration['nll_before']:.4f} -> "
+          f"{calibration['nll_after']:.4f}, ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}")
+    if not MIN_TEMPERATURE * 1.01 < fitted < MAX_TEMPERATURE / 1.01:
+        print("  (at the search's bound: this data cannot pin T down; fit on held-out photos the model sometimes "
+              "gets wrong, never on its training photos)")
+    return calibration
+
+
+def draw(args: argparse.Namespace, probs: Tensor, labels: Tensor, figures: dict[str, Any], suggestion: Point,
+         min_confidence: float, temperature: float) -> None:
+    """The confusion matrix and the harm-vs-fix curve, where asked for."""
+    title = f"{args.model.name} on {', '.join(folder.name for folder in args.data_dirs)}"
+    if args.matrix:
+        counts = torch.tensor(figures["confusion"])
+        draw_matrix(counts, f"{title}: {figures['accuracy']:.2%}").save(args.matrix)
+        print(f"confusion matrix: {args.matrix}")
+    if args.curve:
+        shipped = point_at(probs, labels, min_confidence)
+        marks = [(f"min_confidence {min_confidence:.2f}", shipped, "red"),
+                 (f"{_threshold_text(suggestion.threshold)} (harm <= {args.max_harm:.1%})", suggestion, "darkgreen")]
+        draw_curve(operating_points(probs, labels), marks, f"{title}, T={temperature:.2f}", args.max_harm
+                   ).save(args.curve)
+        print(f"harm-vs-fix curve: {args.curve}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
         if args.write_temperature and args.model.suffix == ".tar":
@@ -176,45 +215,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    data = ", ".join(str(folder) for folder in args.data_dirs)
     logits, labels = collect_logits(model, photos, image_size, args.batch_size)
-    print(f"{len(photos)} photos x {len(CLASSES)} turns = {len(labels)} items ({data})")
+    print(f"{len(photos)} photos x {len(CLASSES)} turns = {len(labels)} items "
+          f"({', '.join(str(folder) for folder in args.data_dirs)})")
     calibration = None
     if args.fit_temperature or args.write_temperature:
-        fitted = fit_temperature(logits, labels)
-        calibration = {
-            "data": [str(folder) for folder in args.data_dirs], "n": len(labels), "temperature_before": temperature,
-            "nll_before": nll(logits, labels, temperature), "nll_after": nll(logits, labels, fitted),
-            "ece_before": expected_calibration_error(calibrated(logits, temperature), labels),
-            "ece_after": expected_calibration_error(calibrated(logits, fitted), labels),
-        }
-        print(f"fitted temperature {fitted:.4f} (was {temperature:.4f}): NLL {calibration['nll_before']:.4f} -> "
-              f"{calibration['nll_after']:.4f}, ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}")
-        if not MIN_TEMPERATURE * 1.01 < fitted < MAX_TEMPERATURE / 1.01:
-            print("  (at the search's bound: this data cannot pin T down; fit on held-out photos the model sometimes "
-                  "gets wrong, never on its training photos)")
-        temperature, temperature_source = fitted, "fitted on this data"
+        calibration = calibration_fit(logits, labels, temperature, args.data_dirs)
+        temperature, temperature_source = calibration.pop("temperature"), "fitted on this data"
         if args.write_temperature:
-            print(f"temperature written to {write_temperature(args.model, fitted, calibration)}")
+            print(f"temperature written to {write_temperature(args.model, temperature, calibration)}")
     print(f"temperature {temperature:.4f} ({temperature_source}), "
           f"min_confidence {min_confidence:.4f} ({min_confidence_source})")
-
     probs = calibrated(logits, temperature)
     figures = summary(probs, labels, min_confidence)
     suggestion = point_at(probs, labels, rounded_up(choose_threshold(probs, labels, args.max_harm)))
     print("\n".join(report(figures, suggestion, args.max_harm)))
-    title = f"{args.model.name} on {', '.join(folder.name for folder in args.data_dirs)}"
-    if args.matrix:
-        counts = torch.tensor(figures["confusion"])
-        draw_matrix(counts, f"{title}: {figures['accuracy']:.2%}").save(args.matrix)
-        print(f"confusion matrix: {args.matrix}")
-    if args.curve:
-        shipped = point_at(probs, labels, min_confidence)
-        marks = [(f"min_confidence {min_confidence:.2f}", shipped, "red"),
-                 (f"{_threshold_text(suggestion.threshold)} (harm <= {args.max_harm:.1%})", suggestion, "darkgreen")]
-        draw_curve(operating_points(probs, labels), marks, f"{title}, T={temperature:.2f}", args.max_harm
-                   ).save(args.curve)
-        print(f"harm-vs-fix curve: {args.curve}")
+    draw(args, probs, labels, figures, suggestion, min_confidence, temperature)
     if args.json:
         args.json.write_text(json.dumps({
             "model": str(args.model), "data": [str(folder) for folder in args.data_dirs], "photos": len(photos),
