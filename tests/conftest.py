@@ -12,6 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_WEIGHTS = ROOT / "weights" / "food_rotation_demo.pth"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `last` run after every other, whatever their file is called (a stable sort keeps the rest)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
 @pytest.fixture(scope="session")
 def demo_weights() -> Path:
     if not DEMO_WEIGHTS.is_file():

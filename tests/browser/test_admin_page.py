@@ -12,7 +12,8 @@ import requests
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import screenshot
-from tests.integration.conftest import (
+from tests.photos import CLEAR_SCENES, jpeg_with_orientation, rotated, scene
+from tests.stack import (
     build_archive,
     build_untrained_archive,
     every_guess_config,
@@ -20,7 +21,6 @@ from tests.integration.conftest import (
     running_proxy,
     running_torchserve,
 )
-from tests.photos import CLEAR_SCENES, jpeg_with_orientation, rotated, scene
 
 pytestmark = pytest.mark.integration
 

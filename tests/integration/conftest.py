@@ -1,81 +1,18 @@
-"""Real TorchServe and proxy processes for the integration tests: real .mar files from scripts/archive.sh,
-free loopback ports, everything in pytest's temporary folders."""
+"""The integration tests' shared servers: one TorchServe with the demo weights and one proxy in front of it for the
+whole session (the helpers they use are in tests/stack.py)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
-import torch
-import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from food_rotation.rotation_model import RotationNet
-from scripts.serving import Proxy, TorchServe, free_ports
-from tests.conftest import ROOT
-
-
-def build_archive(weights: Path, version: str, store: Path, archive_name: str = "food_rotation",
-                  config: Path | None = None) -> Path:
-    build = subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(weights), "--version", version,
-                            "--archive-name", archive_name, "--export-path", str(store),
-                            *(["--config", str(config)] if config else [])],
-                           capture_output=True, text=True, timeout=180)
-    assert build.returncode == 0, build.stderr
-    return store / f"{archive_name}.mar"
-
-
-def every_guess_config(folder: Path) -> Path:
-    """handler/model-config.yaml with min_confidence 0: the demo weights are not calibrated, so the shipped bar
-    (chosen for the shipped model's calibrated confidence) means nothing for them; every guess is applied."""
-    config = yaml.safe_load((ROOT / "handler" / "model-config.yaml").read_text())
-    config["handler"]["min_confidence"] = 0.0
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model-config.yaml").write_text(yaml.safe_dump(config))
-    return folder / "model-config.yaml"
-
-
-def build_untrained_archive(folder: Path, version: str, store: Path) -> Path:
-    """A model that loads and answers, but guesses: the smoke gate must see it and refuse it."""
-    weights = folder / "untrained.pth"
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(RotationNet("mobilenet_v3_small").state_dict(), weights)
-    weights.with_suffix(".json").write_text(json.dumps({"arch": "mobilenet_v3_small", "image_size": 224,
-                                                        "classes": [0, 90, 180, 270]}))
-    return build_archive(weights, version, store, f"food_rotation-v{version}")
-
-
-@contextmanager
-def running_torchserve(home: Path, store: Path) -> Iterator[TorchServe]:
-    """TorchServe on free loopback ports, loading food_rotation.mar from `store`; stopped on exit."""
-    server = TorchServe.on_free_ports(home, store)
-    try:
-        server.start()
-        server.wait_ready(min_workers=2, timeout=180)
-        yield server
-    finally:
-        server.stop()
-
-
-@contextmanager
-def running_proxy(home: Path, torchserve: TorchServe, **env: str) -> Iterator[Proxy]:
-    (port,) = free_ports(1)
-    server = Proxy(home=home, url=f"http://127.0.0.1:{port}", torchserve=torchserve,
-                   extra_env={"PROXY_DATASETS_DIR": str(home / "datasets"), **env})
-    try:
-        server.start()
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+from scripts.serving import Proxy, TorchServe
+from tests.stack import build_archive, every_guess_config, running_proxy, running_torchserve
 
 
 @pytest.fixture(scope="session")
@@ -103,27 +40,6 @@ def predict(torchserve: TorchServe, inference_headers: dict[str, str]):
     return call
 
 
-def worker_pids(server: TorchServe) -> list[int]:
-    headers = {"Authorization": f"Bearer {server.keys()['management']}"}
-    answer = requests.get(f"{server.management_url}/models/food_rotation", headers=headers, timeout=10)
-    answer.raise_for_status()
-    return sorted(worker["pid"] for worker in answer.json()[0]["workers"] if worker["status"] == "READY")
-
-
-def issue_token(proxy: Proxy, *args: str) -> tuple[int, str]:
-    """Through the CLI, as an operator would: (token id, token)."""
-    result = subprocess.run([sys.executable, "-m", "auth_plugin", "tokens", "issue", *args], cwd=ROOT,
-                            env={**os.environ, "PROXY_TOKEN_DB": str(proxy.token_db)}, capture_output=True, text=True,
-                            timeout=30)
-    assert result.returncode == 0, result.stderr
-    token_id = int(result.stderr.split("# id ")[1].split(",")[0])
-    ISSUED.append(result.stdout.strip())
-    return token_id, result.stdout.strip()
-
-
-ISSUED: list[str] = []  # every token the suite handed out, to look for in the logs at the end
-
-
 @pytest.fixture(scope="session")
 def jwt_keys(tmp_path_factory) -> tuple[object, Path]:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -138,10 +54,3 @@ def proxy(tmp_path_factory, torchserve: TorchServe, jwt_keys) -> Iterator[Proxy]
     with running_proxy(tmp_path_factory.mktemp("proxy"), torchserve, PROXY_JWT_PUBLIC_KEY_FILE=str(jwt_keys[1]),
                        PROXY_JWT_ISSUER="https://idp.test") as server:
         yield server
-
-
-def torchserve_predictions(server: TorchServe) -> float:
-    """TorchServe's own count of inference requests (its Prometheus metrics, on its loopback metrics port)."""
-    text = requests.get(f"{server.config['metrics_address']}/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("ts_inference_requests_total"))

@@ -13,8 +13,8 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.integration.conftest import issue_token, worker_pids
 from tests.photos import CLEAR_SCENES, encode, jpeg_with_orientation, png_header, rotated, scene
+from tests.stack import issue_token, worker_pids
 
 pytestmark = pytest.mark.integration
 UPRIGHT = scene(CLEAR_SCENES[0])

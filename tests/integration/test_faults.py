@@ -15,9 +15,9 @@ import pytest
 import requests
 
 from scripts.serving import ROOT
-from tests.integration.conftest import build_archive, issue_token, running_proxy, running_torchserve, worker_pids
 from tests.integration.load import CLIENTS, Load
 from tests.photos import CLEAR_SCENES, encode, scene
+from tests.stack import build_archive, issue_token, running_proxy, running_torchserve, worker_pids
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FIGURES = ROOT / "test-artifacts" / "faults.json"

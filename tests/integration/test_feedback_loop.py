@@ -22,8 +22,8 @@ from PIL import Image
 
 from scripts.serving import Proxy
 from tests.conftest import ROOT
-from tests.integration.conftest import build_archive, issue_token, running_proxy, running_torchserve
 from tests.photos import encode, jpeg_with_orientation, rotated, same_picture, scene
+from tests.stack import build_archive, issue_token, running_proxy, running_torchserve
 
 pytestmark = pytest.mark.integration
 DEGREES = (0, 90, 180, 270)

@@ -19,8 +19,8 @@ from PIL import Image
 
 from scripts.real_scenes import split_by_source
 from tests.conftest import ROOT
-from tests.integration.conftest import build_archive, issue_token, running_proxy, running_torchserve
 from tests.photos import encode, jpeg_with_orientation, rotated
+from tests.stack import build_archive, issue_token, running_proxy, running_torchserve
 
 pytestmark = pytest.mark.integration
 SHIPPED_WEIGHTS = ROOT / "weights" / "food_rotation_lite0.pth"

@@ -14,15 +14,15 @@ import torch
 
 from food_rotation.rotation_model import RotationNet
 from scripts.serving import Proxy
-from tests.integration.conftest import (
+from tests.integration.load import Load
+from tests.photos import CLEAR_SCENES, encode, scene
+from tests.stack import (
     build_archive,
     build_untrained_archive,
     issue_token,
     running_proxy,
     running_torchserve,
 )
-from tests.integration.load import Load
-from tests.photos import CLEAR_SCENES, encode, scene
 
 pytestmark = pytest.mark.integration
 

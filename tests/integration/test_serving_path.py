@@ -15,8 +15,8 @@ import requests
 from PIL import Image
 
 from scripts.serving import ROOT
-from tests.integration.conftest import worker_pids
 from tests.photos import CLEAR_SCENES, encode, jpeg_with_orientation, png_bomb, png_header, rotated, scene
+from tests.stack import worker_pids
 
 pytestmark = pytest.mark.integration
 EXIF_DEGREES = {1: 0, 2: 0, 3: 180, 4: 180, 5: 90, 6: 270, 7: 270, 8: 90}

@@ -18,8 +18,8 @@ from PIL import Image
 
 from scripts.serving import Proxy, curl_example, free_ports
 from tests.conftest import ROOT
-from tests.integration.conftest import ISSUED, issue_token, torchserve_predictions
 from tests.photos import CLEAR_SCENES, encode, rotated, scene
+from tests.stack import ISSUED, issue_token, torchserve_predictions
 
 pytestmark = pytest.mark.integration
 PHOTO = encode(rotated(scene(CLEAR_SCENES[0]), 270), "JPEG")

@@ -1,12 +1,12 @@
-"""Runs last (pytest takes files in name order): after the whole suite, no issued token is in any log file."""
+"""After the whole suite (marked last; tests/conftest.py moves it to the end), no issued token is in any log file."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import ISSUED
+from tests.stack import ISSUED
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.last]
 
 
 def test_no_issued_token_in_any_log_file_of_the_suite(tmp_path_factory):
