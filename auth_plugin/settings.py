@@ -8,10 +8,10 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from food_rotation import MODEL_NAME
 from food_rotation.photo_io import DEFAULT_MAX_IMAGE_PIXELS
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_NAME = "food_rotation"  # the one model this service serves, in TorchServe and in every URL
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from bench_instruments import (
 from bench_report import QUICK, Cell, Plan, Run, report
 
 from scripts.archive import staged_library
-from scripts.serving import ROOT, Proxy, TorchServe, free_ports
+from scripts.serving import MODEL_NAME, ROOT, Proxy, TorchServe, free_ports
 
 WEIGHTS = ROOT / "weights" / "food_rotation_lite0.pth"  # the shipped default (Makefile SHIPPED_WEIGHTS)
 
@@ -105,7 +105,7 @@ def measure_cell(plan: Plan, cell: Cell, paths: list[Path], targets: dict[str, t
         processes = {"token proxy": [proxy.pid()], "TorchServe frontend (Java)": [server.pid()],
                      "TorchServe workers": worker_pids(server, "food_rotation")}  # a round's CPU, counted once
         for name, (url, kind) in targets.items():
-            before, cpu_before = server_counters(server, "food_rotation"), {
+            before, cpu_before = server_counters(server, MODEL_NAME), {
                 part: cpu_seconds(pids) for part, pids in processes.items()}
             samples[name].append(ab(url, paths[0], cell[1], credentials(kind), slice_s))
             # ab stops at the deadline with up to `concurrency` requests still queued in TorchServe: let them
@@ -113,7 +113,7 @@ def measure_cell(plan: Plan, cell: Cell, paths: list[Path], targets: dict[str, t
             time.sleep(max(samples[name][-1].latencies, default=0) / 1000)
             if name == "direct":
                 counted = [total + after - first for total, after, first in
-                           zip(counted, server_counters(server, "food_rotation"), before, strict=True)]
+                           zip(counted, server_counters(server, MODEL_NAME), before, strict=True)]
             if name == "proxy":
                 for part, pids in processes.items():
                     cpu[part] += cpu_seconds(pids) - cpu_before[part]
@@ -133,7 +133,7 @@ def measure(plan: Plan, config_file: Path, weights: Path) -> Run:
     build_archives(store, config_file, weights)
     peers = ("stock_rotation", "noop") if plan.peers else ()
     server = TorchServe.on_free_ports(base / "torchserve", store,
-                                      load_models=",".join(f"{model}.mar" for model in ("food_rotation", *peers)))
+                                      load_models=",".join(f"{model}.mar" for model in (MODEL_NAME, *peers)))
     (port,) = free_ports(1)
     proxy = Proxy(home=base / "proxy", url=f"http://127.0.0.1:{port}", torchserve=server)
     results: dict[tuple[str, str, int], Measure] = {}
@@ -141,7 +141,7 @@ def measure(plan: Plan, config_file: Path, weights: Path) -> Run:
     cpu_ms: dict[Cell, dict[str, float]] = {}
     try:
         server.start()
-        for model in ("food_rotation", *peers):
+        for model in (MODEL_NAME, *peers):
             server.wait_ready(model=model, min_workers=workers, timeout=300)
         proxy.start()
         proxy.wait_ready()
@@ -164,11 +164,11 @@ def measure(plan: Plan, config_file: Path, weights: Path) -> Run:
                 print(f"{label} c={concurrency}: " + ", ".join(
                     f"{n} {results[(n, label, concurrency)].rate:.1f}/s" for n in ("limit", *targets)), flush=True)
         soak_image = images["1 MP" if "1 MP" in images else next(iter(images))][0]
-        rss_before = worker_rss_mb(server, "food_rotation")
+        rss_before = worker_rss_mb(server, MODEL_NAME)
         soak = Measure.of([ab(f"{proxy.url}/predictions/food_rotation", soak_image, 16,
                               {"Authorization": f"Bearer {token}"}, requests_total=plan.soak_requests,
                               keepalive=False)])
-        rss_after = worker_rss_mb(server, "food_rotation")
+        rss_after = worker_rss_mb(server, MODEL_NAME)
         prep = {label: (preprocess_ms(paths, False, plan.preprocess_rounds),
                         preprocess_ms(paths, True, plan.preprocess_rounds)) for label, paths in images.items()}
     except Exception:

@@ -5,3 +5,5 @@ the model (rotation_model), when to trust its answer (abstention), the handler's
 No TorchServe and no aiohttp here: handler/ adapts this to TorchServe, auth_plugin/ (the gateway) and scripts/
 (training, evaluation, archives) use it as a plain library. Every .mar carries its own copy (scripts/archive.py).
 """
+
+MODEL_NAME = "food_rotation"  # the one model this service serves: in TorchServe, in every URL, in each archive's name

@@ -25,6 +25,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from food_rotation import MODEL_NAME
 from food_rotation.provenance import Provenance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +105,7 @@ def staged_library(stage: Path) -> Path:
     return stage / "lib"
 
 
-def build_archive(weights: Path, version: str, name: str = "food_rotation", archive_name: str | None = None,
+def build_archive(weights: Path, version: str, name: str = MODEL_NAME, archive_name: str | None = None,
                   export_path: Path = MODEL_STORE, config: Path = MODEL_CONFIG, force: bool = False,
                   archiver: Path | None = None, provenance: Provenance | None = None) -> Path:
     """Write `export_path/<archive_name>.mar` and return its path; ArchiveBuildError when an input is wrong."""
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--version")
-    parser.add_argument("--name", default="food_rotation")
+    parser.add_argument("--name", default=MODEL_NAME)
     parser.add_argument("--archive-name")
     parser.add_argument("--export-path", type=Path, default=MODEL_STORE)
     parser.add_argument("--config", type=Path, default=MODEL_CONFIG)

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from auth_plugin.settings import MODEL_NAME
+from food_rotation import MODEL_NAME
 from scripts.processes import free_ports, running_pid, stop_recorded
 
 ROOT = Path(__file__).resolve().parents[1]

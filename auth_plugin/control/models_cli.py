@@ -13,7 +13,8 @@ import sys
 
 import requests
 
-from auth_plugin.settings import MODEL_NAME, ROOT
+from auth_plugin.settings import ROOT
+from food_rotation import MODEL_NAME
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 SAVED_ADMIN_TOKEN = ROOT / ".run" / "proxy" / "admin_token"
