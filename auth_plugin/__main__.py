@@ -23,7 +23,7 @@ from aiohttp import web
 from auth_plugin.app import AccessLogger, create_app
 from auth_plugin.control import models_cli
 from auth_plugin.settings import ProxySettings
-from auth_plugin.token_store import SCOPES, TokenStore
+from auth_plugin.token_store import MAX_TTL_S, SCOPES, TokenStore
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -31,8 +31,11 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def parse_ttl(text: str) -> float:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip())
     if not match:
-        raise argparse.ArgumentTypeError(f"bad lifetime {text!r}: use e.g. 3600, 90m, 12h or 30d")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+        raise argparse.ArgumentTypeError(f"bad lifetime {text[:40]!r}: use e.g. 3600, 90m, 12h or 30d")
+    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if not 0 < seconds <= MAX_TTL_S:
+        raise argparse.ArgumentTypeError(f"lifetime {text[:40]!r} is out of range: from 1 s to {MAX_TTL_S // 86400}d")
+    return seconds
 
 
 def _when(stamp: float) -> str:

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -27,6 +28,7 @@ from auth_plugin.app_keys import (
     KEYS,
     LIMITER,
     METRICS,
+    READINESS,
     REGISTRY,
     ROLLOUTS,
     SESSION,
@@ -46,6 +48,7 @@ from auth_plugin.feedback.datasets import DatasetStore
 from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers, forwarded_query
 from auth_plugin.proxy_metrics import ProxyMetrics
 from auth_plugin.rate_limit import RateLimiter
+from auth_plugin.readiness import Readiness
 from auth_plugin.settings import ProxySettings
 from auth_plugin.token_store import TokenStore
 from auth_plugin.torchserve_keys import TorchServeKeys
@@ -55,8 +58,8 @@ log = logging.getLogger("auth_plugin")
 
 REQUEST_ID = "request_id"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 _PAGE_FILES = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css"}
 # The admin page runs its own script and style files only; it may load images it made itself (blob:) and talk to
@@ -80,7 +83,7 @@ async def request_id_and_errors(request: web.Request,
                                 handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     """Every answer carries an X-Request-ID, and every refusal is JSON; one place turns exceptions into answers."""
     incoming = request.headers.get("X-Request-ID", "")
-    request[REQUEST_ID] = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID] = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     metrics = request.app[METRICS]
     try:
         response = await handler(request)
@@ -110,7 +113,7 @@ async def predict(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
     model, version = request.match_info["model"], request.match_info.get("version")
-    if not _NAME.match(model) or (version is not None and not _NAME.match(version)):
+    if not _NAME.fullmatch(model) or (version is not None and not _NAME.fullmatch(version)):
         raise web.HTTPNotFound()
     body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
     registry = app[REGISTRY]
@@ -153,15 +156,21 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    body, status = await request.app[READINESS].answer()
+    return web.json_response(body, status=status)
+
+
+def readiness_check(app: web.Application) -> Callable[[], Awaitable[tuple[dict[str, Any], int]]]:
     """Ready when TorchServe answers and the version the routing table sends traffic to has a live worker."""
-    app = request.app
-    route = app[REGISTRY].route(app[SETTINGS].model_name)
-    try:
-        live = await app[TORCHSERVE].live_workers(app[SETTINGS].model_name, route.default if route else None, 2.0)
-    except ManagementError as exc:
-        return web.json_response({"status": "unavailable", "reason": exc.message}, status=503)
-    status = 200 if live else 503
-    return web.json_response({"status": "ready" if live else "no_live_workers", "workers": live}, status=status)
+    async def check() -> tuple[dict[str, Any], int]:
+        route = app[REGISTRY].route(app[SETTINGS].model_name)
+        try:
+            live = await app[TORCHSERVE].live_workers(app[SETTINGS].model_name, route.default if route else None,
+                                                      2.0)
+        except ManagementError as exc:
+            return {"status": "unavailable", "reason": exc.message}, 503
+        return {"status": "ready" if live else "no_live_workers", "workers": live}, 200 if live else 503
+    return check
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -201,6 +210,7 @@ def create_app(settings: ProxySettings) -> web.Application:
         rollout_settings = RolloutSettings(settings.model_store, settings.deploy_workers,
                                            settings.register_timeout_s, settings.drain_timeout_s)
         app[ROLLOUTS] = Rollouts(app[TORCHSERVE], app[REGISTRY], gate, rollout_settings)
+        app[READINESS] = Readiness(readiness_check(app), settings.readiness_cache_s)
         reconciler = asyncio.create_task(
             Reconciler(app[TORCHSERVE], app[REGISTRY], rollout_settings, app[ROLLOUTS].lock).forever(
                 settings.model_name, settings.reconcile_interval_s))

@@ -12,6 +12,7 @@ from auth_plugin.control.versions import VersionRegistry
 from auth_plugin.feedback.datasets import DatasetStore
 from auth_plugin.proxy_metrics import ProxyMetrics
 from auth_plugin.rate_limit import RateLimiter
+from auth_plugin.readiness import Readiness
 from auth_plugin.settings import ProxySettings
 from auth_plugin.torchserve_keys import TorchServeKeys
 
@@ -25,3 +26,4 @@ REGISTRY = web.AppKey("registry", VersionRegistry)  # the routing table: default
 TORCHSERVE = web.AppKey("torchserve", TorchServeAdmin)
 ROLLOUTS = web.AppKey("rollouts", Rollouts)
 DATASETS = web.AppKey("datasets", DatasetStore)
+READINESS = web.AppKey("readiness", Readiness)  # /readyz's answer, cached for a second

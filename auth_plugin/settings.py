@@ -59,6 +59,7 @@ class ProxySettings:
     register_timeout_s: float = 180.0
     drain_timeout_s: float = 60.0
     reconcile_interval_s: float = 5.0  # how often TorchServe is brought back to the routing table
+    readiness_cache_s: float = 1.0  # /readyz (no token needed) asks TorchServe at most this often
     # The feedback loop: corrections are stored upright in datasets under this folder.
     datasets_dir: Path = ROOT / "data" / "feedback"
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # as the handler's: what it would refuse is refused here

@@ -46,6 +46,9 @@ class TokenRecord:
     revoked: bool
 
 
+MAX_TTL_S = 3650 * 86400  # ten years: past that, a token should be a service account's, rotated by hand
+
+
 class TokenStore:
     """One SQLite file; safe to share between the proxy and the CLI (each opens its own connection)."""
 
@@ -65,8 +68,8 @@ class TokenStore:
             raise ValueError(f"scopes must be a non-empty subset of {sorted(SCOPES)}, got {sorted(scope_set)}")
         if not user.strip():
             raise ValueError("user must not be empty")
-        if ttl_s <= 0:
-            raise ValueError("the token's lifetime must be positive")
+        if not 0 < ttl_s <= MAX_TTL_S:  # NaN and infinity fail too: an expiry must stay a readable date
+            raise ValueError(f"the token's lifetime must be from 1 s to {MAX_TTL_S // 86400} days, got {ttl_s!r}")
         token = PREFIX + secrets.token_urlsafe(32)
         now = time.time()
         cursor = self._db.execute(

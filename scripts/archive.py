@@ -33,9 +33,9 @@ HANDLER_DIR = ROOT / "handler"
 LIBRARY = ROOT / "food_rotation"  # carried whole: a version runs its own library, not the one installed beside it
 MODEL_STORE = ROOT / "model_store"
 MODEL_CONFIG = HANDLER_DIR / "model-config.yaml"
-_VERSION = re.compile(r"^[0-9]+(\.[0-9]+){0,2}$")
-_MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-_ARCHIVE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,2}")
+_MODEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_ARCHIVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 class ArchiveBuildError(ValueError):
@@ -85,11 +85,11 @@ def _calibration(info: dict[str, object]) -> dict[str, object]:
 def _checked(weights: Path, version: str, name: str, archive_name: str, config: Path, archiver: Path) -> None:
     if not weights.is_file():
         raise ArchiveBuildError(f"weights file not found: {weights}")
-    if not _VERSION.match(version):
+    if not _VERSION.fullmatch(version):
         raise ArchiveBuildError(f"bad version {version!r}: use 1, 1.2 or 1.2.3")
-    if not _MODEL_NAME.match(name):
+    if not _MODEL_NAME.fullmatch(name):
         raise ArchiveBuildError(f"bad model name {name!r}: letters, digits, _ and -")
-    if not _ARCHIVE_NAME.match(archive_name):
+    if not _ARCHIVE_NAME.fullmatch(archive_name):
         raise ArchiveBuildError(f"bad archive name {archive_name!r}")
     if not config.is_file():
         raise ArchiveBuildError(f"model config not found: {config}")

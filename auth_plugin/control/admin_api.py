@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from auth_plugin.access import requires
-from auth_plugin.app_keys import DATASETS, REGISTRY, ROLLOUTS
+from auth_plugin.app_keys import DATASETS, REGISTRY, ROLLOUTS, SETTINGS
 from auth_plugin.bodies import read_json_object
 from auth_plugin.control import version_views
 from auth_plugin.control.rollout import RolloutError
@@ -30,6 +30,15 @@ from auth_plugin.feedback.datasets import DatasetError, DatasetStore, union
 from food_rotation.provenance import Provenance
 
 log = logging.getLogger("auth_plugin.admin")
+
+
+def _model(request: web.Request) -> str:
+    """The model named in the URL: only the one this gateway serves (anything else never reaches TorchServe)."""
+    model = request.match_info["model"]
+    if model != request.app[SETTINGS].model_name:
+        raise RolloutError(404, "unknown_model", f"this service manages {request.app[SETTINGS].model_name!r} only; "
+                                                 f"there is no model {model[:40]!r}")
+    return model
 
 
 def _string(body: dict[str, Any], key: str, required: bool = True) -> str | None:
@@ -49,13 +58,13 @@ def _percent(body: dict[str, Any], key: str) -> float:
 
 
 async def list_versions(request: web.Request) -> web.Response:
-    model = request.match_info["model"]
+    model = _model(request)
     rows = await version_views.versions(request.app[ROLLOUTS], request.app[REGISTRY], model)
     return web.json_response({"model": model, "versions": rows})
 
 
 async def list_archives(request: web.Request) -> web.Response:
-    model = request.match_info["model"]
+    model = _model(request)
     rows = await version_views.archives(request.app[ROLLOUTS], request.app[REGISTRY], model)
     return web.json_response({"model": model, "archives": rows})
 
@@ -95,7 +104,7 @@ async def deploy(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     archive = _string(body, "archive")
     held_out = await _held_out(request, archive, _string(body, "gate_dataset", required=False))
-    result = await request.app[ROLLOUTS].deploy(request.match_info["model"], archive, _percent(body, "canary"),
+    result = await request.app[ROLLOUTS].deploy(_model(request), archive, _percent(body, "canary"),
                                                 held_out)
     return web.json_response(result, status=201)
 
@@ -103,22 +112,22 @@ async def deploy(request: web.Request) -> web.Response:
 async def canary(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     return web.json_response(await request.app[ROLLOUTS].set_canary(
-        request.match_info["model"], _string(body, "version"), _percent(body, "percent")))
+        _model(request), _string(body, "version"), _percent(body, "percent")))
 
 
 async def promote(request: web.Request) -> web.Response:
     body = await read_json_object(request)
-    return web.json_response(await request.app[ROLLOUTS].promote(request.match_info["model"],
+    return web.json_response(await request.app[ROLLOUTS].promote(_model(request),
                                                                  _string(body, "version", required=False)))
 
 
 async def rollback(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[ROLLOUTS].rollback(request.match_info["model"]))
+    return web.json_response(await request.app[ROLLOUTS].rollback(_model(request)))
 
 
 async def retire(request: web.Request) -> web.Response:
     body = await read_json_object(request)
-    return web.json_response(await request.app[ROLLOUTS].retire(request.match_info["model"],
+    return web.json_response(await request.app[ROLLOUTS].retire(_model(request),
                                                                 _string(body, "version")))
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from food_rotation.service_error import ServiceError
 
-_ARCHIVE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.mar$")
+_ARCHIVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.mar")
 
 
 class ArchiveError(ServiceError):
@@ -43,10 +43,13 @@ class ArchiveInfo:
 
 def read_archive(model_store: Path, archive: str) -> ArchiveInfo:
     """What an archive directly in the model store holds; ArchiveError for anything else (paths, URLs, junk)."""
-    if "/" in archive or "\\" in archive or ".." in archive or "://" in archive or not _ARCHIVE_NAME.match(archive):
+    if "/" in archive or "\\" in archive or ".." in archive or "://" in archive or not _ARCHIVE_NAME.fullmatch(archive):
         raise ArchiveError(400, "bad_archive_name",
                            "give the file name of a .mar directly inside model_store/ (no paths, no URLs)")
     path = model_store / archive
+    if path.is_symlink():  # a link could point anywhere: only archives that were copied into the store are served
+        raise ArchiveError(400, "archive_is_a_link", f"{archive} is a symbolic link: copy the archive into the "
+                                                     "model store instead")
     if not path.is_file():
         raise ArchiveError(404, "archive_not_found", f"{archive} is not in the model store")
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -56,11 +57,17 @@ class TorchServeAdmin:
             raise ManagementError(answer.status, message)
         return json.loads(text) if text.strip() else {}
 
+    @staticmethod
+    def _path(model: str, *version: str | None, then: str = "") -> str:
+        """/models/<model>[/<version>][<then>], every name quoted: a name is never a path or a query."""
+        names = [model, *(v for v in version if v)]
+        return "/models/" + "/".join(quote(name, safe="") for name in names) + then
+
     async def versions(self, model: str) -> list[VersionState]:
         """Every registered version of `model`; [] when the model is not registered at all."""
         try:
-            described = await self._call("GET", f"/models/{model}/all")
-            default = (await self._call("GET", f"/models/{model}"))[0]["modelVersion"]
+            described = await self._call("GET", self._path(model, then="/all"))
+            default = (await self._call("GET", self._path(model)))[0]["modelVersion"]
         except ManagementError as exc:
             if exc.status == 404:
                 return []
@@ -71,7 +78,7 @@ class TorchServeAdmin:
 
     async def live_workers(self, model: str, version: str | None, timeout_s: float) -> int:
         """READY workers of one version of `model` (TorchServe's default version when None)."""
-        described = await self._call("GET", f"/models/{model}" + (f"/{version}" if version else ""), timeout_s)
+        described = await self._call("GET", self._path(model, version), timeout_s)
         try:
             return sum(worker.get("status") == "READY" for worker in described[0]["workers"])
         except (LookupError, TypeError, AttributeError) as exc:
@@ -83,7 +90,7 @@ class TorchServeAdmin:
                          synchronous="true")
 
     async def set_default(self, model: str, version: str) -> None:
-        await self._call("PUT", f"/models/{model}/{version}/set-default")
+        await self._call("PUT", self._path(model, version, then="/set-default"))
 
     async def unregister(self, model: str, version: str) -> None:
-        await self._call("DELETE", f"/models/{model}/{version}", timeout_s=60.0)
+        await self._call("DELETE", self._path(model, version), timeout_s=60.0)

@@ -30,8 +30,8 @@ from food_rotation.photo_io import TURNS, load_upright, turn
 from food_rotation.service_error import ServiceError
 
 HELD_OUT_SHARE = 5  # one photo in five (by its sha256) is never trained on: the smoke gate checks it
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class DatasetError(ServiceError):
@@ -78,7 +78,7 @@ class DatasetStore:
     # -- reading ----------------------------------------------------------------------------------------------
 
     def _folder(self, name: str) -> Path:
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise DatasetError(400, "bad_dataset_name", "a dataset name is 1-64 of a-z, 0-9, '_' and '-'")
         folder = self.root / name
         if not (folder / "dataset.json").is_file():
@@ -133,7 +133,7 @@ class DatasetStore:
         return {**self.summary(name, corrections), "items": [asdict(c) for c in corrections]}
 
     def photo(self, name: str, sha256: str, thumbnail: bool) -> Path:
-        if not _SHA256.match(sha256):
+        if not _SHA256.fullmatch(sha256):
             raise DatasetError(400, "bad_sha256", "a photo is named by the 64 hex digits of its sha256")
         path = self._folder(name) / ("thumbs" if thumbnail else "photos") / f"{sha256}.jpg"
         if not path.is_file():
@@ -167,7 +167,7 @@ class DatasetStore:
             if name is None:
                 numbers = [int(n.rsplit("-", 1)[1]) for n in existing if re.fullmatch(r"feedback-\d+", n)]
                 name = f"feedback-{max(numbers, default=0) + 1}"
-            if not _NAME.match(name):
+            if not _NAME.fullmatch(name):
                 raise DatasetError(400, "bad_dataset_name", "a dataset name is 1-64 of a-z, 0-9, '_' and '-'")
             if name in existing:
                 raise DatasetError(409, "dataset_exists", f"there is already a dataset {name!r}")

@@ -37,7 +37,7 @@ from food_rotation.request_payload import multipart_fields, parse_payload
 from food_rotation.service_error import ServiceError
 
 FIELDS = ("true_degree", "model_degree", "model_version")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
 
 def parse_degree(value: object, field: str, required: bool) -> int | None:
@@ -72,7 +72,7 @@ def parse_feedback(body: bytes, content_type: str, query: Mapping[str, str]) -> 
         item = {"body": body}
     image = parse_payload(item, content_type, part_types=part_types).image
     version = fields.get("model_version")
-    if version is not None and (not isinstance(version, str) or not _VERSION.match(version)):
+    if version is not None and (not isinstance(version, str) or not _VERSION.fullmatch(version)):
         raise ServiceError(400, "invalid_model_version", "\"model_version\" must look like 1.0 (letters, digits, ._-)")
     return image, {"true_degree": parse_degree(fields.get("true_degree"), "true_degree", required=True),
                    "model_degree": parse_degree(fields.get("model_degree"), "model_degree", required=False),

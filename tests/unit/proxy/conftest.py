@@ -25,6 +25,7 @@ class FakeTorchServe:
     def __init__(self, key_file: Path) -> None:
         self.key_file = key_file
         self.seen: list[dict[str, str]] = []
+        self.described = 0  # management calls describing the model (what /readyz asks)
         self.queries: list[str] = []  # each prediction's query string, as TorchServe got it
         self.delay_s = 0.0
         self.key = ""
@@ -63,6 +64,7 @@ class FakeTorchServe:
     async def models(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.management}":
             return web.json_response({"code": 400, "type": "InvalidKeyException"}, status=400)
+        self.described += 1
         return web.json_response([{"workers": [{"status": "READY"}]}])
 
     def app(self) -> web.Application:

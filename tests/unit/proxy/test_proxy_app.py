@@ -99,11 +99,21 @@ async def test_a_key_renewed_while_torchserve_writes_its_file_loses_no_request(s
 @pytest.mark.parametrize("meanwhile", ["old", "truncated"])
 async def test_readiness_holds_while_torchserve_renews_its_management_key(setup, meanwhile):
     fake, client, _ = setup
-    proxy = await client()
+    proxy = await client(readiness_cache_s=0.0)  # every call asks TorchServe
     assert (await proxy.get("/readyz")).status == 200
     fake.renew("infer001", management="mgmt0002", file_lag_s=0.3, meanwhile=meanwhile)
     answer = await proxy.get("/readyz")
     assert answer.status == 200 and (await answer.json()) == {"status": "ready", "workers": 1}
+
+
+async def test_a_flood_of_readiness_checks_asks_torchserve_once_a_second(setup):
+    fake, client, _ = setup
+    proxy = await client(readiness_cache_s=1.0)
+    answers = await asyncio.gather(*(proxy.get("/readyz") for _ in range(50)))
+    assert [answer.status for answer in answers] == [200] * 50
+    assert fake.described == 1
+    await asyncio.sleep(1.05)
+    assert (await proxy.get("/readyz")).status == 200 and fake.described == 2
 
 
 async def test_no_key_file_is_503_at_once(setup):

@@ -1,0 +1,61 @@
+"""Issue 12's smaller holes, each closed: names matched whole, admin model names never reach TorchServe's URL,
+linked archives refused, token lifetimes bounded (tests/resilience/REPORT.md lists them)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+
+import pytest
+
+from auth_plugin.__main__ import parse_ttl
+from auth_plugin.control.archive_catalogue import ArchiveError, read_archive
+from auth_plugin.feedback.datasets import DatasetError, DatasetStore
+from auth_plugin.token_store import MAX_TTL_S, TokenStore
+from scripts.archive import build_archive
+
+
+@pytest.mark.parametrize("path", ["/admin/models/..%2F..%2Fapi-description%3F", "/admin/models/other",
+                                  "/admin/models/food_rotation%0a/archives"])
+async def test_admin_routes_name_only_the_served_model(setup, admin_auth, path):
+    fake, client, _ = setup
+    proxy = await client()
+    answer = await proxy.get(path, headers=admin_auth)
+    assert answer.status == 404 and (await answer.json())["error"] == "unknown_model"
+    assert fake.described == 0  # nothing was asked of TorchServe's management API
+
+
+async def test_a_trailing_newline_is_not_a_name(setup, tmp_path):
+    fake, client, auth = setup
+    proxy = await client()
+    answer = await proxy.post("/predictions/food_rotation/1.0%0a", data=b"x", headers=auth)
+    assert answer.status in (400, 404) and fake.seen == []
+    store = DatasetStore(tmp_path / "d", 1000)
+    with pytest.raises(DatasetError) as refused:
+        store.start_new("evil\n")
+    assert refused.value.status == 400 and not (tmp_path / "d" / "evil\n").exists()
+
+
+def test_a_linked_archive_is_refused(tmp_path, weights_copy):
+    outside = build_archive(weights_copy, "2.0", archive_name="elsewhere", export_path=tmp_path / "outside")
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "food_rotation-v2.0.mar").symlink_to(outside)
+    with pytest.raises(ArchiveError) as refused:
+        read_archive(store, "food_rotation-v2.0.mar")
+    assert (refused.value.status, refused.value.code) == (400, "archive_is_a_link")
+    shutil.copy(outside, store / "copied.mar")
+    assert read_archive(store, "copied.mar").version == "2.0"
+
+
+@pytest.mark.parametrize("text", ["1" * 400, "3651d", "0", "inf"], ids=["400-digits", "3651d", "0", "inf"])
+def test_a_token_lifetime_out_of_range_is_refused(tmp_path, text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_ttl(text)
+    store = TokenStore(tmp_path / "t.sqlite3")
+    for ttl in (math.inf, math.nan, MAX_TTL_S + 1, 0):
+        with pytest.raises(ValueError, match="lifetime"):
+            store.issue("cook", ["predict"], ttl)
+    assert parse_ttl("3650d") == MAX_TTL_S and store.all() == []
+    store.close()
