@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from auth_plugin.settings import JwtSettings
 from auth_plugin.token_store import PREFIX, TokenStore, hash_token
@@ -39,16 +41,20 @@ class AuthError(ServiceError):
 
 
 def credential_from(headers: Mapping[str, str]) -> str:
-    """`Authorization: Bearer <token>`, or the original system's `access_token` header."""
+    """`Authorization: Bearer <token>`, or the original system's `access_token` header. Every token we accept is
+    printable ASCII; anything else is refused here, before it is hashed or parsed."""
     authorization = headers.get("Authorization")
     if authorization is not None:
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
             raise AuthError("malformed", "the Authorization header must be 'Bearer <token>'")
-        return token.strip()
-    token = headers.get("access_token", "").strip()
-    if not token:
-        raise AuthError("missing", "no access token: send 'Authorization: Bearer <token>'")
+        token = token.strip()
+    else:
+        token = headers.get("access_token", "").strip()
+        if not token:
+            raise AuthError("missing", "no access token: send 'Authorization: Bearer <token>'")
+    if not (token.isascii() and token.isprintable()):
+        raise AuthError("malformed", "the token holds characters no token has (non-ASCII or control characters)")
     return token
 
 
@@ -63,6 +69,23 @@ _JWT_REFUSALS: tuple[tuple[type[jwt.InvalidTokenError], tuple[str, str]], ...] =
 )
 
 
+# The algorithms each kind of key can verify: a token is only checked with its key's own family (an RS256 header
+# against an EC key raised PyJWT's InvalidKeyError, a 500, before the family was pinned).
+_FAMILIES = {"rsa": {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}, "ec": {"ES256", "ES384", "ES512"},
+             "ed": {"EdDSA"}, "secret": {"HS256", "HS384", "HS512"}}
+
+
+def key_family(key: str | bytes, from_file: bool) -> str:
+    if not from_file:
+        return "secret"
+    public = serialization.load_pem_public_key(key if isinstance(key, bytes) else key.encode())
+    if isinstance(public, rsa.RSAPublicKey):
+        return "rsa"
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return "ec"
+    return "ed"
+
+
 class JwtVerifier:
     def __init__(self, settings: JwtSettings) -> None:
         self._settings = settings
@@ -70,11 +93,18 @@ class JwtVerifier:
             self._key: str | bytes = settings.public_key_file.read_bytes()
         else:
             self._key = settings.secret or ""
+        family = key_family(self._key, settings.public_key_file is not None)
+        self._algorithms = [name for name in settings.algorithms if name in _FAMILIES[family]]
+        if not self._algorithms:
+            raise ValueError(f"none of the JWT algorithms {list(settings.algorithms)} fits the configured "
+                             f"{family} key: allow one of {sorted(_FAMILIES[family])}")
 
     def verify(self, token: str) -> Principal:
         s = self._settings
         try:
-            claims = jwt.decode(token, self._key, algorithms=list(s.algorithms), audience=s.audience, issuer=s.issuer,
+            if "crit" in jwt.get_unverified_header(token):  # RFC 7515: an extension we do not know must fail
+                raise AuthError("malformed", "the token's 'crit' header names extensions this service does not know")
+            claims = jwt.decode(token, self._key, algorithms=self._algorithms, audience=s.audience, issuer=s.issuer,
                                 leeway=s.leeway_s, options={"require": ["exp", "aud"] + (["iss"] if s.issuer else [])})
         except jwt.MissingRequiredClaimError as exc:
             raise AuthError("malformed", f"the token lacks the {exc.claim!r} claim") from exc
@@ -82,10 +112,21 @@ class JwtVerifier:
             reason, description = next((answer for kind, answer in _JWT_REFUSALS if isinstance(exc, kind)),
                                        ("malformed", "the token is not a well-formed JWT"))
             raise AuthError(reason, description) from exc
-        raw_scopes = claims.get(s.scope_claim, "")
-        scopes = raw_scopes.split() if isinstance(raw_scopes, str) else [str(x) for x in raw_scopes or []]
+        except jwt.PyJWTError as exc:  # InvalidKeyError and the like: still the caller's token, never a 500
+            raise AuthError("malformed", "the token cannot be checked with this service's key") from exc
         user = str(claims.get(s.user_claim, "unknown"))
-        return Principal(user=user, scopes=frozenset(scopes), subject_key=f"jwt:{user}", source="jwt")
+        return Principal(user=user, scopes=scope_claim(claims.get(s.scope_claim, "")), subject_key=f"jwt:{user}",
+                         source="jwt")
+
+
+def scope_claim(value: object) -> frozenset[str]:
+    """A space-separated string or a list of strings (RFC 8693 and common practice); any other shape is refused:
+    a dict's keys, a number or a boolean are not scopes."""
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return frozenset(value)
+    raise AuthError("malformed", "the token's scope claim must be a string or a list of strings")
 
 
 class Authenticator:

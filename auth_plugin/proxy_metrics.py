@@ -17,6 +17,8 @@ class ProxyMetrics:
                                  registry=self.registry)
         self.auth_failures = Counter("proxy_auth_failures_total", "Refused credentials", ["reason"],
                                      registry=self.registry)
+        self.internal_errors = Counter("proxy_internal_errors_total", "Answers of 500: a bug in the proxy",
+                                       ["exception"], registry=self.registry)
         self.upstream_errors = Counter("proxy_upstream_errors_total", "TorchServe unreachable, slow or refusing",
                                        ["kind"], registry=self.registry)
 

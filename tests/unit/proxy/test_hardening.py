@@ -10,6 +10,7 @@ import shutil
 import pytest
 
 from auth_plugin.__main__ import parse_ttl
+from auth_plugin.app import TracebackLimiter
 from auth_plugin.control.archive_catalogue import ArchiveError, read_archive
 from auth_plugin.feedback.datasets import DatasetError, DatasetStore
 from auth_plugin.token_store import MAX_TTL_S, TokenStore
@@ -59,3 +60,15 @@ def test_a_token_lifetime_out_of_range_is_refused(tmp_path, text):
             store.issue("cook", ["predict"], ttl)
     assert parse_ttl("3650d") == MAX_TTL_S and store.all() == []
     store.close()
+
+
+def test_a_repeated_bug_logs_one_traceback_then_one_line_each(caplog):
+    limiter = TracebackLimiter(every_s=60)
+    for _ in range(3):
+        try:
+            raise UnicodeEncodeError("utf-8", "x", 0, 1, "surrogates not allowed")
+        except UnicodeEncodeError as exc:
+            limiter.log(exc, "unexpected failure on %s %s", "POST", "/predictions/food_rotation")
+    with_traceback = [record for record in caplog.records if record.exc_info]
+    assert len(caplog.records) == 3 and len(with_traceback) == 1
+    assert "UnicodeEncodeError again" in caplog.records[-1].getMessage()

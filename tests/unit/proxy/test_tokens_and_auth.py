@@ -154,3 +154,44 @@ def test_authenticator_routes_jwts_to_the_verifier(store, signer):
     auth = Authenticator(store, verifier, cache_s=0.5)
     token = jwt.encode(_claims(scope="predict"), private, algorithm=algorithm)
     assert auth.authenticate({"Authorization": f"Bearer {token}"}, "predict").user == "gina"
+
+
+def test_a_token_signed_for_the_other_key_family_is_a_401_not_a_500(signer):
+    """An ES256 header against an RSA key (or RS256 against an EC key) raised PyJWT's InvalidKeyError."""
+    algorithm, _, verifier = signer
+    other = ec.generate_private_key(ec.SECP256R1()) if algorithm == "RS256" else rsa.generate_private_key(
+        public_exponent=65537, key_size=2048)
+    with pytest.raises(AuthError) as caught:
+        verifier.verify(jwt.encode(_claims(), other, algorithm="ES256" if algorithm == "RS256" else "RS256"))
+    assert caught.value.status == 401
+
+
+def test_a_key_that_fits_none_of_the_algorithms_stops_the_start(tmp_path):
+    public_file = tmp_path / "idp.pem"
+    public_file.write_bytes(_pem(ec.generate_private_key(ec.SECP256R1())))
+    with pytest.raises(ValueError, match="fits the configured ec key"):
+        JwtVerifier(JwtSettings(public_key_file=public_file, algorithms=("RS256",)))
+
+
+@pytest.mark.parametrize("scope", [{"admin": False, "predict": False}, 7, True, ["predict", 1], None])
+def test_a_scope_claim_that_is_not_a_string_or_a_list_of_strings_is_refused(signer, scope):
+    algorithm, private, verifier = signer
+    with pytest.raises(AuthError) as caught:
+        verifier.verify(jwt.encode(_claims(scope=scope), private, algorithm=algorithm))
+    assert caught.value.reason == "malformed"
+
+
+def test_a_crit_header_is_refused(signer):
+    algorithm, private, verifier = signer
+    token = jwt.encode(_claims(), private, algorithm=algorithm, headers={"crit": ["exp"]})
+    with pytest.raises(AuthError, match="crit"):
+        verifier.verify(token)
+
+
+@pytest.mark.parametrize("token", ["frs_abc\x7f", "frs_\u00e9t\u00e9", "frs_a\rbc", "frs_\udcff"],
+                         ids=["DEL", "non-ASCII", "CR", "lone-surrogate"])
+def test_a_token_with_characters_no_token_has_is_malformed(store, token):
+    auth = Authenticator(store, None, cache_s=0.5)
+    with pytest.raises(AuthError) as caught:
+        auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")
+    assert caught.value.reason == "malformed" and caught.value.status == 401
