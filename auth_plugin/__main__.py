@@ -20,6 +20,7 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
+from auth_plugin import log_safety
 from auth_plugin.app import AccessLogger, create_app
 from auth_plugin.control import models_cli
 from auth_plugin.settings import ProxySettings
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "tokens":
         return tokens_command(args, args.db or settings.token_db)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log_safety.install()
     # uvloop: the proxy shares two cores with TorchServe's workers, so every microsecond it spends is theirs.
     web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log_class=AccessLogger,
                 print=lambda text: logging.getLogger("auth_plugin").info(text.strip()), loop=uvloop.new_event_loop())

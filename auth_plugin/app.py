@@ -47,6 +47,7 @@ from auth_plugin.control.versions import VersionRegistry
 from auth_plugin.feedback import feedback_api
 from auth_plugin.feedback.datasets import DatasetStore
 from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers, forwarded_query
+from auth_plugin.log_safety import printable
 from auth_plugin.proxy_metrics import ProxyMetrics
 from auth_plugin.rate_limit import RateLimiter
 from auth_plugin.readiness import Readiness
@@ -201,10 +202,11 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 class AccessLogger(AbstractAccessLogger):
-    """Method, path without its query, status, size, time and request id: never a header, so never a token."""
+    """Method, path without its query (non-printables escaped: no forged lines), status, size, time and request id:
+    never a header, so never a token."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info("%s %s %s %s %s %.1fms rid=%s", request.remote, request.method, request.path,
+        self.logger.info("%s %s %s %s %s %.1fms rid=%s", request.remote, request.method, printable(request.path),
                          response.status, response.body_length, time * 1000,
                          response.headers.get("X-Request-ID", "-"))
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import psutil
 import pytest
 import requests
 
 from scripts.serving import TorchServe
+from tests.stack import issue_token
 
 pytestmark = pytest.mark.integration
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
@@ -51,3 +55,27 @@ def test_an_archive_of_the_model_store_is_allowed(torchserve: TorchServe):
 def test_the_proxy_metrics_are_its_own(proxy):
     text = requests.get(f"{proxy.url}/metrics", timeout=10).text
     assert "proxy_requests_total" in text and "ts_inference" not in text
+
+
+def _raw(url: str, request: bytes) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request)
+        return connection.recv(65536)
+
+
+def test_malformed_requests_leave_no_token_and_no_forged_line_in_the_proxy_log(proxy):
+    """aiohttp's parser logs the bad header line (a token followed by DEL); a %0a in a path could start a line."""
+    token = issue_token(proxy, "--user", "logtest", "--scopes", "predict")[1]
+    for request in (
+        f"POST /predictions/food_rotation HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\x7f\r\n\r\n",
+        f"POST /predictions/food_rotation HTTP/1.1\nHost: x\nAuthorization: Bearer {token}\n\n",
+        "GET /predictions/x%0a2026-01-01%20INFO%20forged%00 HTTP/1.1\r\nHost: x\r\n\r\n",
+    ):
+        answer = _raw(proxy.url, request.encode("latin-1"))
+        assert answer.split(b" ")[1].startswith(b"4"), answer[:80]  # refused, never served
+    time.sleep(0.5)
+    log = proxy.log_file.read_text(errors="replace")
+    assert token not in log and token[:12] not in log
+    assert not any(line.startswith("2026-01-01 INFO forged") for line in log.splitlines())
+    assert "x\\n2026-01-01 INFO forged\\x00" in log
