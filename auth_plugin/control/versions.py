@@ -55,6 +55,7 @@ class VersionRegistry:
         self._rng = rng or random.Random()
         self._in_flight: Counter[tuple[str, str]] = Counter()
         self._routes: dict[str, Route | None] = {}  # this process is the only writer: read once, then cached
+        self._versions: dict[str, dict[str, str]] = {}  # the same for model_versions
 
     def close(self) -> None:
         self._db.close()
@@ -76,16 +77,25 @@ class VersionRegistry:
 
     def versions(self, model: str) -> dict[str, str]:
         """version -> archive file name, in deployment order."""
-        rows = self._db.execute("SELECT version, archive FROM model_versions WHERE model = ? ORDER BY deployed_at",
-                                (model,))
-        return dict(rows.fetchall())
+        if model not in self._versions:
+            rows = self._db.execute("SELECT version, archive FROM model_versions WHERE model = ? "
+                                    "ORDER BY deployed_at", (model,))
+            self._versions[model] = dict(rows.fetchall())
+        return dict(self._versions[model])
 
     def add_version(self, model: str, version: str, archive: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO model_versions VALUES (?, ?, ?, ?)",
                          (model, version, archive, time.time()))
+        self._versions.pop(model, None)
 
     def remove_version(self, model: str, version: str) -> None:
         self._db.execute("DELETE FROM model_versions WHERE model = ? AND version = ?", (model, version))
+        self._versions.pop(model, None)
+
+    def knows(self, model: str, version: str) -> bool:
+        """Whether a request may name this version: any version before the first reconcile has filled the table
+        (TorchServe answers for itself then), only a registered one after."""
+        return self.route(model) is None or version in self.versions(model)
 
     def choose(self, model: str) -> str | None:
         """The version for one request: the canary with its share of the traffic, else the default."""
@@ -104,6 +114,8 @@ class VersionRegistry:
             yield
         finally:
             self._in_flight[key] -= 1
+            if self._in_flight[key] <= 0:
+                del self._in_flight[key]  # nothing is kept per name once its requests are answered
 
     def in_flight_count(self, model: str, version: str) -> int:
         return self._in_flight[(model, version)]

@@ -11,7 +11,9 @@ import pytest
 
 from auth_plugin.__main__ import parse_ttl
 from auth_plugin.app import TracebackLimiter
+from auth_plugin.app_keys import REGISTRY
 from auth_plugin.control.archive_catalogue import ArchiveError, read_archive
+from auth_plugin.control.versions import Route
 from auth_plugin.feedback.datasets import DatasetError, DatasetStore
 from auth_plugin.token_store import MAX_TTL_S, TokenStore
 from scripts.archive import build_archive
@@ -72,3 +74,19 @@ def test_a_repeated_bug_logs_one_traceback_then_one_line_each(caplog):
     with_traceback = [record for record in caplog.records if record.exc_info]
     assert len(caplog.records) == 3 and len(with_traceback) == 1
     assert "UnicodeEncodeError again" in caplog.records[-1].getMessage()
+
+
+async def test_unknown_names_are_404_and_leave_nothing_behind(setup):
+    fake, client, auth = setup
+    proxy = await client()
+    registry = proxy.server.app[REGISTRY]
+    registry.add_version("food_rotation", "1.0", "food_rotation.mar")
+    registry.set_route("food_rotation", Route(default="1.0"))
+    for index in range(200):
+        other = await proxy.post(f"/predictions/model{index}", data=b"x", headers=auth)
+        assert other.status == 404 and (await other.json())["error"] == "unknown_model"
+        unknown = await proxy.post(f"/predictions/food_rotation/9.{index}", data=b"x", headers=auth)
+        assert unknown.status == 404 and (await unknown.json())["error"] == "unknown_version"
+    assert (await proxy.post("/predictions/food_rotation/1.0", data=b"x", headers=auth)).status == 200
+    assert len(fake.seen) == 1
+    assert registry._in_flight == {} and set(registry._routes) == {"food_rotation"}
