@@ -33,9 +33,9 @@ def requires(scope: str) -> Callable[[Handler], Handler]:
     return mark
 
 
-def admit(request: web.Request, scope: str) -> Principal:
+async def admit(request: web.Request, scope: str) -> Principal:
     """The caller's identity, when its token carries `scope` and its rate allows one more request."""
-    principal = request.app[AUTHENTICATOR].authenticate(request.headers, scope)
+    principal = await request.app[AUTHENTICATOR].authenticate(request.headers, scope)
     wait = request.app[LIMITER].acquire(principal.subject_key)
     if wait > 0:
         raise RateLimited(wait)
@@ -47,5 +47,5 @@ async def authorize(request: web.Request,
                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     scope = getattr(request.match_info.handler, _SCOPE, None)
     if scope is not None:
-        request[PRINCIPAL] = admit(request, scope)
+        request[PRINCIPAL] = await admit(request, scope)
     return await handler(request)

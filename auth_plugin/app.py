@@ -162,7 +162,7 @@ async def predict(request: web.Request) -> web.Response:
 
 async def whoami(request: web.Request) -> web.Response:
     """Who this token is and what it may do: the admin page signs in with it."""
-    principal = request.app[AUTHENTICATOR].identify(request.headers)
+    principal = await request.app[AUTHENTICATOR].identify(request.headers)
     return web.json_response({"user": principal.user, "scopes": sorted(principal.scopes),
                               "model": request.app[SETTINGS].model_name})
 

@@ -5,6 +5,8 @@ Failures are `AuthError`s carrying their RFC 6750 answer; app.py turns each into
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -139,29 +141,29 @@ class Authenticator:
         self._cache_s = cache_s
         self._cache: dict[str, tuple[float, Principal | AuthError]] = {}
 
-    def identify(self, headers: Mapping[str, str]) -> Principal:
+    async def identify(self, headers: Mapping[str, str]) -> Principal:
         """Whoever the credential names, whatever its scopes."""
-        return self._identify(credential_from(headers))
+        return await self._identify(credential_from(headers))
 
-    def authenticate(self, headers: Mapping[str, str], scope: str) -> Principal:
-        principal = self.identify(headers)
+    async def authenticate(self, headers: Mapping[str, str], scope: str) -> Principal:
+        principal = await self.identify(headers)
         if scope not in principal.scopes:
             raise AuthError("insufficient_scope", f"this call needs the '{scope}' scope", status=403, scope=scope)
         return principal
 
-    def _identify(self, token: str) -> Principal:
+    async def _identify(self, token: str) -> Principal:
         if token.startswith(PREFIX):
-            return self._opaque(token)
+            return await self._opaque(token)
         if self._jwt is not None and token.count(".") == 2:
             return self._jwt.verify(token)
         raise AuthError("unknown", "the token is not recognised")
 
-    def _opaque(self, token: str) -> Principal:
+    async def _opaque(self, token: str) -> Principal:
         key = hash_token(token)
         now = time.monotonic()
         cached = self._cache.get(key)
         if cached is None or now - cached[0] > self._cache_s:
-            cached = (now, self._check(token))
+            cached = (now, await asyncio.to_thread(self._check, token))  # SQLite waits off the event loop
             if len(self._cache) > 10_000:  # bounded: unknown tokens sprayed at us must not grow it forever
                 self._cache.clear()
             self._cache[key] = cached
@@ -171,7 +173,11 @@ class Authenticator:
         return result
 
     def _check(self, token: str) -> Principal | AuthError:
-        record = self._store.lookup(token)
+        try:
+            record = self._store.lookup(token)
+        except sqlite3.OperationalError as exc:  # "database is locked": another process holds it; not cached
+            raise ServiceError(503, "token_store_busy", "the token database is busy; try again shortly",
+                               {"Retry-After": "1"}) from exc
         if record is None:
             return AuthError("unknown", "the token is not recognised")
         if record.revoked:

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -52,11 +53,12 @@ MAX_TTL_S = 3650 * 86400  # ten years: past that, a token should be a service ac
 class TokenStore:
     """One SQLite file; safe to share between the proxy and the CLI (each opens its own connection)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, busy_timeout_s: float = 5.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
+        self._db = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         self._db.close()
@@ -79,9 +81,11 @@ class TokenStore:
         return token, self._get(int(cursor.lastrowid))
 
     def lookup(self, token: str) -> TokenRecord | None:
-        """The record of this token, whatever its state; None if unknown."""
+        """The record of this token, whatever its state; None if unknown. The proxy calls it off its event loop
+        (another process may hold the database's write lock for a while), so one connection is shared by threads."""
         wanted = hash_token(token)
-        row = self._db.execute("SELECT * FROM tokens WHERE token_hash = ?", (wanted,)).fetchone()
+        with self._lock:
+            row = self._db.execute("SELECT * FROM tokens WHERE token_hash = ?", (wanted,)).fetchone()
         if row is None or not hmac.compare_digest(row[1], wanted):
             return None
         return _record(row)

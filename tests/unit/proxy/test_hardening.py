@@ -4,18 +4,23 @@ linked archives refused, token lifetimes bounded (tests/resilience/REPORT.md lis
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 import shutil
+import sqlite3
+import time
 
 import pytest
 
 from auth_plugin.__main__ import parse_ttl
 from auth_plugin.app import TracebackLimiter
 from auth_plugin.app_keys import REGISTRY
+from auth_plugin.auth import Authenticator
 from auth_plugin.control.archive_catalogue import ArchiveError, read_archive
 from auth_plugin.control.versions import Route
 from auth_plugin.feedback.datasets import DatasetError, DatasetStore
 from auth_plugin.token_store import MAX_TTL_S, TokenStore
+from food_rotation.service_error import ServiceError
 from scripts.archive import build_archive
 
 
@@ -90,3 +95,32 @@ async def test_unknown_names_are_404_and_leave_nothing_behind(setup):
     assert (await proxy.post("/predictions/food_rotation/1.0", data=b"x", headers=auth)).status == 200
     assert len(fake.seen) == 1
     assert registry._in_flight == {} and set(registry._routes) == {"food_rotation"}
+
+
+async def test_a_locked_token_database_is_a_503_and_never_freezes_the_loop(tmp_path, monkeypatch):
+    store = TokenStore(tmp_path / "tokens.sqlite3")
+    token, _ = store.issue("cook", ["predict"], 3600)
+
+    def locked(_token: str) -> None:  # what SQLite does while another process holds the database
+        time.sleep(0.5)
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store, "lookup", locked)
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(ticking())
+    auth = Authenticator(store, None, cache_s=60)
+    with pytest.raises(ServiceError) as busy:
+        await auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")
+    ticker.cancel()
+    assert (busy.value.status, busy.value.code, busy.value.headers["Retry-After"]) == (503, "token_store_busy", "1")
+    assert ticks >= 20  # the loop kept running the whole half second
+    monkeypatch.undo()
+    assert (await auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")).user == "cook"  # not cached
+    store.close()

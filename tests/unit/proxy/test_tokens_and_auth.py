@@ -58,12 +58,12 @@ def test_both_header_forms_are_accepted():
     assert credential_from({"Authorization": "Bearer xyz"}) == credential_from({"access_token": "xyz"}) == "xyz"
 
 
-def test_opaque_token_states(store):
+async def test_opaque_token_states(store):
     auth = Authenticator(store, None, cache_s=0)
     good, _ = store.issue("carol", ["predict"], 60)
-    assert auth.authenticate({"Authorization": f"Bearer {good}"}, "predict").user == "carol"
+    assert (await auth.authenticate({"Authorization": f"Bearer {good}"}, "predict")).user == "carol"
     with pytest.raises(AuthError) as caught:
-        auth.authenticate({"Authorization": f"Bearer {good}"}, "admin")
+        await auth.authenticate({"Authorization": f"Bearer {good}"}, "admin")
     assert (caught.value.status, caught.value.code, caught.value.scope) == (403, "insufficient_scope", "admin")
     assert 'error="insufficient_scope"' in caught.value.headers["WWW-Authenticate"]
     short, _ = store.issue("dave", ["predict"], 0.01)
@@ -72,20 +72,20 @@ def test_opaque_token_states(store):
     store.revoke(record.id)
     for token, reason in ((short, "expired"), (revoked, "revoked"), ("frs_unknown", "unknown"), ("eyJ.x.y", "unknown")):
         with pytest.raises(AuthError) as caught:
-            auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")
+            await auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")
         assert caught.value.reason == reason
         challenge = caught.value.headers["WWW-Authenticate"]
         assert challenge.startswith('Bearer realm="food-rotation-serve", error="invalid_token"')
 
 
-def test_revocation_is_seen_after_the_cache_window(store):
+async def test_revocation_is_seen_after_the_cache_window(store):
     auth = Authenticator(store, None, cache_s=0.2)
     token, record = store.issue("frank", ["predict"], 60)
-    auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")
+    await auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")
     store.revoke(record.id)
     time.sleep(0.25)
     with pytest.raises(AuthError):
-        auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")
+        await auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")
 
 
 def _pem(key) -> bytes:
@@ -149,11 +149,11 @@ def test_hs256_secret_and_scope_list_claim():
     assert caught.value.reason == "malformed"  # no exp
 
 
-def test_authenticator_routes_jwts_to_the_verifier(store, signer):
+async def test_authenticator_routes_jwts_to_the_verifier(store, signer):
     algorithm, private, verifier = signer
     auth = Authenticator(store, verifier, cache_s=0.5)
     token = jwt.encode(_claims(scope="predict"), private, algorithm=algorithm)
-    assert auth.authenticate({"Authorization": f"Bearer {token}"}, "predict").user == "gina"
+    assert (await auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")).user == "gina"
 
 
 def test_a_token_signed_for_the_other_key_family_is_a_401_not_a_500(signer):
@@ -190,8 +190,8 @@ def test_a_crit_header_is_refused(signer):
 
 @pytest.mark.parametrize("token", ["frs_abc\x7f", "frs_\u00e9t\u00e9", "frs_a\rbc", "frs_\udcff"],
                          ids=["DEL", "non-ASCII", "CR", "lone-surrogate"])
-def test_a_token_with_characters_no_token_has_is_malformed(store, token):
+async def test_a_token_with_characters_no_token_has_is_malformed(store, token):
     auth = Authenticator(store, None, cache_s=0.5)
     with pytest.raises(AuthError) as caught:
-        auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")
+        await auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")
     assert caught.value.reason == "malformed" and caught.value.status == 401
