@@ -39,6 +39,7 @@ from auth_plugin.app_keys import (
 from auth_plugin.auth import Authenticator, AuthError, JwtVerifier
 from auth_plugin.bodies import read_body
 from auth_plugin.control import admin_api
+from auth_plugin.control.plane_lock import ControlPlaneLock
 from auth_plugin.control.reconciler import Reconciler
 from auth_plugin.control.rollout import Rollouts, RolloutSettings
 from auth_plugin.control.smoke_gate import SmokeGate
@@ -225,6 +226,9 @@ def create_app(settings: ProxySettings) -> web.Application:
     app[KEYS] = TorchServeKeys(settings.torchserve_key_file, settings.management_url, settings.key_refresh_margin_s)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        plane = ControlPlaneLock(settings.torchserve_key_file)
+        if settings.control_plane:
+            plane.acquire()  # ControlPlaneTaken stops the start: a second one would undo this one's deploys
         store = TokenStore(settings.token_db)
         verifier = JwtVerifier(settings.jwt) if settings.jwt.enabled else None
         app[AUTHENTICATOR] = Authenticator(store, verifier, settings.token_cache_s)
@@ -243,14 +247,16 @@ def create_app(settings: ProxySettings) -> web.Application:
         app[READINESS] = Readiness(readiness_check(app), settings.readiness_cache_s)
         reconciler = asyncio.create_task(
             Reconciler(app[TORCHSERVE], app[REGISTRY], rollout_settings, app[ROLLOUTS].lock).forever(
-                settings.model_name, settings.reconcile_interval_s))
+                settings.model_name, settings.reconcile_interval_s)) if settings.control_plane else None
         yield
-        reconciler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reconciler
+        if reconciler is not None:
+            reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconciler
         await app[SESSION].close()
         app[REGISTRY].close()
         store.close()
+        plane.release()
 
     app.cleanup_ctx.append(resources)
     app.router.add_post("/predictions/{model}", predict)

@@ -60,6 +60,9 @@ class ProxySettings:
     drain_timeout_s: float = 60.0
     reconcile_interval_s: float = 5.0  # how often TorchServe is brought back to the routing table
     readiness_cache_s: float = 1.0  # /readyz (no token needed) asks TorchServe at most this often
+    # One proxy per TorchServe runs the control plane (rollouts, reconciler; it holds control-plane.lock beside
+    # TorchServe's key file); others in front of the same TorchServe set this false and serve predictions only.
+    control_plane: bool = True
     # The feedback loop: corrections are stored upright in datasets under this folder.
     datasets_dir: Path = ROOT / "data" / "feedback"
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # as the handler's: what it would refuse is refused here
@@ -78,15 +81,21 @@ class ProxySettings:
 
 
 def _convert(name: str, raw: str, kind: object) -> object:
-    """`raw` as the field's type: str, int, float, Path or a comma-separated tuple of str (optional or not)."""
+    """`raw` as the field's type: str, int, float, bool (true/false, 1/0, yes/no), Path or a comma-separated tuple
+    of str (optional or not)."""
     kinds = set(get_args(kind)) - {type(None)} if get_origin(kind) in (Union, UnionType) else {kind}
     (kind,) = kinds
     try:
+        if kind is bool:
+            return _BOOLEANS[raw.strip().lower()]
         if get_origin(kind) is tuple:
             return tuple(part.strip() for part in raw.split(",") if part.strip())
         return kind(raw)  # type: ignore[operator]
-    except ValueError:
+    except (ValueError, KeyError):
         raise ValueError(f"{name}={raw!r}: expected {getattr(kind, '__name__', kind)}") from None
+
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def _from_environment(settings: type, environ: Mapping[str, str], prefix: str,

@@ -33,8 +33,13 @@ log = logging.getLogger("auth_plugin.admin")
 
 
 def _model(request: web.Request) -> str:
-    """The model named in the URL: only the one this gateway serves (anything else never reaches TorchServe)."""
+    """The model named in the URL: only the one this gateway serves (anything else never reaches TorchServe), and
+    only on the proxy that runs the control plane."""
     model = request.match_info["model"]
+    if not request.app[SETTINGS].control_plane:
+        raise RolloutError(409, "not_the_control_plane", "this proxy serves predictions only "
+                                                         "(PROXY_CONTROL_PLANE=false): manage versions through the "
+                                                         "proxy that runs the control plane")
     if model != request.app[SETTINGS].model_name:
         raise RolloutError(404, "unknown_model", f"this service manages {request.app[SETTINGS].model_name!r} only; "
                                                  f"there is no model {model[:40]!r}")

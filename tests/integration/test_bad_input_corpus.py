@@ -14,7 +14,7 @@ import requests
 from PIL import Image
 
 from tests.photos import CLEAR_SCENES, encode, jpeg_with_orientation, png_header, rotated, scene
-from tests.stack import issue_token, worker_pids
+from tests.stack import issue_token, running_proxy, worker_pids
 
 pytestmark = pytest.mark.integration
 UPRIGHT = scene(CLEAR_SCENES[0])
@@ -173,9 +173,8 @@ def test_huge_header_is_refused_and_the_proxy_lives(proxy, send):
 
 
 def test_slow_loris_upload_is_cut_off(tmp_path, torchserve):
-    from tests.integration.conftest import running_proxy
-
-    with running_proxy(tmp_path, torchserve, PROXY_BODY_TIMEOUT_S="1") as slow:
+    # a second proxy in front of the suite's TorchServe: predictions only, the suite's proxy runs the control plane
+    with running_proxy(tmp_path, torchserve, PROXY_BODY_TIMEOUT_S="1", PROXY_CONTROL_PLANE="false") as slow:
         token = issue_token(slow, "--user", "loris")[1]
         host, port = slow.url.split("//")[1].split(":")
         with socket.create_connection((host, int(port)), timeout=10) as sock:

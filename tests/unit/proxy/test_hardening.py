@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import shutil
 import sqlite3
 import time
@@ -17,6 +18,7 @@ from auth_plugin.app import TracebackLimiter
 from auth_plugin.app_keys import REGISTRY
 from auth_plugin.auth import Authenticator
 from auth_plugin.control.archive_catalogue import ArchiveError, read_archive
+from auth_plugin.control.plane_lock import ControlPlaneLock, ControlPlaneTaken
 from auth_plugin.control.versions import Route
 from auth_plugin.feedback.datasets import DatasetError, DatasetStore
 from auth_plugin.token_store import MAX_TTL_S, TokenStore
@@ -124,3 +126,26 @@ async def test_a_locked_token_database_is_a_503_and_never_freezes_the_loop(tmp_p
     monkeypatch.undo()
     assert (await auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")).user == "cook"  # not cached
     store.close()
+
+
+async def test_a_second_control_plane_on_one_torchserve_refuses_to_start(setup, admin_auth):
+    _, client, auth = setup
+    first = await client()
+    with pytest.raises(ControlPlaneTaken, match="already manages this TorchServe"):
+        await client()
+    predictions_only = await client(control_plane=False)  # beside the first, in front of the same TorchServe
+    assert (await predictions_only.post("/predictions/food_rotation", data=b"x", headers=auth)).status == 200
+    refused = await predictions_only.get("/admin/models/food_rotation", headers=admin_auth)
+    assert refused.status == 409 and (await refused.json())["error"] == "not_the_control_plane"
+    assert (await first.get("/admin/models/food_rotation", headers=admin_auth)).status != 409
+
+
+def test_the_lock_goes_with_its_holder(tmp_path):
+    first = ControlPlaneLock(tmp_path / "key_file.json")
+    first.acquire()
+    with pytest.raises(ControlPlaneTaken, match=f"pid {os.getpid()}"):
+        ControlPlaneLock(tmp_path / "key_file.json").acquire()
+    first.release()
+    again = ControlPlaneLock(tmp_path / "key_file.json")
+    again.acquire()
+    again.release()
