@@ -15,6 +15,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from auth_plugin.app_keys import (
     SESSION,
     SETTINGS,
     TORCHSERVE,
+    UPLOADS,
 )
 from auth_plugin.auth import Authenticator, AuthError, JwtVerifier
 from auth_plugin.bodies import read_body
@@ -234,6 +236,7 @@ def create_app(settings: ProxySettings) -> web.Application:
         app[AUTHENTICATOR] = Authenticator(store, verifier, settings.token_cache_s)
         app[REGISTRY] = VersionRegistry(settings.token_db)
         app[DATASETS] = DatasetStore(settings.datasets_dir, settings.max_image_pixels)
+        app[UPLOADS] = ThreadPoolExecutor(settings.upload_threads, thread_name_prefix="upload")
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s,
                                         sock_read=settings.read_timeout_s)
         app[SESSION] = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64),
@@ -254,6 +257,7 @@ def create_app(settings: ProxySettings) -> web.Application:
             with contextlib.suppress(asyncio.CancelledError):
                 await reconciler
         await app[SESSION].close()
+        app[UPLOADS].shutdown(wait=True)
         app[REGISTRY].close()
         store.close()
         plane.release()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import aiohttp
 from aiohttp import web
 
@@ -27,3 +29,4 @@ TORCHSERVE = web.AppKey("torchserve", TorchServeAdmin)
 ROLLOUTS = web.AppKey("rollouts", Rollouts)
 DATASETS = web.AppKey("datasets", DatasetStore)
 READINESS = web.AppKey("readiness", Readiness)  # /readyz's answer, cached for a second
+UPLOADS = web.AppKey("uploads", ThreadPoolExecutor)  # feedback parsing and decoding: its own bounded pool

@@ -65,6 +65,7 @@ class ProxySettings:
     control_plane: bool = True
     # The feedback loop: corrections are stored upright in datasets under this folder.
     datasets_dir: Path = ROOT / "data" / "feedback"
+    upload_threads: int = 2  # threads that parse and decode feedback uploads (the other routes keep the default pool)
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # as the handler's: what it would refuse is refused here
 
     @classmethod

@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from auth_plugin.access import PRINCIPAL, requires
-from auth_plugin.app_keys import DATASETS
+from auth_plugin.app_keys import DATASETS, UPLOADS
 from auth_plugin.auth import Principal
 from auth_plugin.bodies import read_body, read_json_object
 from auth_plugin.feedback.datasets import DatasetError
@@ -87,12 +87,14 @@ def add_routes(app: web.Application, settings: ProxySettings) -> None:
         principal: Principal = request[PRINCIPAL]
         body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
 
-        def store() -> tuple[str, Any, bool]:  # parsing a 15 MB form and decoding the photo: off the event loop
+        # Parsing a 15 MB form and decoding the photo: off the event loop, in the uploads' own few threads, so a
+        # flood of uploads queues there and never holds the threads the dataset and admin routes use.
+        def store() -> tuple[str, Any, bool]:
             image, fields = parse_feedback(body, request.headers.get("Content-Type", ""), request.query)
             return app[DATASETS].add(image, fields["true_degree"], principal.user, fields["model_version"],
                                      fields["model_degree"])
 
-        name, correction, duplicate = await asyncio.to_thread(store)
+        name, correction, duplicate = await asyncio.get_running_loop().run_in_executor(app[UPLOADS], store)
         return web.json_response({"dataset": name, **asdict(correction), "duplicate": duplicate},
                                  status=200 if duplicate else 201)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import time
 
 import pytest
 from aiohttp import FormData
 from PIL import Image
 
+from auth_plugin.app_keys import DATASETS
 from tests.photos import encode, rotated, scene
 
 
@@ -133,3 +136,34 @@ async def test_nothing_else_is_served_as_a_file(setup, path):
     _, client, _ = setup
     proxy = await client()
     assert (await proxy.get(path)).status == 404
+
+
+async def test_a_form_of_thousands_of_parts_is_refused_before_parsing(setup):
+    _, client, auth = setup
+    proxy = await client()
+    boundary = "b0undary"
+    parts = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\nx\r\n'.encode()
+                     for i in range(30_000))
+    answer = await proxy.post("/feedback?true_degree=0", data=parts + f"--{boundary}--\r\n".encode(),
+                              headers={**auth, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert answer.status == 400 and (await answer.json())["error"] == "too_many_parts"
+
+
+async def test_uploads_queue_in_their_own_threads_and_never_hold_the_dataset_routes(setup, admin_auth):
+    _, client, auth = setup
+    proxy = await client(upload_threads=1)
+    store = proxy.server.app[DATASETS]
+    real_add = store.add
+
+    def slow_add(*args, **kwargs):
+        time.sleep(0.4)  # a big photo being decoded
+        return real_add(*args, **kwargs)
+
+    store.add = slow_add
+    uploads = [asyncio.create_task(proxy.post("/feedback", data=form(encode(scene(seed)), true_degree="0"),
+                                              headers=auth)) for seed in range(6)]
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    listing = await proxy.get("/datasets", headers=admin_auth)
+    assert listing.status == 200 and time.monotonic() - started < 0.3  # 6 uploads x 0.4 s queue elsewhere
+    assert [(await upload).status for upload in uploads] == [201] * 6

@@ -70,14 +70,14 @@ def test_settings_from_environment():
 
 
 def test_every_setting_is_read_from_its_own_variable():
-    samples = {str: "x", int: "7", float: "0.25", Path: "/tmp/p"}
+    samples = {str: "x", int: "7", float: "0.25", Path: "/tmp/p", bool: "false"}
     environ, expected = {}, {}
     for spec in dataclasses.fields(ProxySettings):
         if spec.name != "jwt":
             kind = type(getattr(ProxySettings(), spec.name))
             kind = Path if issubclass(kind, Path) else kind
             environ[f"PROXY_{spec.name.upper()}"] = samples[kind]
-            expected[spec.name] = kind(samples[kind])
+            expected[spec.name] = False if kind is bool else kind(samples[kind])
     environ.update(PROXY_JWT_PUBLIC_KEY_FILE="/k.pem", PROXY_JWT_ALGORITHMS="ES256, RS256", PROXY_JWT_LEEWAY_S="5")
     settings = ProxySettings.from_env(environ)
     assert {name: getattr(settings, name) for name in expected} == expected
