@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import re
@@ -20,7 +21,7 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
-from auth_plugin import log_safety
+from auth_plugin import log_safety, settings_table
 from auth_plugin.app import AccessLogger, create_app
 from auth_plugin.control import models_cli
 from auth_plugin.settings import ProxySettings
@@ -37,6 +38,13 @@ def parse_ttl(text: str) -> float:
     if not 0 < seconds <= MAX_TTL_S:
         raise argparse.ArgumentTypeError(f"lifetime {text[:40]!r} is out of range: from 1 s to {MAX_TTL_S // 86400}d")
     return seconds
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _when(stamp: float) -> str:
@@ -89,14 +97,22 @@ def main(argv: list[str] | None = None) -> int:
     revoke = actions.add_parser("revoke")
     revoke.add_argument("id", type=int)
     models_cli.add_parser(commands)
+    commands.add_parser("settings", help="print every PROXY_* setting with its default and meaning (Markdown)")
     args = parser.parse_args(argv)
     if args.command == "models":
         return models_cli.run(args)
+    if args.command == "settings":
+        print(settings_table.markdown())
+        return 0
     settings = ProxySettings.from_env(os.environ)
     if args.command == "tokens":
         return tokens_command(args, args.db or settings.token_db)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     log_safety.install()
+    if not (is_loopback(settings.host) or settings.behind_tls_terminator):
+        logging.getLogger("auth_plugin").warning(
+            "listening on %s without TLS: tokens cross the network in clear. Put a TLS terminator in front "
+            "(docs/security.md) and set PROXY_BEHIND_TLS_TERMINATOR=1", settings.host)
     # uvloop: the proxy shares two cores with TorchServe's workers, so every microsecond it spends is theirs.
     web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log_class=AccessLogger,
                 print=lambda text: logging.getLogger("auth_plugin").info(text.strip()), loop=uvloop.new_event_loop())

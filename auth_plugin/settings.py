@@ -18,14 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 class JwtSettings:
     """Tokens from an identity provider: a public key file (RS256/ES256) or a shared secret (HS256)."""
 
-    public_key_file: Path | None = None
-    secret: str | None = field(default=None, repr=False)
-    algorithms: tuple[str, ...] = ("RS256", "ES256")
-    audience: str = "food-rotation-serve"
-    issuer: str | None = None
-    scope_claim: str = "scope"
-    user_claim: str = "sub"
-    leeway_s: float = 30.0
+    public_key_file: Path | None = None  # the identity provider's public key (PEM): RS256/PS256 or ES256 tokens
+    secret: str | None = field(default=None, repr=False)  # a shared secret instead: HS256 tokens
+    algorithms: tuple[str, ...] = ("RS256", "ES256")  # accepted, comma-separated; only the key's family is used
+    audience: str = "food-rotation-serve"  # the `aud` a token must carry
+    issuer: str | None = None  # the `iss` a token must carry (unchecked when unset)
+    scope_claim: str = "scope"  # the claim holding the scopes: a space-separated string or a list of strings
+    user_claim: str = "sub"  # the claim naming the user (logs, feedback, rate limiting)
+    leeway_s: float = 30.0  # clock skew allowed on exp and nbf
 
     @property
     def enabled(self) -> bool:
@@ -34,13 +34,14 @@ class JwtSettings:
 
 @dataclass(frozen=True)
 class ProxySettings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    inference_url: str = "http://127.0.0.1:8180"
-    management_url: str = "http://127.0.0.1:8181"
-    torchserve_key_file: Path = ROOT / ".run" / "torchserve" / "key_file.json"
-    token_db: Path = ROOT / ".run" / "proxy" / "tokens.sqlite3"
-    model_name: str = MODEL_NAME
+    host: str = "127.0.0.1"  # the address the gateway binds: 0.0.0.0 for every interface (then put TLS in front)
+    port: int = 8080  # the gateway's port, the only public one
+    behind_tls_terminator: bool = False  # a TLS terminator sits in front: no warning for a non-loopback host
+    inference_url: str = "http://127.0.0.1:8180"  # TorchServe's inference API (loopback)
+    management_url: str = "http://127.0.0.1:8181"  # TorchServe's management API (loopback)
+    torchserve_key_file: Path = ROOT / ".run" / "torchserve" / "key_file.json"  # TorchServe's keys, read and renewed
+    token_db: Path = ROOT / ".run" / "proxy" / "tokens.sqlite3"  # tokens (hashed) and the routing table
+    model_name: str = MODEL_NAME  # the one model this gateway serves
     # Raw and multipart photos up to 16 MiB; base64 JSON inflates by 4/3, so about 12 MB photos that way.
     max_body_bytes: int = 16 * 1024 * 1024
     body_timeout_s: float = 30.0  # a client must finish sending its body within this (slow-loris -> 408)
@@ -48,25 +49,29 @@ class ProxySettings:
     read_timeout_s: float = 35.0  # above TorchServe's 30 s response timeout -> 504 only when truly stuck
     key_refresh_margin_s: float = 300.0  # renew TorchServe's inference key this long before it expires
     token_cache_s: float = 0.5  # an opaque-token lookup is trusted this long: revocation bites within a second
-    rate_limit_per_s: float = 0.0  # per token; 0 turns rate limiting off
-    rate_limit_burst: int = 20
+    rate_limit_per_s: float = 0.0  # requests per second per token; 0 turns rate limiting off
+    rate_limit_burst: int = 20  # requests a token may send at once before the rate applies
     jwt: JwtSettings = field(default_factory=JwtSettings)
-    # Version rollout (the admin control plane).
-    model_store: Path = ROOT / "model_store"
-    gate_dir: Path = ROOT / "samples" / "gate"  # upright photos; each is checked at its four turns
-    gate_min_accuracy: float = 0.9
-    deploy_workers: int = 2
-    register_timeout_s: float = 180.0
-    drain_timeout_s: float = 60.0
+    model_store: Path = ROOT / "model_store"  # the archives versions are deployed from
+    gate_dir: Path = ROOT / "samples" / "gate"  # the smoke gate's upright photos; each is checked at its four turns
+    gate_min_accuracy: float = 0.9  # a version below this on the gate's photos (or held-out corrections) is refused
+    deploy_workers: int = 2  # workers a deployed version starts with
+    register_timeout_s: float = 180.0  # how long a version's workers may take to start
+    drain_timeout_s: float = 60.0  # how long a promotion waits for the old default's requests in flight
     reconcile_interval_s: float = 5.0  # how often TorchServe is brought back to the routing table
     readiness_cache_s: float = 1.0  # /readyz (no token needed) asks TorchServe at most this often
     # One proxy per TorchServe runs the control plane (rollouts, reconciler; it holds control-plane.lock beside
     # TorchServe's key file); others in front of the same TorchServe set this false and serve predictions only.
     control_plane: bool = True
-    # The feedback loop: corrections are stored upright in datasets under this folder.
-    datasets_dir: Path = ROOT / "data" / "feedback"
+    datasets_dir: Path = ROOT / "data" / "feedback"  # the feedback loop's datasets, corrections stored upright
     upload_threads: int = 2  # threads that parse and decode feedback uploads (the other routes keep the default pool)
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # as the handler's: what it would refuse is refused here
+
+    def url(self, for_callers: bool = False) -> str:
+        """The gateway's base URL as bound, or as a caller on this machine reaches it (a wildcard address, 0.0.0.0
+        or ::, is called on loopback)."""
+        host = "127.0.0.1" if for_callers and self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ProxySettings:

@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from bench_instruments import make_images
 
-from scripts.serving import MODEL_NAME, PROXY_URL, ROOT, RUN_DIR, TorchServe
+from auth_plugin.control.models_cli import default_url
+from scripts.serving import MODEL_NAME, ROOT, RUN_DIR, TorchServe
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = {
         "TorchServe direct": (f"{server.inference_url}/predictions/{MODEL_NAME}",
                               lambda: {"Authorization": f"Bearer {server.keys()['inference']}"}),
-        "through the proxy": (f"{PROXY_URL}/predictions/{MODEL_NAME}", lambda: {"Authorization": f"Bearer {token}"}),
+        "through the proxy": (f"{default_url()}/predictions/{MODEL_NAME}",
+                              lambda: {"Authorization": f"Bearer {token}"}),
     }
     sessions = {name: requests.Session() for name in targets}
     latencies: dict[str, list[float]] = {name: [] for name in targets}

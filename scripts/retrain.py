@@ -47,7 +47,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from auth_plugin.control.models_cli import DEFAULT_URL, Refused, admin_call, admin_token, find_admin_token
+from auth_plugin.control.models_cli import Refused, admin_call, admin_token, default_url, find_admin_token
 from auth_plugin.feedback.datasets import DatasetError, DatasetStore, union
 from auth_plugin.settings import ROOT, ProxySettings
 from food_rotation.abstention import calibrated
@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--version", help="the new version (default: one major above the model store's highest)")
     parser.add_argument("--canary", type=float, default=10.0, help="percent of traffic for the new version")
     parser.add_argument("--no-deploy", action="store_true", help="stop after the archive")
-    parser.add_argument("--url", default=os.environ.get("PROXY_URL", DEFAULT_URL), help="the token proxy")
+    parser.add_argument("--url", default=default_url(), help="the token proxy")
     parser.add_argument("--token", help="admin-scope token (default: PROXY_ADMIN_TOKEN or .run/proxy/admin_token)")
     parser.set_defaults(max_image_pixels=settings.max_image_pixels)  # the proxy's own cap, as it stored them
     return parser.parse_args(argv)

@@ -24,13 +24,13 @@ from urllib.parse import urlsplit
 
 import requests
 
+from auth_plugin.settings import ProxySettings
 from food_rotation import MODEL_NAME
 from scripts.processes import free_ports, running_pid, stop_recorded
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = ROOT / ".run"
 SAMPLE_PHOTO = "samples/rotated_scene.jpg"
-PROXY_URL = "http://127.0.0.1:8080"
 DEMO_TOKEN_TTL_S = 30 * 86400
 
 
@@ -251,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run_dir = args.run_dir.resolve()
     server = TorchServe(home=run_dir / "torchserve", model_store=args.model_store.resolve())
-    proxy = Proxy(home=run_dir / "proxy", url=PROXY_URL, torchserve=server)
+    chosen = ProxySettings.from_env(os.environ)  # PROXY_HOST and PROXY_PORT move the gateway
+    bound, called = chosen.url(), chosen.url(for_callers=True)
+    proxy = Proxy(home=run_dir / "proxy", url=bound, torchserve=server)
     if args.command == "stop":
         stopped = [name for name, part in (("proxy", proxy), ("TorchServe", server)) if part.stop()]
         print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
@@ -269,14 +271,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"TorchServe serves {MODEL_NAME} on {urlsplit(server.inference_url).netloc} (loopback, its own keys); "
-          f"the token proxy listens on {urlsplit(PROXY_URL).netloc}.")
+          f"the token proxy listens on {urlsplit(bound).netloc}.")
     print(f"Logs: {server.home / 'logs'}, {proxy.log_file}. Stop both with: make stop\n")
-    print(f"  {curl_example(PROXY_URL, token)}\n")
+    print(f"  {curl_example(called, token)}\n")
     print("That token is a demo token (scope predict, 30 days). Issue your own with\n"
           f"  PROXY_TOKEN_DB={proxy.token_db} .venv/bin/python -m auth_plugin tokens issue --user you "
           "--scopes predict\n"
           "Model versions: .venv/bin/python -m auth_plugin models list (admin token in .run/proxy/admin_token)\n")
-    print(f"Admin page (predict, fix, datasets, versions): open {PROXY_URL}/ and sign in with the admin token\n"
+    print(f"Admin page (predict, fix, datasets, versions): open {called}/ and sign in with the admin token\n"
           f"  {admin}\n"
           "Corrections collected there become the next version (a canary) with: make retrain\n"
           "  (every dataset collected so far; DATASET=feedback-1 for one)")

@@ -13,16 +13,19 @@ import sys
 
 import requests
 
-from auth_plugin.settings import ROOT
+from auth_plugin.settings import ROOT, ProxySettings
 from food_rotation import MODEL_NAME
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+
+def default_url() -> str:
+    """$PROXY_URL, else where `make serve` put the gateway (PROXY_HOST and PROXY_PORT move it)."""
+    return os.environ.get("PROXY_URL") or ProxySettings.from_env(os.environ).url(for_callers=True)
 SAVED_ADMIN_TOKEN = ROOT / ".run" / "proxy" / "admin_token"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser("models", help="list, deploy, canary, promote, roll back, retire versions")
-    models.add_argument("--url", default=os.environ.get("PROXY_URL", DEFAULT_URL))
+    models.add_argument("--url", default=default_url())
     models.add_argument("--token", help="admin-scope token (default: PROXY_ADMIN_TOKEN or .run/proxy/admin_token)")
     models.add_argument("--model", default=MODEL_NAME)
     actions = models.add_subparsers(dest="action", required=True)

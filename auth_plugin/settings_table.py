@@ -1,0 +1,70 @@
+"""The gateway's settings as a Markdown table, made from the settings code itself: every field of ProxySettings
+and JwtSettings, its environment variable, its default and the comment beside (or just above) it. docs/
+configuration.md carries the table; a unit test fails when the two differ.
+
+    .venv/bin/python -m auth_plugin settings          # prints the table
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import io
+import tokenize
+from pathlib import Path
+
+from auth_plugin import settings as settings_module
+from auth_plugin.settings import ROOT, JwtSettings, ProxySettings
+
+BEGIN, END = "<!-- settings table: python -m auth_plugin settings -->", "<!-- end of the settings table -->"
+
+
+def _comments(source: str) -> dict[int, str]:
+    """Line number -> the comment on that line."""
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    return {token.start[0]: token.string.lstrip("#").strip() for token in tokens if token.type == tokenize.COMMENT}
+
+
+def _meanings(cls: type, source: str, comments: dict[int, str]) -> dict[str, str]:
+    """Field -> its trailing comment, else the comment lines right above it."""
+    node = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
+    meanings = {}
+    for statement in node.body:
+        if not isinstance(statement, ast.AnnAssign) or not isinstance(statement.target, ast.Name):
+            continue
+        above, line = [], statement.lineno - 1
+        while line in comments:
+            above.insert(0, comments[line])
+            line -= 1
+        meanings[statement.target.id] = comments.get(statement.lineno) or " ".join(above)
+    return meanings
+
+
+def _default(spec: dataclasses.Field) -> str:
+    value = spec.default if spec.default is not dataclasses.MISSING else None
+    if spec.name == "secret" or value is None:
+        return "(unset)"
+    if isinstance(value, Path):
+        return str(value).replace(str(ROOT), ".") if value.is_relative_to(ROOT) else str(value)
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def rows() -> list[tuple[str, str, str]]:
+    source = inspect.getsource(settings_module)
+    comments = _comments(source)
+    table = []
+    for cls, prefix in ((ProxySettings, "PROXY_"), (JwtSettings, "PROXY_JWT_")):
+        meanings = _meanings(cls, source, comments)
+        for spec in dataclasses.fields(cls):
+            if spec.name != "jwt":
+                table.append((prefix + spec.name.upper(), _default(spec), meanings.get(spec.name, "")))
+    return table
+
+
+def markdown() -> str:
+    lines = [BEGIN, "", "| variable | default | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{name}` | `{default}` | {meaning} |" for name, default, meaning in rows()]
+    return "\n".join([*lines, "", END])
