@@ -145,3 +145,18 @@ def test_unknown_datasets_and_photos_are_404_and_bad_names_400(store):
     with pytest.raises(DatasetError) as refused:
         store.photo("feedback-1", "../../etc/passwd", False)
     assert refused.value.status == 400
+
+
+def test_a_line_cut_short_by_a_crash_loses_nothing_acknowledged_and_bricks_nothing(store, caplog):
+    first, _, _ = store.add(encode(scene(seed=1)), 0, "cook")
+    manifest = store.root / first / "manifest.jsonl"
+    with manifest.open("a") as out:
+        out.write('{"event": "correction", "sha256": "ab')  # the disk filled up mid-write
+    name, later, _ = store.add(encode(scene(seed=2)), 90, "cook")  # acknowledged: must be kept
+    manifest.write_text(manifest.read_text() + "not json at all\n")
+    held = {c.sha256: c.true_degree for c in store.corrections(name)}
+    assert len(held) == 2 and held[later.sha256] == 90
+    assert store.describe(name)["photos"] == 2
+    assert "damaged and skipped" in caplog.text
+    assert all(line.endswith("}") or line.startswith(("{\"event\": \"correction\", \"sha256\": \"ab", "not json"))
+               for line in manifest.read_text().splitlines())
