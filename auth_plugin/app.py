@@ -48,7 +48,7 @@ from auth_plugin.control.smoke_gate import SmokeGate
 from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin
 from auth_plugin.control.versions import VersionRegistry
 from auth_plugin.feedback import feedback_api
-from auth_plugin.feedback.datasets import DatasetStore
+from auth_plugin.feedback.datasets import DatasetStore, Quota
 from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers, forwarded_query
 from auth_plugin.log_safety import printable
 from auth_plugin.proxy_metrics import ProxyMetrics
@@ -235,7 +235,8 @@ def create_app(settings: ProxySettings) -> web.Application:
         verifier = JwtVerifier(settings.jwt) if settings.jwt.enabled else None
         app[AUTHENTICATOR] = Authenticator(store, verifier, settings.token_cache_s)
         app[REGISTRY] = VersionRegistry(settings.token_db)
-        app[DATASETS] = DatasetStore(settings.datasets_dir, settings.max_image_pixels)
+        app[DATASETS] = DatasetStore(settings.datasets_dir, settings.max_image_pixels,
+                                     quota=Quota(settings.dataset_max_photos, settings.dataset_max_photos_per_user))
         app[UPLOADS] = ThreadPoolExecutor(settings.upload_threads, thread_name_prefix="upload")
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s,
                                         sock_read=settings.read_timeout_s)

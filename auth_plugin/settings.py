@@ -64,6 +64,8 @@ class ProxySettings:
     # TorchServe's key file); others in front of the same TorchServe set this false and serve predictions only.
     control_plane: bool = True
     datasets_dir: Path = ROOT / "data" / "feedback"  # the feedback loop's datasets, corrections stored upright
+    dataset_max_photos: int = 20_000  # photos one dataset may hold: then 409 dataset_full until an admin starts one
+    dataset_max_photos_per_user: int = 1_000  # photos one user may add to a dataset (any predict token writes labels)
     upload_threads: int = 2  # threads that parse and decode feedback uploads (the other routes keep the default pool)
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # as the handler's: what it would refuse is refused here
 

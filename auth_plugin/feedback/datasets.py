@@ -72,13 +72,29 @@ class Split:
     manifest_sha256: str  # identifies exactly what was trained on
 
 
+@dataclass(frozen=True)
+class Quota:
+    """How much one dataset takes: photos in all, and photos from one user (any predict token may write labels)."""
+
+    per_dataset: int = 20_000
+    per_user: int = 1_000
+
+
+DEFAULT_QUOTA = Quota()
+
 class DatasetStore:
-    def __init__(self, root: Path, max_pixels: int, photo_side: int = 1024, thumb_side: int = 192) -> None:
+    """Datasets on disk (an append-only manifest each), with every dataset's current photos indexed in memory, so
+    an add costs the same with 5 photos or 50,000: this process is the datasets' only writer."""
+
+    def __init__(self, root: Path, max_pixels: int, photo_side: int = 1024, thumb_side: int = 192,
+                 quota: Quota = DEFAULT_QUOTA) -> None:
         self.root = root
         self._max_pixels = max_pixels
         self._photo_side = photo_side
         self._thumb_side = thumb_side
+        self._quota = quota
         self._lock = threading.RLock()  # one writer at a time; the proxy calls in from worker threads
+        self._index: dict[str, dict[str, Correction]] = {}  # dataset -> sha256 -> its correction, oldest first
 
     # -- reading ----------------------------------------------------------------------------------------------
 
@@ -111,9 +127,19 @@ class DatasetStore:
                     log.warning("%s line %d is damaged and skipped: %r", manifest, number, line[:60])
 
     def corrections(self, name: str) -> list[Correction]:
-        """The photos a dataset holds now, oldest first: the fold over its manifest."""
+        """The photos a dataset holds now, oldest first."""
+        return list(self._held(name).values())
+
+    def _held(self, name: str) -> dict[str, Correction]:
+        """The dataset's index: the fold over its manifest, read once."""
+        with self._lock:
+            if name not in self._index:
+                self._index[name] = self._fold(self._folder(name))
+            return self._index[name]
+
+    def _fold(self, folder: Path) -> dict[str, Correction]:
         held: dict[str, Correction] = {}
-        for event in self._events(self._folder(name)):
+        for event in self._events(folder):
             sha = event["sha256"]
             if event["event"] == "removed":
                 held.pop(sha, None)
@@ -121,7 +147,7 @@ class DatasetStore:
             count = held[sha].count + 1 if sha in held else 1
             held[sha] = Correction(sha, event["true_degree"], count, event["user"], event["time"],
                                    event.get("model_version"), event.get("model_degree"))
-        return list(held.values())
+        return held
 
     def names(self) -> list[str]:
         if not self.root.is_dir():
@@ -206,23 +232,44 @@ class DatasetStore:
         with self._lock:
             name = self.active() or self.start_new()
             folder = self.root / name
-            previous = next((c for c in self.corrections(name) if c.sha256 == sha), None)
+            held = self._held(name)
+            previous = held.get(sha)
+            if previous is None:
+                self._check_quota(name, held, user)
             if previous is None or previous.true_degree != true_degree:
                 self._store_upright(folder, sha, image, true_degree)
             event = {"event": "correction", "sha256": sha, "true_degree": true_degree, "user": user, "time": now(),
                      "model_version": model_version, "model_degree": model_degree}
             _append(folder / "manifest.jsonl", event)
             count = previous.count + 1 if previous else 1
-        correction = Correction(sha, true_degree, count, user, event["time"], model_version, model_degree)
+            correction = Correction(sha, true_degree, count, user, event["time"], model_version, model_degree)
+            held[sha] = correction
         return name, correction, previous is not None
+
+    def _check_quota(self, name: str, held: dict[str, Correction], user: str) -> None:
+        if len(held) >= self._quota.per_dataset:
+            raise DatasetError(409, "dataset_full", f"dataset {name!r} holds {len(held)} photos, its limit: an admin "
+                                                    "starts a new one (POST /datasets)")
+        if sum(correction.user == user for correction in held.values()) >= self._quota.per_user:
+            raise DatasetError(429, "user_quota_exceeded", f"{user!r} has sent {self._quota.per_user} photos to "
+                                                           f"dataset {name!r}, the most one user may")
 
     def remove(self, name: str, sha256: str, user: str) -> None:
         with self._lock:
             self.photo(name, sha256, thumbnail=False)
             folder = self._folder(name)
             _append(folder / "manifest.jsonl", {"event": "removed", "sha256": sha256, "user": user, "time": now()})
+            self._held(name).pop(sha256, None)
             for kind in ("photos", "thumbs"):
                 (folder / kind / f"{sha256}.jpg").unlink(missing_ok=True)
+
+    def remove_user(self, name: str, contributor: str, user: str) -> list[str]:
+        """Drop every photo whose latest correction came from `contributor` (a token gone bad); their sha256."""
+        with self._lock:
+            dropped = [c.sha256 for c in self._held(name).values() if c.user == contributor]
+            for sha256 in dropped:
+                self.remove(name, sha256, user)
+            return dropped
 
     def _store_upright(self, folder: Path, sha: str, image: bytes, true_degree: int) -> None:
         upright, _ = load_upright(image, self._photo_side, self._max_pixels)  # EXIF turn applied

@@ -127,6 +127,14 @@ def add_routes(app: web.Application, settings: ProxySettings) -> None:
         return photo
 
     @requires("admin")
+    async def remove_contributor(request: web.Request) -> web.Response:
+        """Every photo one user contributed to a dataset, dropped (a leaked or misused predict token)."""
+        principal: Principal = request[PRINCIPAL]
+        dropped = await asyncio.to_thread(app[DATASETS].remove_user, request.match_info["name"],
+                                          request.match_info["user"], principal.user)
+        return web.json_response({"user": request.match_info["user"], "removed": dropped})
+
+    @requires("admin")
     async def remove_photo(request: web.Request) -> web.Response:
         principal: Principal = request[PRINCIPAL]
         sha = request.match_info["sha256"]
@@ -140,3 +148,4 @@ def add_routes(app: web.Application, settings: ProxySettings) -> None:
     app.router.add_get("/datasets/{name}/photos/{sha256}", photo_route(thumbnail=False))
     app.router.add_get("/datasets/{name}/photos/{sha256}/thumbnail", photo_route(thumbnail=True))
     app.router.add_delete("/datasets/{name}/photos/{sha256}", remove_photo)
+    app.router.add_delete("/datasets/{name}/users/{user}", remove_contributor)

@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from auth_plugin.feedback.datasets import DatasetError, DatasetStore, is_held_out, union
+from auth_plugin.feedback.datasets import DatasetError, DatasetStore, Quota, is_held_out, union
 from food_rotation.photo_io import PhotoError
 from tests.photos import encode, jpeg_with_orientation, rotated, same_picture, scene
 
@@ -154,9 +154,38 @@ def test_a_line_cut_short_by_a_crash_loses_nothing_acknowledged_and_bricks_nothi
         out.write('{"event": "correction", "sha256": "ab')  # the disk filled up mid-write
     name, later, _ = store.add(encode(scene(seed=2)), 90, "cook")  # acknowledged: must be kept
     manifest.write_text(manifest.read_text() + "not json at all\n")
-    held = {c.sha256: c.true_degree for c in store.corrections(name)}
+    restarted = DatasetStore(store.root, LIMIT)  # after the crash, the proxy starts again and reads the manifest
+    held = {c.sha256: c.true_degree for c in restarted.corrections(name)}
     assert len(held) == 2 and held[later.sha256] == 90
-    assert store.describe(name)["photos"] == 2
+    assert restarted.describe(name)["photos"] == 2
     assert "damaged and skipped" in caplog.text
     assert all(line.endswith("}") or line.startswith(("{\"event\": \"correction\", \"sha256\": \"ab", "not json"))
                for line in manifest.read_text().splitlines())
+
+
+def test_quotas_bound_a_dataset_and_each_user_and_an_admin_drops_one_users_photos(tmp_path):
+    store = DatasetStore(tmp_path / "datasets", LIMIT, photo_side=128, thumb_side=32, quota=Quota(5, 3))
+    for seed in range(3):
+        store.add(encode(scene(seed=seed)), 0, "mallory")
+    with pytest.raises(DatasetError) as refused:
+        store.add(encode(scene(seed=10)), 0, "mallory")
+    assert (refused.value.status, refused.value.code) == (429, "user_quota_exceeded")
+    name, _, duplicate = store.add(encode(scene(seed=0)), 0, "mallory")  # a photo already held costs nothing
+    assert duplicate
+    store.add(encode(scene(seed=11)), 90, "cook")
+    store.add(encode(scene(seed=12)), 90, "cook")
+    with pytest.raises(DatasetError) as full:
+        store.add(encode(scene(seed=13)), 90, "cook")
+    assert (full.value.status, full.value.code) == (409, "dataset_full")
+    dropped = store.remove_user(name, "mallory", "admin")
+    assert len(dropped) == 3 and {c.user for c in store.corrections(name)} == {"cook"}
+    reread = DatasetStore(tmp_path / "datasets", LIMIT)  # the manifest says the same as the index
+    assert [c.sha256 for c in reread.corrections(name)] == [c.sha256 for c in store.corrections(name)]
+
+
+def test_an_add_costs_the_same_however_large_the_dataset(store, monkeypatch):
+    store.add(encode(scene(seed=1)), 0, "cook")
+    monkeypatch.setattr(store, "_events", lambda folder: (_ for _ in ()).throw(AssertionError("manifest re-read")))
+    for seed in range(2, 6):
+        store.add(encode(scene(seed=seed)), 0, "cook")  # the index answers; the manifest is only appended to
+    assert len(store.corrections(store.active())) == 5

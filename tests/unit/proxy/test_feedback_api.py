@@ -167,3 +167,16 @@ async def test_uploads_queue_in_their_own_threads_and_never_hold_the_dataset_rou
     listing = await proxy.get("/datasets", headers=admin_auth)
     assert listing.status == 200 and time.monotonic() - started < 0.3  # 6 uploads x 0.4 s queue elsewhere
     assert [(await upload).status for upload in uploads] == [201] * 6
+
+
+async def test_an_admin_drops_every_photo_one_user_sent(setup, admin_auth):
+    _, client, auth = setup
+    proxy = await client()
+    for seed in (3, 4):
+        sent = await proxy.post("/feedback", data=form(encode(scene(seed)), true_degree="0"), headers=auth)
+        assert sent.status == 201
+    refused = await proxy.delete("/datasets/feedback-1/users/alice", headers=auth)  # a predict token may not
+    assert refused.status == 403
+    dropped = await proxy.delete("/datasets/feedback-1/users/alice", headers=admin_auth)
+    assert dropped.status == 200 and len((await dropped.json())["removed"]) == 2
+    assert (await (await proxy.get("/datasets/feedback-1", headers=admin_auth)).json())["photos"] == 0
