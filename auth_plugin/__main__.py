@@ -10,20 +10,22 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import logging
 import os
 import re
+import resource
 import sys
 import time
 from pathlib import Path
 
 import uvloop
-from aiohttp import web
 
-from auth_plugin import log_safety, settings_table
+from auth_plugin import listener, log_safety, settings_table
 from auth_plugin.app import AccessLogger, create_app
 from auth_plugin.control import models_cli
+from auth_plugin.listener import Limits
 from auth_plugin.settings import ProxySettings
 from auth_plugin.token_store import MAX_TTL_S, SCOPES, TokenStore
 
@@ -38,6 +40,15 @@ def parse_ttl(text: str) -> float:
     if not 0 < seconds <= MAX_TTL_S:
         raise argparse.ArgumentTypeError(f"lifetime {text[:40]!r} is out of range: from 1 s to {MAX_TTL_S // 86400}d")
     return seconds
+
+
+def raise_open_files_limit() -> None:
+    """The soft limit on open files up to the hard one: each connection is a file, and 1,024 idle sockets were
+    enough to make /healthz and predictions fail (issue 12)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else max(soft, 65536),
+                                                    hard))
 
 
 def is_loopback(host: str) -> bool:
@@ -113,9 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("auth_plugin").warning(
             "listening on %s without TLS: tokens cross the network in clear. Put a TLS terminator in front "
             "(docs/security.md) and set PROXY_BEHIND_TLS_TERMINATOR=1", settings.host)
+    raise_open_files_limit()
     # uvloop: the proxy shares two cores with TorchServe's workers, so every microsecond it spends is theirs.
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log_class=AccessLogger,
-                print=lambda text: logging.getLogger("auth_plugin").info(text.strip()), loop=uvloop.new_event_loop())
+    limits = Limits(settings.header_timeout_s, settings.max_connections, settings.max_connections_per_address)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(listener.serve(create_app(settings), settings.host, settings.port, limits,
+                                  access_log_class=AccessLogger, keepalive_timeout=settings.keepalive_timeout_s))
     return 0
 
 

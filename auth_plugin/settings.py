@@ -45,6 +45,10 @@ class ProxySettings:
     # Raw and multipart photos up to 16 MiB; base64 JSON inflates by 4/3, so about 12 MB photos that way.
     max_body_bytes: int = 16 * 1024 * 1024
     body_timeout_s: float = 30.0  # a client must finish sending its body within this (slow-loris -> 408)
+    keepalive_timeout_s: float = 15.0  # an idle keep-alive connection (or one slow to send its next request) closes
+    header_timeout_s: float = 10.0  # a new connection must send its first request's headers within this
+    max_connections: int = 1024  # connections the gateway holds at once; more are closed at once
+    max_connections_per_address: int = 256  # connections one client address may hold at once
     connect_timeout_s: float = 0.5  # TorchServe down -> 503 well within a second
     read_timeout_s: float = 35.0  # above TorchServe's 30 s response timeout -> 504 only when truly stuck
     key_refresh_margin_s: float = 300.0  # renew TorchServe's inference key this long before it expires

@@ -142,7 +142,7 @@ def test_torchserve_down_is_503_within_a_second(tmp_path, torchserve, user_token
     (port,) = free_ports(1)
     down = Proxy(home=tmp_path, url=f"http://127.0.0.1:{port}", torchserve=torchserve,
                  extra_env={"PROXY_INFERENCE_URL": f"http://127.0.0.1:{dead}",
-                            "PROXY_MANAGEMENT_URL": f"http://127.0.0.1:{dead}"})
+                            "PROXY_MANAGEMENT_URL": f"http://127.0.0.1:{dead}", "PROXY_CONTROL_PLANE": "false"})
     down.start()
     try:
         down.wait_ready(path="/healthz")
