@@ -81,6 +81,12 @@ def check_png_crcs(data: bytes) -> None:
         position = end + 4
 
 
+# Decoded bytes per pixel of PIL's modes (16-bit and float images cost more than their pixel count says).
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "I;16": 2, "I;16B": 2, "I;16L": 2,
+                    "I;16N": 2, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "RGBa": 4, "RGBX": 4,
+                    "CMYK": 4, "I": 4, "F": 4}
+
+
 def open_photo(data: bytes, max_pixels: int) -> Image.Image:
     """Identify the image from its header only; refuse what must not be decoded before any pixel is."""
     if not data:
@@ -109,6 +115,13 @@ def open_photo(data: bytes, max_pixels: int) -> Image.Image:
         raise PhotoError(
             413, "image_too_large",
             f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
+        )
+    decoded = width * height * max(3, _BYTES_PER_PIXEL.get(img.mode, 4))
+    if decoded > max_pixels * 3:  # the budget is in bytes: max_pixels of 8-bit RGB
+        raise PhotoError(
+            413, "image_too_large",
+            f"the {img.mode} image of {width}x{height} would take {decoded / 2**20:.0f} MiB to decode; the limit "
+            f"is {max_pixels * 3 / 2**20:.0f} MiB ({max_pixels} pixels of 8-bit RGB)",
         )
     return img
 

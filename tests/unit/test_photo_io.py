@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from food_rotation.photo_io import ORIENTATIONS, PhotoError, load_upright, render_upright, turn
+from food_rotation.photo_io import ORIENTATIONS, PhotoError, load_upright, open_photo, render_upright, turn
 from food_rotation.rotation_model import to_pixels
 from tests.photos import encode, jpeg_with_orientation, png_header, same_picture, scene
 
@@ -167,3 +167,16 @@ def test_render_upright_png_keeps_alpha():
     rgba = scene().convert("RGBA")
     out = Image.open(io.BytesIO(render_upright(encode(rgba, "PNG"), 180, "png", LIMIT, 90, ANSWER)))
     assert out.format == "PNG" and out.mode == "RGBA" and out.size == rgba.size
+
+
+def test_the_decoding_budget_counts_bytes_not_pixels():
+    """A float TIFF compresses to almost nothing and decodes to 4 bytes a pixel: within the pixel limit, over the
+    byte budget (max_pixels of 8-bit RGB). The same pixels in RGB pass."""
+    floats = io.BytesIO()
+    Image.fromarray(np.zeros((2000, 2000), dtype=np.float32), mode="F").save(floats, "TIFF",
+                                                                            compression="tiff_deflate")
+    assert len(floats.getvalue()) < 100_000
+    with pytest.raises(PhotoError) as caught:
+        open_photo(floats.getvalue(), 4_000_000)
+    assert caught.value.status == 413 and "F image" in caught.value.message
+    assert open_photo(encode(Image.new("RGB", (2000, 2000)), "PNG"), 4_000_000).size == (2000, 2000)
