@@ -16,13 +16,14 @@ import logging
 import os
 import re
 import resource
+import sqlite3
 import sys
 import time
 from pathlib import Path
 
 import uvloop
 
-from auth_plugin import listener, log_safety, settings_table
+from auth_plugin import backup, listener, log_safety, settings_table
 from auth_plugin.app import AccessLogger, create_app
 from auth_plugin.control import models_cli
 from auth_plugin.listener import Limits
@@ -109,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("id", type=int)
     models_cli.add_parser(commands)
     commands.add_parser("settings", help="print every PROXY_* setting with its default and meaning (Markdown)")
+    for name, what in (("backup", "copy tokens, routing table and datasets into a new folder"),
+                       ("restore", "put a backup back into a fresh run folder (the proxy stopped)")):
+        commands.add_parser(name, help=what).add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     if args.command == "models":
         return models_cli.run(args)
@@ -116,6 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         print(settings_table.markdown())
         return 0
     settings = ProxySettings.from_env(os.environ)
+    if args.command in ("backup", "restore"):
+        try:
+            done = (backup.backup if args.command == "backup" else backup.restore)(settings, args.folder)
+        except (backup.BackupError, OSError, sqlite3.Error) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"{args.command}: {args.folder} (datasets: {', '.join(done['datasets']) or 'none'})")
+        return 0
     if args.command == "tokens":
         return tokens_command(args, args.db or settings.token_db)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
