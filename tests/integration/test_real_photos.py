@@ -69,7 +69,7 @@ def test_held_out_real_photos_are_recognised_and_upright_ones_left_alone(stack, 
     assert len(upright_turned) <= 1, f"upright photos turned: {upright_turned}"
     trusted = [(turn, answer) for (_, turn), answer in answers.items() if answer["trusted"]]
     assert sum(answer["model_degree"] == turn for turn, answer in trusted) / len(trusted) >= 0.95
-    assert len(trusted) / len(answers) >= 0.35  # it does turn photos, not only abstain (43 % on all 84 held out)
+    assert len(trusted) / len(answers) >= 0.35  # it does turn photos, not only abstain (55 % on all 84 held out)
     assert all(answer["applied_degree"] == (answer["model_degree"] if answer["trusted"] else 0)
                for answer in answers.values())
 
@@ -84,9 +84,11 @@ def test_a_sideways_phone_photo_comes_back_upright(stack, held_out):
 
 
 def test_the_callers_bar_decides_whether_a_turned_photo_is_turned_back(stack, held_out):
-    """Bar 0: every guess applied, so the photo comes back upright; bar 1: never sure, so it comes back as sent."""
-    photo = next(p for p in held_out if p.width != p.height)
-    body = encode(rotated(photo, 90), quality=90)
+    """Bar 0: every guess applied, so the photo comes back upright; bar 1: never sure, so it comes back as sent.
+    On a photo the model gets right (most of them; which ones depends on the weights)."""
+    photo, body = next((p, body) for p in held_out if p.width != p.height
+                       for body in [encode(rotated(p, 90), quality=90)]
+                       if _post(stack, body).json()["model_degree"] == 90)
     sure = _post(stack, body, Accept="image/jpeg", **{"X-Min-Confidence": "0"})
     assert sure.headers["X-Model-Degree"] == "90" and sure.headers["X-Trusted"] == "true"
     assert sure.headers["X-Applied-Degree"] == "90"
