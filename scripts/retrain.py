@@ -47,7 +47,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from auth_plugin.control.models_cli import Refused, admin_call, admin_token, default_url, find_admin_token
+from auth_plugin.control.models_cli import Refused, admin_call, admin_token, default_url
 from auth_plugin.feedback.datasets import DatasetError, DatasetStore, union
 from auth_plugin.settings import ROOT, ProxySettings
 from food_rotation.abstention import calibrated
@@ -56,11 +56,12 @@ from food_rotation.rotation_model import CLASSES, RotationNet
 from scripts import evaluate, extract_model_weight, make_demo_data, train
 from scripts.archive import build_archive
 from scripts.calibration import expected_calibration_error, fit_temperature, nll
+from scripts.retrain_start import starting_weights
 from scripts.rotation_data import find_photos
-from scripts.served_weights import ServedWeightsError, archives_of, newest_archive, served_archive, served_weights
-from scripts.train_pretrained import FineTuning, fine_tune, held_out_accuracy
+from scripts.served_weights import archives_of
+from scripts.train_end_to_end import held_out_accuracy
+from scripts.train_pretrained import FineTuning, fine_tune
 
-DEMO_WEIGHTS = ROOT / "weights" / "food_rotation_demo.pth"
 MIN_TRAINING_PHOTOS = 8
 CORRECTION_VIEWS = 4  # augmented views of each correction in efficientnet_lite0's cache (a demo scene gets 1)
 REFIT_MIN_PHOTOS = 50  # held-out corrections needed to refit the temperature rather than carry it
@@ -99,59 +100,6 @@ def next_version(model_store: Path, model: str) -> str:
     majors = [int(version.split(".")[0]) for version in archives_of(model_store, model)
               if version.split(".")[0].isdigit()]
     return f"{max(majors, default=0) + 1}.0"
-
-
-def served_or_newest(args: argparse.Namespace) -> Path:
-    """The default version's archive, as the proxy says; offline (--no-deploy only) the model store's newest."""
-    token = find_admin_token(args.token)
-    try:
-        if token is None:
-            raise Refused("error: no admin token to ask the proxy with (--token, PROXY_ADMIN_TOKEN or "
-                          ".run/proxy/admin_token)")
-        version, archive = served_archive(args.url, args.model, token)
-    except Refused as exc:
-        if exc.status or not args.no_deploy:
-            raise SystemExit(f"{exc}\nerror: cannot tell which version of {args.model} is served: start the "
-                             "service (make serve), or name what to fine-tune: --init NAME.mar, --init demo or "
-                             "--init PATH.pth") from exc
-        return newest_with_a_note(args, str(exc).removeprefix("error: "))
-    if not (args.model_store / archive).is_file():
-        raise SystemExit(f"error: the proxy serves {args.model} {version} from {archive}, which is not in "
-                         f"{args.model_store}: pass the proxy's --model-store")
-    print(f"the proxy serves {args.model} {version} by default ({archive}): fine-tuning it")
-    return args.model_store / archive
-
-
-def newest_with_a_note(args: argparse.Namespace, reason: str) -> Path:
-    newest = newest_archive(args.model_store, args.model)
-    if newest is None:
-        raise SystemExit(f"error: {reason}, and {args.model_store} holds no archive of {args.model}: pass "
-                         "--init demo or --init PATH.pth")
-    version, archive = newest
-    print(f"note: {reason}\nnote: --no-deploy offline: fine-tuning the newest archive in {args.model_store}, "
-          f"{archive} ({version}), which may not be the version served (a canary never promoted, or one the gate "
-          "refused); --init NAME.mar or --init demo chooses another")
-    return args.model_store / archive
-
-
-def starting_weights(args: argparse.Namespace, scratch: Path) -> Path:
-    """--init as a weights file with its .json beside it (archives are unpacked into `scratch`)."""
-    if args.init == "demo":
-        return DEMO_WEIGHTS
-    if args.init == "served":
-        archive = served_or_newest(args)
-    elif args.init.endswith(".mar"):
-        given = Path(args.init)
-        archive = given if given.is_file() or len(given.parts) > 1 else args.model_store / given
-    else:
-        weights = Path(args.init)
-        if not (weights.is_file() and weights.with_suffix(".json").is_file()):
-            raise SystemExit(f"error: --init {weights}: no such weights file with its .json beside it")
-        return weights
-    try:
-        return served_weights(archive, scratch)
-    except ServedWeightsError as exc:
-        raise SystemExit(f"error: {exc}") from exc
 
 
 def demo_scenes(count: int, seed: int) -> list[Path]:

@@ -24,6 +24,8 @@ from torch.utils.data import ConcatDataset, DataLoader
 from food_rotation.rotation_model import RotationNet
 from scripts.rotation_data import RotatedPhotos, accuracy, augment, confusion_matrix, loader
 
+CPU = torch.device("cpu")
+
 
 @dataclass(frozen=True)
 class EndToEnd:
@@ -104,7 +106,9 @@ def fine_tune_end_to_end(model: RotationNet, groups: Sequence[tuple[str, Sequenc
     return history
 
 
-def held_out_accuracy(model: RotationNet, photos: Sequence[Path], image_size: int, device: torch.device) -> float:
+def held_out_accuracy(model: RotationNet, photos: Sequence[Path], image_size: int,
+                      device: torch.device = CPU) -> float:
+    """Argmax accuracy on `photos` at the four turns (nan for none); the last epoch's figure, not a selection."""
     if not photos:
         return float("nan")
     on_device = _OnDevice(model, device)

@@ -32,9 +32,9 @@ from torch import Tensor, nn
 
 from food_rotation.rotation_model import CLASSES, DEFAULT_IMAGE_SIZE, RotationNet
 from scripts.pretrained import imagenet_rotation_net
-from scripts.rotation_data import RotatedPhotos, accuracy, augment, confusion_matrix, find_photos, loader
+from scripts.rotation_data import RotatedPhotos, augment, find_photos, loader
 from scripts.train import save_atomically
-from scripts.train_end_to_end import EndToEnd, fine_tune_end_to_end
+from scripts.train_end_to_end import EndToEnd, fine_tune_end_to_end, held_out_accuracy
 
 VIEWS = {"real": 8, "composite": 1, "text": 1, "scenes": 1}  # augmented views per photo and epoch of the cache
 
@@ -106,12 +106,6 @@ def folder_groups(data: Path, views_scale: float = 1.0) -> list[tuple[str, list[
     """(kind, photos, views) for each DATA/train/<kind> folder that exists."""
     return [(kind, find_photos(data / "train" / kind), max(1, round(views * views_scale)))
             for kind, views in VIEWS.items() if (data / "train" / kind).is_dir()]
-
-
-def held_out_accuracy(model: RotationNet, photos: Sequence[Path], image_size: int) -> float:
-    if not photos:
-        return float("nan")
-    return accuracy(confusion_matrix(model, loader(RotatedPhotos(photos, image_size), 64, False, 0, 0)))
 
 
 @dataclass(frozen=True)

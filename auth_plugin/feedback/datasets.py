@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -28,15 +26,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from auth_plugin.feedback.manifest import append_event, read_events, write_whole
 from food_rotation.photo_io import TURNS, load_upright, turn
 from food_rotation.service_error import ServiceError
 
 HELD_OUT_SHARE = 5  # one photo in five (by its sha256) is never trained on: the smoke gate checks it
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-log = logging.getLogger("auth_plugin.feedback.datasets")
 
 
 class DatasetError(ServiceError):
@@ -110,21 +106,7 @@ class DatasetStore:
         return json.loads((folder / "dataset.json").read_text())
 
     def _events(self, folder: Path) -> Iterator[dict[str, Any]]:
-        """The manifest's events; a damaged line (cut short by a crash or a full disk) is skipped and reported,
-        never fatal: the rest of the dataset stays readable."""
-        manifest = folder / "manifest.jsonl"
-        if not manifest.is_file():
-            return
-        with manifest.open(encoding="utf-8", errors="replace") as lines:
-            for number, line in enumerate(lines, 1):
-                try:
-                    event = json.loads(line) if line.endswith("\n") else None
-                except ValueError:
-                    event = None
-                if isinstance(event, dict) and {"event", "sha256"} <= event.keys():
-                    yield event
-                elif line.strip():
-                    log.warning("%s line %d is damaged and skipped: %r", manifest, number, line[:60])
+        return read_events(folder / "manifest.jsonl")
 
     def corrections(self, name: str) -> list[Correction]:
         """The photos a dataset holds now, oldest first."""
@@ -240,7 +222,7 @@ class DatasetStore:
                 self._store_upright(folder, sha, image, true_degree)
             event = {"event": "correction", "sha256": sha, "true_degree": true_degree, "user": user, "time": now(),
                      "model_version": model_version, "model_degree": model_degree}
-            _append(folder / "manifest.jsonl", event)
+            append_event(folder / "manifest.jsonl", event)
             count = previous.count + 1 if previous else 1
             correction = Correction(sha, true_degree, count, user, event["time"], model_version, model_degree)
             held[sha] = correction
@@ -258,7 +240,7 @@ class DatasetStore:
         with self._lock:
             self.photo(name, sha256, thumbnail=False)
             folder = self._folder(name)
-            _append(folder / "manifest.jsonl", {"event": "removed", "sha256": sha256, "user": user, "time": now()})
+            append_event(folder / "manifest.jsonl", {"event": "removed", "sha256": sha256, "user": user, "time": now()})
             self._held(name).pop(sha256, None)
             for kind in ("photos", "thumbs"):
                 (folder / kind / f"{sha256}.jpg").unlink(missing_ok=True)
@@ -279,31 +261,11 @@ class DatasetStore:
             copy.thumbnail((side, side))
             out = io.BytesIO()
             copy.save(out, "JPEG", quality=quality)  # no EXIF: location and camera data stay out of the dataset
-            _write_whole(folder / kind / f"{sha}.jpg", out.getvalue())
+            write_whole(folder / kind / f"{sha}.jpg", out.getvalue())
 
     @staticmethod
     def _write_info(folder: Path, info: dict[str, Any]) -> None:
-        _write_whole(folder / "dataset.json", (json.dumps(info, indent=2) + "\n").encode())
-
-
-def _append(manifest: Path, event: dict[str, Any]) -> None:
-    """One whole line, on disk before the caller answers 201. A line an earlier crash cut short is closed first, so
-    the new event never glues onto it (the reader then skips the fragment alone)."""
-    with manifest.open("a+b") as out:
-        if out.tell() > 0:
-            out.seek(-1, os.SEEK_END)
-            if out.read(1) != b"\n":
-                out.write(b"\n")
-        out.write(json.dumps(event).encode() + b"\n")
-        out.flush()
-        os.fsync(out.fileno())
-
-
-def _write_whole(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never half of it (a crash leaves only a .partial behind)."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(path)
+        write_whole(folder / "dataset.json", (json.dumps(info, indent=2) + "\n").encode())
 
 
 def union(splits: list[Split]) -> Split:

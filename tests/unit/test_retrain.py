@@ -16,7 +16,7 @@ from auth_plugin.control import models_cli
 from auth_plugin.control.models_cli import Refused
 from auth_plugin.feedback.datasets import DatasetStore
 from food_rotation.rotation_model import RotationNet
-from scripts import extract_model_weight, retrain, served_weights
+from scripts import extract_model_weight, retrain, retrain_start, served_weights
 from scripts.calibration import fit_temperature
 from scripts.retrain import REFIT_MIN_PHOTOS, next_version, starting_weights, temperature_fields
 from tests.archives import state_bytes, write_mar
@@ -104,7 +104,7 @@ def test_when_the_served_version_cannot_be_told_nothing_is_guessed(tmp_path, sto
 
 def test_init_names_the_demo_weights_an_archive_or_a_weights_file(tmp_path, store, monkeypatch):
     fake_proxy(monkeypatch, AssertionError("--init given: the proxy is not asked"))
-    assert starting_weights(options(store, "--init", "demo"), tmp_path) == retrain.DEMO_WEIGHTS
+    assert starting_weights(options(store, "--init", "demo"), tmp_path) == retrain_start.DEMO_WEIGHTS
     by_name = starting_weights(options(store, "--init", "food_rotation.mar"), tmp_path / "a")
     assert json.loads(by_name.with_suffix(".json").read_text())["version"] == "1.0"
     by_path = starting_weights(options(store, "--init", str(store / "food_rotation-v3.0.mar")), tmp_path / "b")
