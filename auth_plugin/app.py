@@ -139,13 +139,11 @@ async def predict(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
     model, version = request.match_info["model"], request.match_info.get("version")
-    if not _NAME.fullmatch(model) or (version is not None and not _NAME.fullmatch(version)):
-        raise web.HTTPNotFound()
     registry = app[REGISTRY]
     if model != settings.model_name:  # answered before anything is cached or counted under the name
         raise ServiceError(404, "unknown_model", f"this service serves {settings.model_name!r}; "
                                                  f"there is no model {model[:40]!r}")
-    if version is not None and not registry.knows(model, version):
+    if version is not None and not (_NAME.fullmatch(version) and registry.knows(model, version)):
         raise ServiceError(404, "unknown_version", f"{model} has no version {version[:40]!r} "
                                                    f"(GET /admin/models/{model} lists them)")
     body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)

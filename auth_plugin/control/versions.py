@@ -77,11 +77,14 @@ class VersionRegistry:
 
     def versions(self, model: str) -> dict[str, str]:
         """version -> archive file name, in deployment order."""
+        return dict(self._cached_versions(model))
+
+    def _cached_versions(self, model: str) -> dict[str, str]:
         if model not in self._versions:
             rows = self._db.execute("SELECT version, archive FROM model_versions WHERE model = ? "
                                     "ORDER BY deployed_at", (model,))
             self._versions[model] = dict(rows.fetchall())
-        return dict(self._versions[model])
+        return self._versions[model]
 
     def add_version(self, model: str, version: str, archive: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO model_versions VALUES (?, ?, ?, ?)",
@@ -95,7 +98,7 @@ class VersionRegistry:
     def knows(self, model: str, version: str) -> bool:
         """Whether a request may name this version: any version before the first reconcile has filled the table
         (TorchServe answers for itself then), only a registered one after."""
-        return self.route(model) is None or version in self.versions(model)
+        return self.route(model) is None or version in self._cached_versions(model)  # no copy per request
 
     def choose(self, model: str) -> str | None:
         """The version for one request: the canary with its share of the traffic, else the default."""
