@@ -85,9 +85,9 @@ def test_a_repeated_bug_logs_one_traceback_then_one_line_each(caplog):
 
 async def test_unknown_names_are_404_and_leave_nothing_behind(setup):
     fake, client, auth = setup
-    # No reconcile round during the 400 requests: on a checkout whose model store has no food_rotation.mar yet it
-    # would rightly drop 1.0 from the table (CI saw it once the requests outlasted the 5 s interval).
-    proxy = await client(reconcile_interval_s=3600)
+    # A predictions-only proxy: no reconciler, which would rightly drop 1.0 from the table on a checkout whose
+    # model store has no food_rotation.mar yet (CI saw it once the 400 requests outlasted the 5 s interval).
+    proxy = await client(control_plane=False)
     registry = proxy.server.app[REGISTRY]
     registry.add_version("food_rotation", "1.0", "food_rotation.mar")
     registry.set_route("food_rotation", Route(default="1.0"))
