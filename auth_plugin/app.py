@@ -27,6 +27,7 @@ from auth_plugin.access import authorize, requires
 from auth_plugin.app_keys import (
     AUTHENTICATOR,
     DATASETS,
+    HELD_OUT,
     KEYS,
     LIMITER,
     METRICS,
@@ -49,6 +50,7 @@ from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmi
 from auth_plugin.control.versions import VersionRegistry
 from auth_plugin.feedback import feedback_api
 from auth_plugin.feedback.datasets import DatasetStore, Quota
+from auth_plugin.feedback.gate_photos import HeldOutCorrections
 from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers, forwarded_query
 from auth_plugin.log_safety import printable
 from auth_plugin.proxy_metrics import ProxyMetrics
@@ -235,6 +237,7 @@ def create_app(settings: ProxySettings) -> web.Application:
         app[REGISTRY] = VersionRegistry(settings.token_db)
         app[DATASETS] = DatasetStore(settings.datasets_dir, settings.max_image_pixels,
                                      quota=Quota(settings.dataset_max_photos, settings.dataset_max_photos_per_user))
+        app[HELD_OUT] = HeldOutCorrections(app[DATASETS])
         app[UPLOADS] = ThreadPoolExecutor(settings.upload_threads, thread_name_prefix="upload")
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s,
                                         sock_read=settings.read_timeout_s)

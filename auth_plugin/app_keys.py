@@ -9,6 +9,7 @@ from aiohttp import web
 
 from auth_plugin.auth import Authenticator
 from auth_plugin.control.rollout import Rollouts
+from auth_plugin.control.smoke_gate import HeldOutSource
 from auth_plugin.control.torchserve_admin import TorchServeAdmin
 from auth_plugin.control.versions import VersionRegistry
 from auth_plugin.feedback.datasets import DatasetStore
@@ -28,5 +29,6 @@ REGISTRY = web.AppKey("registry", VersionRegistry)  # the routing table: default
 TORCHSERVE = web.AppKey("torchserve", TorchServeAdmin)
 ROLLOUTS = web.AppKey("rollouts", Rollouts)
 DATASETS = web.AppKey("datasets", DatasetStore)
+HELD_OUT = web.AppKey("held_out", HeldOutSource)  # the feedback store's held-out corrections, as the gate asks
 READINESS = web.AppKey("readiness", Readiness)  # /readyz's answer, cached for a second
 UPLOADS = web.AppKey("uploads", ThreadPoolExecutor)  # feedback parsing and decoding: its own bounded pool

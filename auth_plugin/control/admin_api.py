@@ -14,22 +14,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from auth_plugin.access import requires
-from auth_plugin.app_keys import DATASETS, REGISTRY, ROLLOUTS, SETTINGS
+from auth_plugin.app_keys import HELD_OUT, REGISTRY, ROLLOUTS, SETTINGS
 from auth_plugin.bodies import read_json_object
 from auth_plugin.control import version_views
 from auth_plugin.control.rollout import RolloutError
-from auth_plugin.feedback.datasets import DatasetError, DatasetStore, union
 from food_rotation.provenance import Provenance
-
-log = logging.getLogger("auth_plugin.admin")
 
 
 def _model(request: web.Request) -> str:
@@ -76,33 +71,11 @@ async def list_archives(request: web.Request) -> web.Response:
 
 async def _held_out(request: web.Request, archive: str, named: str | None) -> list[Path]:
     """The photos a version is gated on besides the samples: by default the corrections its archive names as held
-    out of its training (metadata.json, by sha256; one no longer collected here is skipped with a warning), or the
-    current held-out photos of the datasets `named` lists (comma-separated, or 'all'), which must exist."""
-    store = request.app[DATASETS]
+    out of its training (metadata.json, by sha256), or the current held-out photos of the datasets `named` lists."""
     if named is not None:
-        splits = [await asyncio.to_thread(store.split, name) for name in await asyncio.to_thread(store.select, named)]
-        held_out = union(splits).held_out if splits else []
-        if not held_out:
-            raise RolloutError(422, "no_held_out_photos", f"dataset {named!r} has no held-out photos to gate on")
-        return held_out
+        return await request.app[HELD_OUT].named(named)
     provenance = Provenance.from_metadata((await request.app[ROLLOUTS].catalogue.read(archive)).metadata)
-    return [] if provenance is None else await asyncio.to_thread(held_out_photos, store, provenance, archive)
-
-
-def held_out_photos(store: DatasetStore, provenance: Provenance, archive: str) -> list[Path]:
-    """The collected photos `provenance` names as held out; one no longer here is skipped with a warning."""
-    found, missing = [], 0
-    for use in provenance.datasets:
-        for sha256 in use.held_out:
-            try:
-                found.append(store.photo(use.name, sha256, thumbnail=False))
-            except DatasetError as exc:
-                if exc.status != 404:
-                    raise
-                missing += 1
-    if missing:
-        log.warning("%s names %d held-out photos that are not collected here: not gating on them", archive, missing)
-    return found
+    return [] if provenance is None else await request.app[HELD_OUT].of(provenance, archive)
 
 
 async def deploy(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 from PIL import Image
@@ -19,8 +20,19 @@ from PIL import Image
 from auth_plugin.forwarding import UpstreamError, forward
 from auth_plugin.torchserve_keys import TorchServeKeys
 from food_rotation.photo_io import TURNS
+from food_rotation.provenance import Provenance
 
 _SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+
+
+class HeldOutSource(Protocol):
+    """Where the gate's held-out corrections come from (the feedback store's HeldOutCorrections): asked, never read."""
+
+    async def named(self, named: str) -> list[Path]:
+        """The held-out photos of the datasets `named` lists ('all' or comma-separated)."""
+
+    async def of(self, provenance: Provenance, archive: str) -> list[Path]:
+        """The photos an archive's provenance names as held out of its training."""
 
 
 class GateRefused(Exception):
