@@ -5,7 +5,8 @@ and 50 silent ones were never closed, and ~20k idle sockets made /healthz and pr
 
 Each connection's aiohttp handler is wrapped in a `Guard` protocol that forwards everything to it. Later requests
 on a kept-alive connection are aiohttp's own business: its keep-alive timer closes a connection that is still
-waiting for a request's headers `keepalive_timeout_s` after the last answer.
+waiting for a request's headers `keepalive_timeout_s` after the last answer. A request aiohttp cannot parse gets
+the gateway's JSON error instead of aiohttp's plain text, which quotes the bad line back (a token among it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 log = logging.getLogger("auth_plugin.listener")
 _END_OF_HEADERS = (b"\r\n\r\n", b"\n\n")
@@ -52,6 +55,32 @@ class Book:
         self.per_address[address] -= 1
         if self.per_address[address] <= 0:
             del self.per_address[address]
+
+
+class JsonParseErrors(RequestHandler):
+    """aiohttp's connection handler, answering a request it cannot parse with a JSON 4xx that names the kind of
+    problem and echoes nothing of the request (aiohttp's plain text quotes the offending header line back)."""
+
+    __slots__ = ()  # the same layout as RequestHandler: an instance made by aiohttp can take this class
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        answer = super().handle_error(request, status, exc, message)  # logs (redacted); refuses once answering
+        if status >= 500:
+            return answer
+        kind = type(exc).__name__ if exc is not None else "BadRequest"
+        response = web.json_response({"error": "malformed_request", "status": status,
+                                      "message": f"the request is not valid HTTP/1.1 ({kind}); nothing was "
+                                                 "forwarded: check its request line and headers for stray "
+                                                 "control characters or line endings"}, status=status)
+        response.force_close()
+        return response
+
+
+def answer_parse_errors_in_json(handler: RequestHandler) -> RequestHandler:
+    """`handler`, made by aiohttp's Server (which offers no hook for its class), as a JsonParseErrors."""
+    handler.__class__ = JsonParseErrors
+    return handler
 
 
 class Guard(asyncio.Protocol):
@@ -111,8 +140,8 @@ async def serve(app: web.Application, host: str, port: int, limits: Limits, **ru
     await runner.setup()
     book = Book(limits)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Guard(runner.server(), book), host, port, reuse_address=True,
-                                      backlog=1024)
+    server = await loop.create_server(lambda: Guard(answer_parse_errors_in_json(runner.server()), book), host, port,
+                                      reuse_address=True, backlog=1024)
     log.info("listening on http://%s:%d (header timeout %gs, at most %d connections, %d per address)", host, port,
              limits.header_timeout_s, limits.max_connections, limits.max_connections_per_address)
     stop = asyncio.Event()

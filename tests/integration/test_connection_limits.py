@@ -4,6 +4,7 @@ answers all the while. A real proxy process with small limits, in front of the s
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -64,3 +65,19 @@ def test_silent_and_slow_header_sockets_are_dropped_and_predictions_go_on(tmp_pa
         for sock in silent + slow + over:
             sock.close()
         assert requests.get(f"{proxy.url}/healthz", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("line", [b"Authorization: Bearer frs_leakme123\r\r\n",
+                                  b"Authorization: Bearer frs_leak\x01me\r\n"],
+                         ids=["stray-CR", "control-byte"])
+def test_a_request_that_is_not_http_gets_a_json_400_that_echoes_nothing(tmp_path, torchserve, line):
+    with running_proxy(tmp_path, torchserve, PROXY_CONTROL_PLANE="false") as proxy:
+        host, port = proxy.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"POST /predictions/food_rotation HTTP/1.1\r\nHost: x\r\n" + line + b"\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] == b"400" and b"Content-Type: application/json" in head
+        assert json.loads(body)["error"] == "malformed_request" and b"leak" not in answer
