@@ -42,6 +42,7 @@ from auth_plugin.app_keys import (
 from auth_plugin.auth import Authenticator, AuthError, JwtVerifier
 from auth_plugin.bodies import read_body
 from auth_plugin.control import admin_api
+from auth_plugin.control.history import History
 from auth_plugin.control.plane_lock import ControlPlaneLock
 from auth_plugin.control.reconciler import Reconciler
 from auth_plugin.control.rollout import Rollouts, RolloutSettings
@@ -248,10 +249,11 @@ def create_app(settings: ProxySettings) -> web.Application:
         app[TORCHSERVE] = TorchServeAdmin(app[SESSION], app[KEYS], settings.management_url)
         rollout_settings = RolloutSettings(settings.model_store, settings.deploy_workers,
                                            settings.register_timeout_s, settings.drain_timeout_s)
-        app[ROLLOUTS] = Rollouts(app[TORCHSERVE], app[REGISTRY], gate, rollout_settings)
+        history = History(settings.token_db)
+        app[ROLLOUTS] = Rollouts(app[TORCHSERVE], app[REGISTRY], gate, rollout_settings, history)
         app[READINESS] = Readiness(readiness_check(app), settings.readiness_cache_s)
         reconciler = asyncio.create_task(
-            Reconciler(app[TORCHSERVE], app[REGISTRY], rollout_settings, app[ROLLOUTS].lock).forever(
+            Reconciler(app[TORCHSERVE], app[REGISTRY], history, rollout_settings, app[ROLLOUTS].lock).forever(
                 settings.model_name, settings.reconcile_interval_s)) if settings.control_plane else None
         yield
         if reconciler is not None:
@@ -261,6 +263,7 @@ def create_app(settings: ProxySettings) -> web.Application:
         await app[SESSION].close()
         app[UPLOADS].shutdown(wait=True)
         app[REGISTRY].close()
+        history.close()
         store.close()
         plane.release()
 

@@ -38,11 +38,13 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object; no body at all is an empty one (within the app's client_max_size)."""
-    if not request.can_read_body:
+    """The body as a JSON object; no body at all is an empty one (within the app's client_max_size). Read twice
+    (the audit log reads it before the handler), it is the same: aiohttp keeps what it read."""
+    raw = await request.read() if request.body_exists else b""
+    if not raw:
         return {}
     try:
-        body = json.loads(await request.read())
+        body = json.loads(raw)
     except ValueError as exc:
         raise ServiceError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):

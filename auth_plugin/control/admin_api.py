@@ -8,8 +8,13 @@
                                                  are gated too; "all" for every dataset here)
     POST /admin/models/{model}/canary           {"version": "2.0", "percent": 50}
     POST /admin/models/{model}/promote          {"version": "2.0"}   (default: the canary)
-    POST /admin/models/{model}/rollback         {}
+    POST /admin/models/{model}/rollback         {"version": "1.0"}   (default: the default before the current
+                                                 one, skipping defaults already rolled back: never a toggle)
     POST /admin/models/{model}/retire           {"version": "1.0"}
+    GET  /admin/audit?limit=100                 every admin action: who, what, when, outcome (newest first)
+
+Every POST is recorded in the audit log, refused or not; GET /admin/models/{model} also returns the default
+history and where a rollback would go.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ from typing import Any
 
 from aiohttp import web
 
-from auth_plugin.access import requires
+from auth_plugin.access import PRINCIPAL, Handler, requires
 from auth_plugin.app_keys import HELD_OUT, REGISTRY, ROLLOUTS, SETTINGS
 from auth_plugin.bodies import read_json_object
 from auth_plugin.control import version_views
 from auth_plugin.control.rollout import RolloutError
+from auth_plugin.log_safety import printable
 from food_rotation.provenance import Provenance
+from food_rotation.service_error import ServiceError
 
 
 def _model(request: web.Request) -> str:
@@ -59,8 +66,20 @@ def _percent(body: dict[str, Any], key: str) -> float:
 
 async def list_versions(request: web.Request) -> web.Response:
     model = _model(request)
-    rows = await version_views.versions(request.app[ROLLOUTS], request.app[REGISTRY], model)
-    return web.json_response({"model": model, "versions": rows})
+    rollouts = request.app[ROLLOUTS]
+    rows = await version_views.versions(rollouts, request.app[REGISTRY], model)
+    target = rollouts.rollback_target(model)
+    return web.json_response({"model": model, "versions": rows,
+                              "rollback_target": None if target is None else target.version,
+                              "history": [change.as_dict() for change in reversed(rollouts.history.defaults(model))]})
+
+
+async def audit_log(request: web.Request) -> web.Response:
+    limit = request.query.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        raise RolloutError(400, "bad_limit", "limit must be a whole number from 1 to 1000")
+    entries = request.app[ROLLOUTS].history.audit_entries(int(limit))
+    return web.json_response({"entries": [entry.as_dict() for entry in entries]})
 
 
 async def list_archives(request: web.Request) -> web.Response:
@@ -95,12 +114,41 @@ async def canary(request: web.Request) -> web.Response:
 
 async def promote(request: web.Request) -> web.Response:
     body = await read_json_object(request)
-    return web.json_response(await request.app[ROLLOUTS].promote(_model(request),
-                                                                 _string(body, "version", required=False)))
+    return web.json_response(await request.app[ROLLOUTS].promote(
+        _model(request), _string(body, "version", required=False), actor=_actor(request)))
 
 
 async def rollback(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[ROLLOUTS].rollback(_model(request)))
+    body = await read_json_object(request)
+    return web.json_response(await request.app[ROLLOUTS].rollback(
+        _model(request), _string(body, "version", required=False), actor=_actor(request)))
+
+
+def _actor(request: web.Request) -> str:
+    return request[PRINCIPAL].user
+
+
+def audited(action: str, handler: Handler) -> Handler:
+    """`handler`, with each call recorded in the audit log: who, the request's fields, and what came of it."""
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            fields = await read_json_object(request)
+        except ServiceError:
+            fields = {}  # the handler refuses it, and that refusal is recorded
+        model, history = printable(request.match_info["model"])[:100], request.app[ROLLOUTS].history
+        try:
+            response = await handler(request)
+        except ServiceError as exc:
+            history.audit(_actor(request), action, model, fields, f"refused {exc.status} {exc.code}")
+            raise
+        except BaseException:
+            history.audit(_actor(request), action, model, fields, "failed")
+            raise
+        history.audit(_actor(request), action, model, fields, "ok")
+        return response
+
+    return run  # type: ignore[return-value]
 
 
 async def retire(request: web.Request) -> web.Response:
@@ -114,8 +162,7 @@ def add_routes(app: web.Application) -> None:
     guarded = requires("admin")
     app.router.add_get("/admin/models/{model}", guarded(list_versions))
     app.router.add_get("/admin/models/{model}/archives", guarded(list_archives))
-    app.router.add_post("/admin/models/{model}/deploy", guarded(deploy))
-    app.router.add_post("/admin/models/{model}/canary", guarded(canary))
-    app.router.add_post("/admin/models/{model}/promote", guarded(promote))
-    app.router.add_post("/admin/models/{model}/rollback", guarded(rollback))
-    app.router.add_post("/admin/models/{model}/retire", guarded(retire))
+    app.router.add_get("/admin/audit", guarded(audit_log))
+    for action, handler in (("deploy", deploy), ("canary", canary), ("promote", promote), ("rollback", rollback),
+                            ("retire", retire)):
+        app.router.add_post(f"/admin/models/{{model}}/{action}", guarded(audited(action, handler)))

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 import requests
 
@@ -28,20 +29,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     models.add_argument("--url", default=default_url())
     models.add_argument("--token", help="admin-scope token (default: PROXY_ADMIN_TOKEN or .run/proxy/admin_token)")
     models.add_argument("--model", default=MODEL_NAME)
+    models.add_argument("--json", action="store_true", help="print the proxy's JSON answer (for scripts)")
     actions = models.add_subparsers(dest="action", required=True)
-    actions.add_parser("list")
+    actions.add_parser("list", help="the deployed versions: default, canary share, workers, in flight, accuracy")
+    actions.add_parser("history", help="every default the model has had: who made it so, when, how")
+    audit = actions.add_parser("audit", help="the latest admin actions: who, what, when, outcome")
+    audit.add_argument("--limit", type=int, default=50)
     deploy = actions.add_parser("deploy", help="register an archive of model_store/, gate it, optionally as canary")
     deploy.add_argument("archive", help="file name of a .mar in model_store/")
     deploy.add_argument("--canary", type=float, default=0.0, help="percent of traffic for the new version")
     deploy.add_argument("--gate-dataset", help="also gate on the held-out photos of these collected datasets "
                         "('name,name' or 'all'; default: those the archive was retrained on)")
-    canary = actions.add_parser("canary")
+    canary = actions.add_parser("canary", help="send PERCENT of traffic to a deployed VERSION (0 stops the canary)")
     canary.add_argument("version")
     canary.add_argument("percent", type=float)
     promote = actions.add_parser("promote", help="make a version (default: the canary) the default, drain the old")
     promote.add_argument("version", nargs="?")
-    actions.add_parser("rollback", help="restore the previous default")
-    retire = actions.add_parser("retire")
+    rollback = actions.add_parser("rollback", help="make an earlier default the default again (by default the one "
+                                  "before the current default; rolling back twice steps back twice)")
+    rollback.add_argument("version", nargs="?", help="an earlier default to return to")
+    retire = actions.add_parser("retire", help="drain and unregister a version that is not the default")
     retire.add_argument("version")
 
 
@@ -58,6 +65,39 @@ def admin_token(given: str | None) -> str:
     if not token:
         raise SystemExit("error: no admin token: pass --token or set PROXY_ADMIN_TOKEN")
     return token
+
+
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def _print_history(answer: dict) -> None:
+    print(f"rollback goes to: {answer.get('rollback_target') or 'nothing (no earlier default left)'}")
+    print(f"{'when':<20} {'version':<10} {'how':<10} {'by':<20} rolled back")
+    for change in answer["history"]:
+        print(f"{_when(change['at']):<20} {change['version']:<10} {change['action']:<10} {change['actor']:<20} "
+              f"{'yes' if change['rolled_back'] else ''}")
+
+
+def _print_audit(answer: dict) -> None:
+    print(f"{'when':<20} {'who':<16} {'action':<9} {'outcome':<32} fields")
+    for entry in answer["entries"]:
+        print(f"{_when(entry['at']):<20} {entry['actor']:<16} {entry['action']:<9} {entry['outcome']:<32} "
+              f"{json.dumps(entry['detail'])}")
+
+
+def _print_result(action: str, answer: dict) -> None:
+    """One line saying what changed, as an operator reads it."""
+    if action == "deploy":
+        share = f", canary {answer['canary_percent']:g}%" if answer.get("canary_percent") else ", no traffic yet"
+        gates = ", ".join(f"{key} {value:.3f}" for key, value in answer.items() if key.endswith("accuracy"))
+        print(f"deployed {answer['model']} {answer['version']} (gate: {gates}){share}")
+    elif action == "canary":
+        print(f"canary: {answer['canary'] or 'none'} at {answer['canary_percent']:g}%")
+    elif action in ("promote", "rollback"):
+        print(f"default is now {answer['default']}; {answer['retired']} drained and retired")
+    else:
+        print(f"retired {answer['retired']}")
 
 
 def _print_versions(answer: dict) -> None:
@@ -81,10 +121,12 @@ class Refused(Exception):
         self.status = status
 
 
-def admin_call(url: str, model: str, token: str, method: str, path: str, body: dict | None = None) -> dict:
-    """One control-plane call through the proxy's admin API; its JSON answer, or Refused saying why not."""
+def admin_call(url: str, model: str | None, token: str, method: str, path: str, body: dict | None = None) -> dict:
+    """One call of the proxy's admin API (under /admin/models/`model`, or /admin with no model); its JSON answer,
+    or Refused saying why not."""
+    base = f"{url.rstrip('/')}/admin" + ("" if model is None else f"/models/{model}")
     try:
-        answer = requests.request(method, f"{url.rstrip('/')}/admin/models/{model}{path}", json=body,
+        answer = requests.request(method, f"{base}{path}", json=body,
                                   headers={"Authorization": f"Bearer {token}"}, timeout=600)
     except requests.RequestException as exc:
         raise Refused(f"error: the proxy at {url} did not answer: {exc}") from exc
@@ -101,24 +143,28 @@ def admin_call(url: str, model: str, token: str, method: str, path: str, body: d
 def run(args: argparse.Namespace) -> int:
     calls = {
         "list": ("GET", "", None),
+        "history": ("GET", "", None),
+        "audit": ("GET", f"/audit?limit={getattr(args, 'limit', 50)}", None),
         "deploy": ("POST", "/deploy", {"archive": getattr(args, "archive", None),
                                        "canary": getattr(args, "canary", 0),
                                        "gate_dataset": getattr(args, "gate_dataset", None)}),
         "canary": ("POST", "/canary", {"version": getattr(args, "version", None),
                                        "percent": getattr(args, "percent", 0)}),
         "promote": ("POST", "/promote", {"version": getattr(args, "version", None)}),
-        "rollback": ("POST", "/rollback", {}),
+        "rollback": ("POST", "/rollback", {"version": getattr(args, "version", None)}),
         "retire": ("POST", "/retire", {"version": getattr(args, "version", None)}),
     }
     method, path, body = calls[args.action]
     try:
-        document = admin_call(args.url, args.model, admin_token(args.token), method, path, body)
+        document = admin_call(args.url, None if args.action == "audit" else args.model, admin_token(args.token),
+                              method, path, body)
     except Refused as exc:
         print(exc, file=sys.stderr)
         return 1
-    if args.action == "list":
-        _print_versions(document)
-    else:
+    if args.json:
         print(json.dumps(document))
+    else:
+        {"list": _print_versions, "history": _print_history, "audit": _print_audit}.get(
+            args.action, lambda answer: _print_result(args.action, answer))(document)
     return 0
 

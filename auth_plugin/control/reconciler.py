@@ -8,6 +8,7 @@ import asyncio
 import logging
 
 from auth_plugin.control.archive_catalogue import ArchiveCatalogue
+from auth_plugin.control.history import History
 from auth_plugin.control.rollout import RolloutSettings
 from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
 from auth_plugin.control.versions import Route, VersionRegistry
@@ -18,10 +19,11 @@ log = logging.getLogger("auth_plugin.control.reconciler")
 
 
 class Reconciler:
-    def __init__(self, admin: TorchServeAdmin, registry: VersionRegistry, settings: RolloutSettings,
-                 lock: asyncio.Lock) -> None:
+    def __init__(self, admin: TorchServeAdmin, registry: VersionRegistry, history: History,
+                 settings: RolloutSettings, lock: asyncio.Lock) -> None:
         self._admin = admin
         self._registry = registry
+        self._history = history
         self._settings = settings
         self._catalogue = ArchiveCatalogue(settings.model_store)
         self._lock = lock  # the rollouts' own: a reconcile never runs in the middle of a transition
@@ -35,6 +37,7 @@ class Reconciler:
                 if default is not None:
                     self._registry.add_version(model, default.version, default.archive)
                     self._registry.set_route(model, Route(default=default.version))
+                    self._history.record_default(model, default.version, default.archive, "reconciler", "adopted")
                 return
             for version, archive in self._registry.versions(model).items():
                 if version in live:
@@ -76,6 +79,7 @@ class Reconciler:
                 return route
             log.error("%s now routes to TorchServe's default %s", model, fallback.version)
             self._registry.add_version(model, fallback.version, fallback.archive)
+            self._history.record_default(model, fallback.version, fallback.archive, "reconciler", "restored")
             route = Route(default=fallback.version)
         self._registry.set_route(model, route)
         return route

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from auth_plugin.control.archive_catalogue import ArchiveCatalogue
+from auth_plugin.control.history import DefaultChange, History
 from auth_plugin.control.smoke_gate import GateRefused, SmokeGate
 from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
 from auth_plugin.control.versions import Route, VersionRegistry
@@ -41,9 +42,10 @@ class Rollouts:
     one change at a time)."""
 
     def __init__(self, admin: TorchServeAdmin, registry: VersionRegistry, gate: SmokeGate,
-                 settings: RolloutSettings, lock: asyncio.Lock | None = None) -> None:
+                 settings: RolloutSettings, history: History, lock: asyncio.Lock | None = None) -> None:
         self._admin = admin
         self._registry = registry
+        self.history = history
         self._gate = gate
         self._settings = settings
         self.catalogue = ArchiveCatalogue(settings.model_store)
@@ -129,24 +131,28 @@ class Rollouts:
             self._registry.set_route(model, route.with_canary(version, percent))
         return {"model": model, "canary": version if percent else None, "canary_percent": percent}
 
-    async def promote(self, model: str, version: str | None = None) -> dict[str, Any]:
+    async def promote(self, model: str, version: str | None = None, actor: str = "admin") -> dict[str, Any]:
         async with self.lock:
             route = self._route(model)
             version = version or route.canary
             if version is None:
                 raise RolloutError(409, "nothing_to_promote", "no version given and no canary set")
-            self._known(model, version)
+            archive = self._known(model, version)
             if version == route.default:
                 raise RolloutError(409, "is_default", f"{version} is already the default")
+            self._start_history(model, route)
             await self._switch(model, route, version)
+            self.history.record_default(model, version, archive, actor, "promote")
         return {"model": model, "default": version, "retired": route.default}
 
-    async def rollback(self, model: str) -> dict[str, Any]:
+    async def rollback(self, model: str, version: str | None = None, actor: str = "admin") -> dict[str, Any]:
+        """Make `version`, an earlier default, the default again; by default the one before the current default
+        (the default history's, so that rolling back twice steps back twice instead of toggling)."""
         async with self.lock:
             route = self._route(model)
-            if route.previous is None or route.previous_archive is None:
-                raise RolloutError(409, "no_previous_version", "there is no earlier default to roll back to")
-            previous, archive = route.previous, route.previous_archive
+            self._start_history(model, route)
+            target = self._rollback_target(model, route, version)
+            previous, archive = target.version, target.archive
             if previous not in self._registry.versions(model):
                 live = {state.version for state in await self._torchserve(self._admin.versions, model)}
                 if previous not in live:
@@ -154,7 +160,43 @@ class Rollouts:
                     await self._register_and_gate(model, previous, archive)
                 self._registry.add_version(model, previous, archive)
             await self._switch(model, route, previous)
+            self.history.mark_rolled_back(model, route.default)
+            self.history.record_default(model, previous, archive, actor, "rollback")
         return {"model": model, "default": previous, "retired": route.default}
+
+    def rollback_target(self, model: str) -> DefaultChange | None:
+        """Where a rollback without a version would go now (the admin page names it on its button)."""
+        route = self._registry.route(model)
+        if route is None:
+            return None
+        self._start_history(model, route)
+        return self.history.rollback_target(model, route.default)
+
+    def _rollback_target(self, model: str, route: Route, version: str | None) -> DefaultChange:
+        if version is None:
+            target = self.history.rollback_target(model, route.default)
+            if target is None:
+                raise RolloutError(409, "no_previous_version", "there is no earlier default to roll back to (a "
+                                   "default already rolled back is skipped: name a version to return to it)")
+            return target
+        if version == route.default:
+            raise RolloutError(409, "is_default", f"{version} is already the default")
+        target = self.history.earlier_default(model, version)
+        if target is None:
+            raise RolloutError(404, "not_an_earlier_default", f"{model} {version} has never been the default: "
+                               "deploy and promote it instead")
+        return target
+
+    def _start_history(self, model: str, route: Route) -> None:
+        """A routing table older than the default history: its default (and the one before it) start the history."""
+        if self.history.defaults(model):
+            return
+        if route.previous is not None and route.previous_archive is not None:
+            self.history.record_default(model, route.previous, route.previous_archive, "before the history",
+                                        "adopted")
+        archive = self._registry.versions(model).get(route.default)
+        if archive is not None:
+            self.history.record_default(model, route.default, archive, "before the history", "adopted")
 
     async def retire(self, model: str, version: str) -> dict[str, Any]:
         async with self.lock:

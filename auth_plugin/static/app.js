@@ -20,7 +20,7 @@ const state = {
   token: null, user: null, scopes: [], model: null,
   session: 0, controllers: new Set(), busy: { data: 0, models: 0 },
   queue: [], sending: 0, rows: [],
-  activeDataset: null, openDataset: null, itemsGeneration: 0, thumbUrls: [], defaultVersion: null,
+  activeDataset: null, openDataset: null, itemsGeneration: 0, thumbUrls: [], defaultVersion: null, rollbackTarget: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -580,10 +580,14 @@ async function loadModels({ quiet = false } = {}) {
   const base = `/admin/models/${enc(state.model)}`;
   if (!quiet) setStatus(status, "Loading versions…", "busy");
   return withBusy("models", async () => {
-    const [versions, archives] = await Promise.allSettled([api(base), api(`${base}/archives`)]);
-    if ([versions, archives].some((result) => result.reason?.code === "cancelled")) return;
-    if (versions.status === "fulfilled") renderVersions(versions.value.versions || []);
+    const [versions, archives, audit] = await Promise.allSettled([api(base), api(`${base}/archives`), api("/admin/audit?limit=50")]);
+    if ([versions, archives, audit].some((result) => result.reason?.code === "cancelled")) return;
+    if (versions.status === "fulfilled") {
+      renderVersions(versions.value.versions || []);
+      renderHistory(versions.value.history || [], versions.value.rollback_target ?? null);
+    }
     renderArchives(archives.status === "fulfilled" ? archives.value.archives || [] : null);
+    renderAudit(audit.status === "fulfilled" ? audit.value.entries || [] : []);
     if (versions.status === "rejected") report(status, versions.reason, "Could not load the versions: ");
     else if (archives.status === "rejected") report(status, archives.reason, "Could not load the archives: ");
     else if (!quiet) setStatus(status, "");
@@ -599,6 +603,30 @@ function renderVersions(list) {
   }
   $("versions").tBodies[0].replaceChildren(...rows);
   applyBusy("models");
+}
+
+/* The button says where a rollback goes (the server's answer: it skips defaults already rolled back). */
+function renderHistory(history, target) {
+  state.rollbackTarget = target;
+  $("rollback").textContent = target ? `Roll back to ${target}` : "Roll back (no earlier default)";
+  $("rollback").dataset.locked = target ? "" : "1";
+  $("default-history").tBodies[0].replaceChildren(...history.map((change) => {
+    const tr = el("tr");
+    tr.append(el("td", "", formatDate(new Date(change.at * 1000).toISOString())), el("td", "", String(change.version)),
+      el("td", "", change.action), el("td", "", change.actor), el("td", "", change.rolled_back ? "yes" : ""));
+    return tr;
+  }));
+  applyBusy("models");
+}
+
+function renderAudit(entries) {
+  $("audit-log").tBodies[0].replaceChildren(...entries.map((entry) => {
+    const tr = el("tr");
+    tr.classList.toggle("refused", entry.outcome !== "ok");
+    tr.append(el("td", "", formatDate(new Date(entry.at * 1000).toISOString())), el("td", "", entry.actor),
+      el("td", "", entry.action), el("td", "", JSON.stringify(entry.detail)), el("td", "", entry.outcome));
+    return tr;
+  }));
 }
 
 function versionRow(version) {
@@ -688,9 +716,11 @@ function retire(version) {
 
 function rollback() {
   const current = state.defaultVersion;
+  const target = state.rollbackTarget;
+  if (!target) return undefined;
   return modelAction({
-    question: `Roll back to the previous default version?${current ? ` ${current} will be drained and unregistered.` : ""}`,
-    progress: "Rolling back…", path: "rollback",
+    question: `Roll back to ${target}?${current ? ` ${current} will be drained and unregistered.` : ""}`,
+    progress: `Rolling back to ${target}…`, path: "rollback", body: { version: target },
     success: (result) => (result.default ? `Rolled back: ${result.default} is now the default` : "Rolled back"),
   });
 }
@@ -714,6 +744,9 @@ function clearModels() {
   $("versions").tBodies[0].replaceChildren();
   $("deploy-archive").replaceChildren();
   state.defaultVersion = null;
+  state.rollbackTarget = null;
+  $("default-history").tBodies[0].replaceChildren();
+  $("audit-log").tBodies[0].replaceChildren();
   setStatus($("models-status"), "");
 }
 

@@ -179,3 +179,16 @@ def test_admin_deploys_a_canary_sees_a_refusal_and_promotes(stack, page):
     versions = requests.get(f"{proxy.url}/admin/models/food_rotation", headers={"Authorization": f"Bearer {token}"},
                             timeout=30).json()["versions"]
     assert [(row["version"], row["default"]) for row in versions] == [("2.0", True)]
+    expect(page.locator("#rollback")).to_have_text("Roll back to 1.0")  # the page names where a rollback goes
+    audit = page.locator("#audit-log tbody tr")
+    expect(audit.first).to_contain_text("promote")
+    expect(audit.first).to_contain_text("head-chef")
+    expect(audit.filter(has_text="refused 422 gate_refused")).to_have_count(1)  # the refused 3.0 is on record
+
+    page.click("#rollback")
+    expect(page.locator("#confirm-text")).to_contain_text("Roll back to 1.0? 2.0 will be drained")
+    page.click("#confirm-yes")
+    expect(status).to_have_text("Rolled back: 1.0 is now the default", timeout=120_000)
+    expect(page.locator("#rollback")).to_have_text("Roll back (no earlier default)")  # never a toggle back to 2.0
+    expect(page.locator("#rollback")).to_be_disabled()
+    expect(page.locator("#default-history tbody tr").first).to_contain_text("rollback")

@@ -132,7 +132,8 @@ def test_unknown_model_is_404(stack):
 def test_restart_of_torchserve_and_proxy_restores_the_default(stack):
     torchserve, proxy = stack
     token = issue_token(proxy, "--user", "ops", "--scopes", "admin")[1]
-    assert admin(proxy, token, "rollback").status_code == 200  # back to 2.0: not what load_models loads
+    assert admin(proxy, token, "rollback").status_code == 409  # 2.0 was left by a rollback: never a toggle back
+    assert admin(proxy, token, "rollback", {"version": "2.0"}).status_code == 200  # by name: not what load_models loads
     assert listed(proxy, token)["2.0"]["default"]
     proxy.stop()
     torchserve.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from auth_plugin.control.history import History
 from auth_plugin.control.reconciler import Reconciler
 from auth_plugin.control.rollout import RolloutSettings
 from auth_plugin.control.versions import Route, VersionRegistry
@@ -12,7 +13,8 @@ from tests.unit.proxy.fakes import FakeAdmin
 
 def rollouts(tmp_path, admin: FakeAdmin) -> tuple[Reconciler, VersionRegistry]:
     registry = VersionRegistry(tmp_path / "db.sqlite3")
-    return Reconciler(admin, registry, RolloutSettings(model_store=tmp_path), asyncio.Lock()), registry
+    history = History(tmp_path / "db.sqlite3")
+    return Reconciler(admin, registry, history, RolloutSettings(model_store=tmp_path), asyncio.Lock()), registry
 
 
 async def test_first_run_adopts_torchserves_default(tmp_path):
@@ -21,6 +23,8 @@ async def test_first_run_adopts_torchserves_default(tmp_path):
     await control.reconcile("m")
     assert registry.route("m") == Route(default="1.0") and registry.versions("m") == {"1.0": "m.mar"}
     assert admin.calls == []
+    assert [(c.version, c.actor, c.action) for c in History(tmp_path / "db.sqlite3").defaults("m")] == [
+        ("1.0", "reconciler", "adopted")]
 
 
 async def test_after_a_torchserve_restart_the_table_wins(tmp_path):

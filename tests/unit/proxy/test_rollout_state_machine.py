@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from auth_plugin.control.history import History
 from auth_plugin.control.rollout import Rollouts, RolloutSettings
 from auth_plugin.control.versions import Route, VersionRegistry
 from food_rotation.service_error import ServiceError
@@ -26,7 +27,7 @@ def plane(tmp_path):
     registry = VersionRegistry(tmp_path / "db.sqlite3")
     gate = FakeGate()
     settings = RolloutSettings(model_store=tmp_path, drain_timeout_s=2.0)
-    rollouts = Rollouts(admin, registry, gate, settings)
+    rollouts = Rollouts(admin, registry, gate, settings, History(tmp_path / "db.sqlite3"))
     registry.add_version(MODEL, "1.0", f"{MODEL}-v1.0.mar")
     registry.set_route(MODEL, Route(default="1.0"))
     yield rollouts, registry, admin, gate
@@ -117,6 +118,35 @@ async def test_rollback_reregisters_gates_and_restores_the_previous_default(plan
     assert gate.checked == ["2.0", "1.0"]  # the restored version is gated again
     assert admin.default == "1.0" and set(admin.live) == {"1.0"}
     assert registry.route(MODEL).default == "1.0" and set(registry.versions(MODEL)) == {"1.0"}
+
+
+async def test_rollback_steps_back_through_the_history_and_never_toggles(plane):
+    rollouts, registry, _, _ = plane
+    for version in ("2.0", "3.0"):
+        await rollouts.deploy(MODEL, f"{MODEL}-v{version}.mar")
+        await rollouts.promote(MODEL, version, actor="ana")
+    assert rollouts.rollback_target(MODEL).version == "2.0"
+    assert (await rollouts.rollback(MODEL, actor="ben"))["default"] == "2.0"
+    assert (await rollouts.rollback(MODEL, actor="ben"))["default"] == "1.0"  # 3.0 is not come back to
+    with pytest.raises(ServiceError) as refused:
+        await rollouts.rollback(MODEL)
+    assert (refused.value.status, refused.value.code) == (409, "no_previous_version")
+    assert rollouts.rollback_target(MODEL) is None
+    assert (await rollouts.rollback(MODEL, "3.0", actor="ana"))["default"] == "3.0"  # by name: any earlier default
+    changes = [(c.version, c.actor, c.action, c.rolled_back) for c in rollouts.history.defaults(MODEL)]
+    assert changes == [("1.0", "before the history", "adopted", True), ("2.0", "ana", "promote", True),
+                       ("3.0", "ana", "promote", True), ("2.0", "ben", "rollback", True),
+                       ("1.0", "ben", "rollback", True), ("3.0", "ana", "rollback", False)]
+    assert registry.route(MODEL).default == "3.0"
+
+
+async def test_a_rollback_names_only_an_earlier_default(plane):
+    rollouts, _, _, _ = plane
+    await rollouts.deploy(MODEL, f"{MODEL}-v2.0.mar", canary_percent=10)
+    for version, status, code in (("2.0", 404, "not_an_earlier_default"), ("1.0", 409, "is_default")):
+        with pytest.raises(ServiceError) as refused:
+            await rollouts.rollback(MODEL, version)
+        assert (refused.value.status, refused.value.code) == (status, code)
 
 
 async def test_rollback_without_an_earlier_default_is_a_conflict(plane):
