@@ -11,9 +11,10 @@
     POST /admin/models/{model}/rollback         {"version": "1.0"}   (default: the default before the current
                                                  one, skipping defaults already rolled back: never a toggle)
     POST /admin/models/{model}/retire           {"version": "1.0"}
+    DELETE /admin/models/{model}/archives/{archive}   an archive nothing needs (not deployed, never a default)
     GET  /admin/audit?limit=100                 every admin action: who, what, when, outcome (newest first)
 
-Every POST is recorded in the audit log, refused or not; GET /admin/models/{model} also returns the default
+Every POST and DELETE is recorded in the audit log, refused or not; GET /admin/models/{model} also returns the default
 history and where a rollback would go.
 """
 
@@ -72,6 +73,11 @@ async def list_versions(request: web.Request) -> web.Response:
     return web.json_response({"model": model, "versions": rows,
                               "rollback_target": None if target is None else target.version,
                               "history": [change.as_dict() for change in reversed(rollouts.history.defaults(model))]})
+
+
+async def remove_archive(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[ROLLOUTS].remove_archive(_model(request),
+                                                                        request.match_info["archive"]))
 
 
 async def audit_log(request: web.Request) -> web.Response:
@@ -136,6 +142,8 @@ def audited(action: str, handler: Handler) -> Handler:
             fields = await read_json_object(request)
         except ServiceError:
             fields = {}  # the handler refuses it, and that refusal is recorded
+        fields = {**{key: printable(value)[:200] for key, value in request.match_info.items() if key != "model"},
+                  **fields}
         model, history = printable(request.match_info["model"])[:100], request.app[ROLLOUTS].history
         try:
             response = await handler(request)
@@ -166,3 +174,5 @@ def add_routes(app: web.Application) -> None:
     for action, handler in (("deploy", deploy), ("canary", canary), ("promote", promote), ("rollback", rollback),
                             ("retire", retire)):
         app.router.add_post(f"/admin/models/{{model}}/{action}", guarded(audited(action, handler)))
+    app.router.add_delete("/admin/models/{model}/archives/{archive}",
+                          guarded(audited("remove_archive", remove_archive)))

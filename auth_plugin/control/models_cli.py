@@ -11,6 +11,8 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
+from urllib.parse import quote
 
 import requests
 
@@ -36,7 +38,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     audit = actions.add_parser("audit", help="the latest admin actions: who, what, when, outcome")
     audit.add_argument("--limit", type=int, default=50)
     deploy = actions.add_parser("deploy", help="register an archive of model_store/, gate it, optionally as canary")
-    deploy.add_argument("archive", help="file name of a .mar in model_store/")
+    deploy.add_argument("archive", help="a .mar in model_store/ (its file name, or its path)")
     deploy.add_argument("--canary", type=float, default=0.0, help="percent of traffic for the new version")
     deploy.add_argument("--gate-dataset", help="also gate on the held-out photos of these collected datasets "
                         "('name,name' or 'all'; default: those the archive was retrained on)")
@@ -50,6 +52,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     rollback.add_argument("version", nargs="?", help="an earlier default to return to")
     retire = actions.add_parser("retire", help="drain and unregister a version that is not the default")
     retire.add_argument("version")
+    remove = actions.add_parser("remove-archive", help="delete an archive nothing needs from model_store/ (a "
+                                "refused candidate: not deployed, never a default)")
+    remove.add_argument("archive", help="a .mar in model_store/ (its file name, or its path)")
 
 
 def find_admin_token(given: str | None) -> str | None:
@@ -96,6 +101,8 @@ def _print_result(action: str, answer: dict) -> None:
         print(f"canary: {answer['canary'] or 'none'} at {answer['canary_percent']:g}%")
     elif action in ("promote", "rollback"):
         print(f"default is now {answer['default']}; {answer['retired']} drained and retired")
+    elif action == "remove-archive":
+        print(f"removed {answer['removed']} (version {answer['version']}) from the model store")
     else:
         print(f"retired {answer['retired']}")
 
@@ -140,12 +147,23 @@ def admin_call(url: str, model: str | None, token: str, method: str, path: str, 
     return document
 
 
+def store_name(archive: str | None) -> str | None:
+    """An archive as the API takes it, a file name in model_store/: the path tab-completion gives
+    (model_store/x.mar) becomes x.mar; any other path is sent as it is, and refused with the reason."""
+    if archive is None:
+        return None
+    path = Path(archive)
+    store = ProxySettings.from_env(os.environ).model_store
+    return path.name if "/" in archive and path.parent.resolve() == store.resolve() else archive
+
+
 def run(args: argparse.Namespace) -> int:
+    archive = store_name(getattr(args, "archive", None))
     calls = {
         "list": ("GET", "", None),
         "history": ("GET", "", None),
         "audit": ("GET", f"/audit?limit={getattr(args, 'limit', 50)}", None),
-        "deploy": ("POST", "/deploy", {"archive": getattr(args, "archive", None),
+        "deploy": ("POST", "/deploy", {"archive": archive,
                                        "canary": getattr(args, "canary", 0),
                                        "gate_dataset": getattr(args, "gate_dataset", None)}),
         "canary": ("POST", "/canary", {"version": getattr(args, "version", None),
@@ -153,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         "promote": ("POST", "/promote", {"version": getattr(args, "version", None)}),
         "rollback": ("POST", "/rollback", {"version": getattr(args, "version", None)}),
         "retire": ("POST", "/retire", {"version": getattr(args, "version", None)}),
+        "remove-archive": ("DELETE", f"/archives/{quote(archive or '', safe='')}", None),
     }
     method, path, body = calls[args.action]
     try:

@@ -209,6 +209,23 @@ class Rollouts:
             await self._drain_and_unregister(model, version)
         return {"model": model, "retired": version}
 
+    async def remove_archive(self, model: str, archive: str) -> dict[str, Any]:
+        """Delete an archive nothing needs from the model store (a refused candidate, an old build): never one that
+        is deployed, nor an earlier default's, which a rollback may re-register."""
+        info = await self.catalogue.read(archive)
+        if info.model != model:
+            raise RolloutError(400, "wrong_model", f"{archive} holds model {info.model!r}, not {model!r}")
+        async with self.lock:
+            if archive in self._registry.versions(model).values():
+                raise RolloutError(409, "archive_deployed", f"{archive} is deployed ({model} {info.version}): "
+                                   "retire that version first")
+            if any(change.archive == archive for change in self.history.defaults(model)):
+                raise RolloutError(409, "archive_in_history", f"{archive} was a default ({info.version}): a "
+                                   "rollback may need it, so it stays")
+            await asyncio.to_thread((self.catalogue.model_store / archive).unlink)
+        log.info("removed %s (%s %s) from the model store", archive, model, info.version)
+        return {"model": model, "removed": archive, "version": info.version}
+
     async def _switch(self, model: str, route: Route, version: str) -> None:
         """Make `version` the default (TorchServe and routing), then drain and unregister the old default."""
         old = route.default

@@ -666,18 +666,19 @@ function renderArchives(archives) {
     { value: String(archive.archive) }));
   if (!options.length) options.push(el("option", "", archives ? "No archives to deploy" : "Archives not available", { value: "" }));
   $("deploy-archive").replaceChildren(...options);
-  for (const id of ["deploy-archive", "deploy"]) $(id).dataset.locked = candidates.length ? "" : "1";
+  for (const id of ["deploy-archive", "deploy", "remove-archive"]) $(id).dataset.locked = candidates.length ? "" : "1";
   applyBusy("models");
 }
 
 /* Confirm, call, show progress and then the server's answer; reload the table without clearing that answer. */
-async function modelAction({ question, progress, path, body = {}, timeout = TIMEOUT_MS, success }) {
+async function modelAction({ question, progress, path, method = "POST", body = {}, timeout = TIMEOUT_MS, success }) {
   if (!(await confirmAction(question))) return;
   const status = $("models-status");
   await withBusy("models", async () => {
     setStatus(status, progress, "busy");
     try {
-      const result = await api(`/admin/models/${enc(state.model)}/${path}`, { method: "POST", json: body, timeout });
+      const result = await api(`/admin/models/${enc(state.model)}/${path}`,
+        method === "DELETE" ? { method, timeout } : { method, json: body, timeout });
       setStatus(status, success(result), "ok");
     } catch (err) {
       if (err.code === "cancelled") return;
@@ -740,6 +741,16 @@ function deploy() {
   });
 }
 
+function removeArchive() {
+  const archive = $("deploy-archive").value;
+  if (!archive) return undefined;
+  return modelAction({
+    question: `Delete ${archive} from the model store? This cannot be undone.`,
+    progress: `Removing ${archive}…`, path: `archives/${enc(archive)}`, method: "DELETE",
+    success: (result) => `Removed ${result.removed}`,
+  });
+}
+
 function clearModels() {
   $("versions").tBodies[0].replaceChildren();
   $("deploy-archive").replaceChildren();
@@ -789,6 +800,7 @@ function init() {
   $("new-dataset").addEventListener("click", startNewDataset);
   $("models-refresh").addEventListener("click", () => loadModels());
   $("rollback").addEventListener("click", rollback);
+  $("remove-archive").addEventListener("click", removeArchive);
   $("deploy").addEventListener("click", deploy);
   const saved = sessionStorage.getItem(TOKEN_KEY);
   if (!saved) return $("token").focus();

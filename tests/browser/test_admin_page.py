@@ -164,6 +164,12 @@ def test_admin_deploys_a_canary_sees_a_refusal_and_promotes(stack, page):
     expect(status).to_have_class(re.compile("error"))
     screenshot(page, "models-refused")
     expect(version_row(page, "3.0")).to_have_count(0)
+    page.select_option("#deploy-archive", "food_rotation-v3.0.mar")  # the refused candidate, cleaned away
+    page.click("#remove-archive")
+    expect(page.locator("#confirm-text")).to_contain_text("Delete food_rotation-v3.0.mar")
+    page.click("#confirm-yes")
+    expect(status).to_have_text("Removed food_rotation-v3.0.mar", timeout=30_000)
+    expect(page.locator("#deploy-archive option[value='food_rotation-v3.0.mar']")).to_have_count(0)
 
     deploy("food_rotation-v2.0.mar", "50")
     expect(status).to_have_text(re.compile("^Deployed 2.0"), timeout=120_000)
@@ -184,6 +190,7 @@ def test_admin_deploys_a_canary_sees_a_refusal_and_promotes(stack, page):
     expect(audit.first).to_contain_text("promote")
     expect(audit.first).to_contain_text("head-chef")
     expect(audit.filter(has_text="refused 422 gate_refused")).to_have_count(1)  # the refused 3.0 is on record
+    expect(audit.filter(has_text="remove_archive")).to_contain_text("food_rotation-v3.0.mar")
 
     page.click("#rollback")
     expect(page.locator("#confirm-text")).to_contain_text("Roll back to 1.0? 2.0 will be drained")

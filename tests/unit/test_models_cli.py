@@ -48,3 +48,14 @@ def test_history_and_audit_print_tables(calls, capsys):
     assert main(["models", "audit", "--limit", "5"]) == 0
     assert calls[-1][:3] == (None, "GET", "/audit?limit=5")
     assert "refused 422 gate_refused" in capsys.readouterr().out
+
+
+def test_deploy_and_remove_take_the_path_tab_completion_gives(calls, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PROXY_MODEL_STORE", str(tmp_path))
+    monkeypatch.chdir(tmp_path.parent)
+    assert main(["models", "--json", "deploy", f"{tmp_path.name}/food_rotation-v2.0.mar"]) == 0
+    assert calls[-1][3]["archive"] == "food_rotation-v2.0.mar"
+    assert main(["models", "--json", "deploy", "elsewhere/x.mar"]) == 0
+    assert calls[-1][3]["archive"] == "elsewhere/x.mar"  # not in the store: sent as given, the proxy says why not
+    assert main(["models", "--json", "remove-archive", str(tmp_path / "old v1.mar")]) == 0
+    assert calls[-1][1:3] == ("DELETE", "/archives/old%20v1.mar")

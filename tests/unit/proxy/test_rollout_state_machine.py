@@ -171,3 +171,19 @@ async def test_promote_with_nothing_to_promote_is_a_conflict(plane):
     with pytest.raises(ServiceError) as refused:
         await rollouts.promote(MODEL)
     assert (refused.value.status, refused.value.code) == (409, "nothing_to_promote")
+
+
+async def test_only_an_archive_nothing_needs_is_removed_from_the_store(plane, tmp_path):
+    rollouts, _, _, gate = plane
+    gate.refuse.add("3.0")
+    with pytest.raises(ServiceError):
+        await rollouts.deploy(MODEL, f"{MODEL}-v3.0.mar")
+    await rollouts.deploy(MODEL, f"{MODEL}-v2.0.mar")
+    await rollouts.promote(MODEL, "2.0")
+    for archive, code in ((f"{MODEL}-v2.0.mar", "archive_deployed"), (f"{MODEL}-v1.0.mar", "archive_in_history")):
+        with pytest.raises(ServiceError) as refused:
+            await rollouts.remove_archive(MODEL, archive)
+        assert (refused.value.status, refused.value.code) == (409, code) and (tmp_path / archive).is_file()
+    assert await rollouts.remove_archive(MODEL, f"{MODEL}-v3.0.mar") == {
+        "model": MODEL, "removed": f"{MODEL}-v3.0.mar", "version": "3.0"}
+    assert not (tmp_path / f"{MODEL}-v3.0.mar").exists()
