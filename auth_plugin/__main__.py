@@ -24,9 +24,10 @@ from pathlib import Path
 import uvloop
 
 from auth_plugin import backup, listener, log_safety, settings_table
-from auth_plugin.app import AccessLogger, create_app
+from auth_plugin.app import create_app
 from auth_plugin.control import models_cli
 from auth_plugin.listener import Limits
+from auth_plugin.log_safety import AccessLogger
 from auth_plugin.settings import ProxySettings
 from auth_plugin.token_store import MAX_TTL_S, SCOPES, TokenStore
 

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import re
 import time
 import uuid
@@ -21,9 +20,9 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 
 from auth_plugin.access import authorize, requires
+from auth_plugin.answer_verdict import verdict_of
 from auth_plugin.app_keys import (
     AUTHENTICATOR,
     DATASETS,
@@ -34,8 +33,10 @@ from auth_plugin.app_keys import (
     READINESS,
     REGISTRY,
     ROLLOUTS,
+    SERVED_VERSION,
     SESSION,
     SETTINGS,
+    SIGNALS,
     TORCHSERVE,
     UPLOADS,
 )
@@ -46,6 +47,7 @@ from auth_plugin.control.history import History
 from auth_plugin.control.plane_lock import ControlPlaneLock
 from auth_plugin.control.reconciler import Reconciler
 from auth_plugin.control.rollout import Rollouts, RolloutSettings
+from auth_plugin.control.signals import VersionSignals
 from auth_plugin.control.smoke_gate import SmokeGate
 from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin
 from auth_plugin.control.versions import VersionRegistry
@@ -53,7 +55,7 @@ from auth_plugin.feedback import feedback_api
 from auth_plugin.feedback.datasets import DatasetStore, Quota
 from auth_plugin.feedback.gate_photos import HeldOutCorrections
 from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers, forwarded_query
-from auth_plugin.log_safety import printable
+from auth_plugin.log_safety import TracebackLimiter
 from auth_plugin.proxy_metrics import ProxyMetrics
 from auth_plugin.rate_limit import RateLimiter
 from auth_plugin.readiness import Readiness
@@ -86,23 +88,6 @@ def json_error(status: int, error: str, message: str, headers: dict[str, str] | 
     return web.Response(status=status, text=body, content_type="application/json", headers=headers)
 
 
-class TracebackLimiter:
-    """One traceback per kind of exception every `every_s`; the rest are one line each. A caller who can trigger
-    a bug at 1,000 requests/s must not also fill the disk with its tracebacks (23 MB in 10 s, issue 12)."""
-
-    def __init__(self, every_s: float = 10.0) -> None:
-        self.every_s = every_s
-        self._last: dict[str, float] = {}
-
-    def log(self, exc: BaseException, message: str, *args: object) -> None:
-        kind, now = type(exc).__name__, time.monotonic()
-        if now - self._last.get(kind, -math.inf) >= self.every_s:
-            self._last[kind] = now
-            log.error(message, *args, exc_info=exc)
-        else:
-            log.error(message + " (%s again; its traceback was logged in the last %.0f s)", *args, kind, self.every_s)
-
-
 TRACEBACKS = TracebackLimiter()
 
 
@@ -113,6 +98,7 @@ async def request_id_and_errors(request: web.Request,
     incoming = request.headers.get("X-Request-ID", "")
     request[REQUEST_ID] = incoming if _SAFE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     metrics = request.app[METRICS]
+    started = time.perf_counter()
     try:
         response = await handler(request)
     except ServiceError as exc:  # every refusal, whoever raised it, in the one JSON shape
@@ -133,6 +119,10 @@ async def request_id_and_errors(request: web.Request,
         response = json_error(500, "internal_error", "the proxy failed to answer; its log has the details")
     response.headers["X-Request-ID"] = request[REQUEST_ID]
     response.headers.update(SECURITY_HEADERS)
+    resource = request.match_info.route.resource
+    route, version = resource.canonical if resource else "unmatched", request.get(SERVED_VERSION, "none")
+    metrics.requests.labels(route, str(response.status), version).inc()
+    metrics.latency.labels(route, version).observe(time.perf_counter() - started)
     return response
 
 
@@ -151,16 +141,26 @@ async def predict(request: web.Request) -> web.Response:
                                                    f"(GET /admin/models/{model} lists them)")
     body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
     version = version or registry.choose(model)  # an explicit version, so drains know what is in flight
+    request[SERVED_VERSION] = version or "none"
     path = f"/predictions/{model}" + (f"/{version}" if version else "")
-    with registry.in_flight(model, version):
-        answer = await forward(app[SESSION], app[KEYS], settings.inference_url.rstrip("/") + path, body,
-                               forwarded_headers(request.headers, request[REQUEST_ID]), forwarded_query(request.query))
-    content_type = answer.headers.pop("Content-Type", "application/json")
+    try:
+        with registry.in_flight(model, version):
+            answer = await forward(app[SESSION], app[KEYS], settings.inference_url.rstrip("/") + path, body,
+                                   forwarded_headers(request.headers, request[REQUEST_ID]),
+                                   forwarded_query(request.query))
+    except UpstreamError as exc:
+        app[SIGNALS].prediction(request[SERVED_VERSION], exc.status, time.perf_counter() - started, None)
+        raise
+    content_type = answer.headers.pop("Content-Type", "application/json").split(";")[0]
+    verdict = verdict_of(answer.status, content_type, answer.headers, answer.body)
+    app[SIGNALS].prediction(request[SERVED_VERSION], answer.status, time.perf_counter() - started,
+                            None if verdict is None else verdict[1])
+    if verdict is not None:
+        app[METRICS].confidence.labels(request[SERVED_VERSION]).observe(verdict[0])
+        if not verdict[1]:
+            app[METRICS].unsure.labels(request[SERVED_VERSION]).inc()
     response = web.Response(status=answer.status, body=answer.body, headers=answer.headers)
-    response.content_type = content_type.split(";")[0]
-    # The proxy chose the version itself: labelling the metric with it costs nothing (parsing the answer did).
-    app[METRICS].requests.labels("predictions", str(answer.status), version or "none").inc()
-    app[METRICS].latency.labels("predictions").observe(time.perf_counter() - started)
+    response.content_type = content_type
     return response
 
 
@@ -211,20 +211,12 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": ProxyMetrics.content_type})
 
 
-class AccessLogger(AbstractAccessLogger):
-    """Method, path without its query (non-printables escaped: no forged lines), status, size, time and request id:
-    never a header, so never a token."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info("%s %s %s %s %s %.1fms rid=%s", request.remote, request.method, printable(request.path),
-                         response.status, response.body_length, time * 1000,
-                         response.headers.get("X-Request-ID", "-"))
-
-
 def create_app(settings: ProxySettings) -> web.Application:
     app = web.Application(middlewares=[request_id_and_errors, authorize], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[METRICS] = ProxyMetrics()
+    app[SIGNALS] = VersionSignals()
+    app[METRICS].watch(lambda: app.get(REGISTRY), settings.model_name)
     app[LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app[KEYS] = TorchServeKeys(settings.torchserve_key_file, settings.management_url, settings.key_refresh_margin_s)
 

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from auth_plugin.auth import Authenticator
 from auth_plugin.control.rollout import Rollouts
+from auth_plugin.control.signals import VersionSignals
 from auth_plugin.control.smoke_gate import HeldOutSource
 from auth_plugin.control.torchserve_admin import TorchServeAdmin
 from auth_plugin.control.versions import VersionRegistry
@@ -32,3 +33,5 @@ DATASETS = web.AppKey("datasets", DatasetStore)
 HELD_OUT = web.AppKey("held_out", HeldOutSource)  # the feedback store's held-out corrections, as the gate asks
 READINESS = web.AppKey("readiness", Readiness)  # /readyz's answer, cached for a second
 UPLOADS = web.AppKey("uploads", ThreadPoolExecutor)  # feedback parsing and decoding: its own bounded pool
+SIGNALS = web.AppKey("signals", VersionSignals)  # each version's requests, errors, latency, unsure, corrections
+SERVED_VERSION = "served_version"  # request[SERVED_VERSION]: the version a prediction went to, for the metrics

@@ -12,6 +12,7 @@
                                                  one, skipping defaults already rolled back: never a toggle)
     POST /admin/models/{model}/retire           {"version": "1.0"}
     DELETE /admin/models/{model}/archives/{archive}   an archive nothing needs (not deployed, never a default)
+    GET  /admin/models/{model}/signals?window=300   each version's requests, errors, p95, unsure, corrections
     GET  /admin/audit?limit=100                 every admin action: who, what, when, outcome (newest first)
 
 Every POST and DELETE is recorded in the audit log, refused or not; GET /admin/models/{model} also returns the default
@@ -26,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from auth_plugin.access import PRINCIPAL, Handler, requires
-from auth_plugin.app_keys import HELD_OUT, REGISTRY, ROLLOUTS, SETTINGS
+from auth_plugin.app_keys import HELD_OUT, METRICS, REGISTRY, ROLLOUTS, SETTINGS, SIGNALS
 from auth_plugin.bodies import read_json_object
 from auth_plugin.control import version_views
 from auth_plugin.control.rollout import RolloutError
@@ -73,6 +74,21 @@ async def list_versions(request: web.Request) -> web.Response:
     return web.json_response({"model": model, "versions": rows,
                               "rollback_target": None if target is None else target.version,
                               "history": [change.as_dict() for change in reversed(rollouts.history.defaults(model))]})
+
+
+async def signals(request: web.Request) -> web.Response:
+    """Each deployed version over the last `window` seconds (default 300): requests, 5xx share, p95 latency,
+    unsure share, corrections and how often the version had it wrong; the Models view sets canary beside default."""
+    model = _model(request)
+    window = request.query.get("window", "300")
+    if not window.isdigit() or not 10 <= int(window) <= 3600:
+        raise RolloutError(400, "bad_window", "window must be a whole number of seconds from 10 to 3600")
+    route = request.app[REGISTRY].route(model)
+    rows = [{**request.app[SIGNALS].summary(version, int(window)).as_dict(),
+             "role": "default" if route and version == route.default else
+             "canary" if route and version == route.canary else "other"}
+            for version in request.app[REGISTRY].versions(model)]
+    return web.json_response({"model": model, "window_s": int(window), "versions": rows})
 
 
 async def remove_archive(request: web.Request) -> web.Response:
@@ -149,11 +165,14 @@ def audited(action: str, handler: Handler) -> Handler:
             response = await handler(request)
         except ServiceError as exc:
             history.audit(_actor(request), action, model, fields, f"refused {exc.status} {exc.code}")
+            request.app[METRICS].admin_actions.labels(action, "refused").inc()
             raise
         except BaseException:
             history.audit(_actor(request), action, model, fields, "failed")
+            request.app[METRICS].admin_actions.labels(action, "failed").inc()
             raise
         history.audit(_actor(request), action, model, fields, "ok")
+        request.app[METRICS].admin_actions.labels(action, "ok").inc()
         return response
 
     return run  # type: ignore[return-value]
@@ -170,6 +189,7 @@ def add_routes(app: web.Application) -> None:
     guarded = requires("admin")
     app.router.add_get("/admin/models/{model}", guarded(list_versions))
     app.router.add_get("/admin/models/{model}/archives", guarded(list_archives))
+    app.router.add_get("/admin/models/{model}/signals", guarded(signals))
     app.router.add_get("/admin/audit", guarded(audit_log))
     for action, handler in (("deploy", deploy), ("canary", canary), ("promote", promote), ("rollback", rollback),
                             ("retire", retire)):

@@ -49,6 +49,7 @@ class Reconciler:
                 await self._admin.register(archive, self._settings.workers, self._settings.register_timeout_s)
             wanted = self._registry.versions(model)
             live = {state.version: state for state in await self._admin.versions(model)}
+            self._registry.observe_live(model, {version: state.workers for version, state in live.items()})
             if route.default in live and not live[route.default].is_default:
                 await self._admin.set_default(model, route.default)
             for version in live:

@@ -56,6 +56,7 @@ class VersionRegistry:
         self._in_flight: Counter[tuple[str, str]] = Counter()
         self._routes: dict[str, Route | None] = {}  # this process is the only writer: read once, then cached
         self._versions: dict[str, dict[str, str]] = {}  # the same for model_versions
+        self._live: dict[str, dict[str, int]] = {}  # READY workers per version, as the reconciler last saw them
 
     def close(self) -> None:
         self._db.close()
@@ -122,3 +123,9 @@ class VersionRegistry:
 
     def in_flight_count(self, model: str, version: str) -> int:
         return self._in_flight[(model, version)]
+
+    def observe_live(self, model: str, workers: dict[str, int]) -> None:
+        self._live[model] = dict(workers)
+
+    def live_workers(self, model: str) -> dict[str, int]:
+        return dict(self._live.get(model, {}))

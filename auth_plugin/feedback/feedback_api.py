@@ -27,10 +27,10 @@ from typing import Any
 from aiohttp import web
 
 from auth_plugin.access import PRINCIPAL, requires
-from auth_plugin.app_keys import DATASETS, UPLOADS
+from auth_plugin.app_keys import DATASETS, METRICS, REGISTRY, SETTINGS, SIGNALS, UPLOADS
 from auth_plugin.auth import Principal
 from auth_plugin.bodies import read_body, read_json_object
-from auth_plugin.feedback.datasets import DatasetError
+from auth_plugin.feedback.datasets import Correction, DatasetError
 from auth_plugin.settings import ProxySettings
 from food_rotation.photo_io import TURNS
 from food_rotation.request_payload import multipart_fields, parse_payload
@@ -79,6 +79,19 @@ def parse_feedback(body: bytes, content_type: str, query: Mapping[str, str]) -> 
                    "model_version": version}
 
 
+def count_correction(app: web.Application, correction: Correction) -> None:
+    """Feedback per served version, and whether that version had the turn right: a version the routing table
+    does not know (the caller names it) is counted as "other", so callers cannot grow the label set."""
+    model = app[SETTINGS].model_name
+    version = correction.model_version
+    if version is None or version not in app[REGISTRY].versions(model):
+        version = "other"
+    agreed = None if correction.model_degree is None else correction.model_degree == correction.true_degree
+    app[METRICS].feedback.labels(version, {None: "unknown", True: "yes", False: "no"}[agreed]).inc()
+    if agreed is not None and version != "other":
+        app[SIGNALS].feedback(version, agreed)
+
+
 def add_routes(app: web.Application, settings: ProxySettings) -> None:
     """Corrections need the predict scope, the datasets the admin scope (checked before anything is read)."""
 
@@ -95,6 +108,8 @@ def add_routes(app: web.Application, settings: ProxySettings) -> None:
                                      fields["model_degree"])
 
         name, correction, duplicate = await asyncio.get_running_loop().run_in_executor(app[UPLOADS], store)
+        if not duplicate:
+            count_correction(app, correction)
         return web.json_response({"dataset": name, **asdict(correction), "duplicate": duplicate},
                                  status=200 if duplicate else 201)
 

@@ -580,8 +580,10 @@ async function loadModels({ quiet = false } = {}) {
   const base = `/admin/models/${enc(state.model)}`;
   if (!quiet) setStatus(status, "Loading versions…", "busy");
   return withBusy("models", async () => {
-    const [versions, archives, audit] = await Promise.allSettled([api(base), api(`${base}/archives`), api("/admin/audit?limit=50")]);
-    if ([versions, archives, audit].some((result) => result.reason?.code === "cancelled")) return;
+    const [versions, archives, audit, signals] = await Promise.allSettled([api(base), api(`${base}/archives`),
+      api("/admin/audit?limit=50"), api(`${base}/signals?window=300`)]);
+    if ([versions, archives, audit, signals].some((result) => result.reason?.code === "cancelled")) return;
+    renderSignals(signals.status === "fulfilled" ? signals.value.versions || [] : []);
     if (versions.status === "fulfilled") {
       renderVersions(versions.value.versions || []);
       renderHistory(versions.value.history || [], versions.value.rollback_target ?? null);
@@ -617,6 +619,19 @@ function renderHistory(history, target) {
     return tr;
   }));
   applyBusy("models");
+}
+
+/* Canary beside default over the same window: the numbers a promotion (or a rollback) is decided on. */
+function renderSignals(rows) {
+  const share = (value) => (typeof value === "number" ? `${(100 * value).toFixed(1)}%` : "—");
+  const order = { canary: 0, default: 1, other: 2 };
+  $("signals").tBodies[0].replaceChildren(...[...rows].sort((a, b) => order[a.role] - order[b.role]).map((row) => {
+    const tr = el("tr", `signal-${row.role}`);
+    tr.append(el("td", "version", String(row.version)), el("td", "", row.role), el("td", "requests", String(row.requests)),
+      el("td", "", share(row.error_rate)), el("td", "", typeof row.p95_ms === "number" ? `${Math.round(row.p95_ms)} ms` : "—"),
+      el("td", "unsure", share(row.unsure_share)), el("td", "", `${row.feedback} (${share(row.disagreement_rate)})`));
+    return tr;
+  }));
 }
 
 function renderAudit(entries) {
@@ -757,6 +772,7 @@ function clearModels() {
   state.defaultVersion = null;
   state.rollbackTarget = null;
   $("default-history").tBodies[0].replaceChildren();
+  $("signals").tBodies[0].replaceChildren();
   $("audit-log").tBodies[0].replaceChildren();
   setStatus($("models-status"), "");
 }

@@ -12,7 +12,7 @@ import requests
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import screenshot
-from tests.photos import CLEAR_SCENES, jpeg_with_orientation, rotated, scene
+from tests.photos import CLEAR_SCENES, encode, jpeg_with_orientation, rotated, scene
 from tests.stack import (
     build_archive,
     build_untrained_archive,
@@ -174,6 +174,12 @@ def test_admin_deploys_a_canary_sees_a_refusal_and_promotes(stack, page):
     deploy("food_rotation-v2.0.mar", "50")
     expect(status).to_have_text(re.compile("^Deployed 2.0"), timeout=120_000)
     expect(version_row(page, "2.0").locator(".canary")).to_have_text("50%")
+    for _ in range(6):  # predictions split between default and canary, then the side-by-side panel
+        requests.post(f"{proxy.url}/predictions/food_rotation", data=encode(scene()), timeout=60,
+                      headers={"Authorization": f"Bearer {token}", "Content-Type": "image/jpeg"})
+    page.click("#models-refresh")
+    expect(page.locator("#signals tr.signal-canary .version")).to_have_text("2.0")
+    expect(page.locator("#signals tr.signal-default .version")).to_have_text("1.0")
     screenshot(page, "models")
 
     version_row(page, "2.0").locator("button.promote").click()

@@ -8,8 +8,8 @@ import zipfile
 
 import pytest
 
-from auth_plugin.control.admin_api import held_out_photos
 from auth_plugin.feedback.datasets import DatasetStore
+from auth_plugin.feedback.gate_photos import HeldOutCorrections
 from food_rotation.provenance import DatasetUse, Provenance
 from scripts.archive import build_archive
 from tests.photos import encode, scene
@@ -23,7 +23,7 @@ def collected(tmp_path):
     return store
 
 
-def test_the_archive_names_every_held_out_photo_and_the_gate_finds_them(collected, tmp_path, weights_copy):
+async def test_the_archive_names_every_held_out_photo_and_the_gate_finds_them(collected, tmp_path, weights_copy):
     name = collected.active()
     split = collected.split(name)
     assert split.held_out and split.train  # 12 photos: some of each, chosen by sha256
@@ -38,15 +38,15 @@ def test_the_archive_names_every_held_out_photo_and_the_gate_finds_them(collecte
     assert entry["train_photos"] == len(split.train) and metadata["init_version"] == "1.0"
     read_back = Provenance.from_metadata(metadata)
     assert read_back == provenance
-    assert sorted(held_out_photos(collected, read_back, archive.name)) == sorted(split.held_out)
+    assert sorted(await HeldOutCorrections(collected).of(read_back, archive.name)) == sorted(split.held_out)
 
 
-def test_photos_no_longer_collected_are_skipped_and_a_version_not_retrained_has_none(collected, caplog):
+async def test_photos_no_longer_collected_are_skipped_and_a_version_not_retrained_has_none(collected, caplog):
     name = collected.active()
     split = collected.split(name)
     gone = DatasetUse(name, split.manifest_sha256, 0, (split.held_out[0].stem, "0" * 64))
     elsewhere = DatasetUse("trained-elsewhere", "", 0, ("1" * 64,))
-    found = held_out_photos(collected, Provenance((gone, elsewhere), 0, None, "", 1.0, None), "v.mar")
+    found = await HeldOutCorrections(collected).of(Provenance((gone, elsewhere), 0, None, "", 1.0, None), "v.mar")
     assert found == [split.held_out[0]]
     assert "names 2 held-out photos that are not collected here" in caplog.text
     assert Provenance.from_metadata({"arch": "efficientnet_lite0", "version": "1.0"}) is None

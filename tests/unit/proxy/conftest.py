@@ -28,6 +28,7 @@ class FakeTorchServe:
         self.described = 0  # management calls describing the model (what /readyz asks)
         self.queries: list[str] = []  # each prediction's query string, as TorchServe got it
         self.delay_s = 0.0
+        self.confidence = 0.97  # what every answer says of itself
         self.key = ""
         self.management = ""
         self.renew("infer001")
@@ -52,7 +53,8 @@ class FakeTorchServe:
         self.queries.append(request.query_string)
         await asyncio.sleep(self.delay_s)
         body = await request.read()
-        return web.json_response({"model_degree": 90, "bytes": len(body), "model_version": "1.0"},
+        return web.json_response({"model_degree": 90, "bytes": len(body), "model_version": "1.0",
+                                  "confidence": self.confidence, "trusted": self.confidence >= 0.9},
                                  headers={"Connection": "keep-alive", "X-Custom": "kept"})
 
     async def token(self, request: web.Request) -> web.Response:

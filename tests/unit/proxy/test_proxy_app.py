@@ -163,16 +163,23 @@ async def test_nothing_but_predictions_is_routed(setup, path):
 
 
 async def test_health_readiness_and_metrics(setup):
-    _, client, auth = setup
+    fake, client, auth = setup
     proxy = await client()
     await proxy.post("/predictions/food_rotation/1.0", data=b"x", headers=auth)  # labelled with the version asked
+    fake.confidence = 0.5
+    await proxy.post("/predictions/food_rotation/1.0", data=b"x", headers=auth)  # unsure
     await proxy.post("/predictions/food_rotation", data=b"x")
+    await proxy.get("/no/such/route")
     assert (await proxy.get("/healthz")).status == 200
     assert (await (await proxy.get("/readyz")).json()) == {"status": "ready", "workers": 1}
     text = await (await proxy.get("/metrics")).text()
-    assert 'proxy_requests_total{model_version="1.0",route="predictions",status="200"} 1.0' in text
+    assert 'proxy_requests_total{model_version="1.0",route="/predictions/{model}/{version}",status="200"} 2.0' in text
+    assert 'proxy_requests_total{model_version="none",route="/predictions/{model}",status="401"} 1.0' in text
+    assert 'proxy_requests_total{model_version="none",route="unmatched",status="404"} 1.0' in text
     assert 'proxy_auth_failures_total{reason="missing"} 1.0' in text
-    assert "proxy_request_duration_seconds_bucket" in text
+    assert 'proxy_request_duration_seconds_bucket{le="0.005",model_version="1.0",route="/predictions/' in text
+    assert 'proxy_prediction_confidence_count{model_version="1.0"} 2.0' in text
+    assert 'proxy_predictions_unsure_total{model_version="1.0"} 1.0' in text
 
 
 def test_every_route_but_the_public_ones_requires_a_scope(tmp_path):

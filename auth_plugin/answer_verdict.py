@@ -1,0 +1,33 @@
+"""What a prediction answer says of its own verdict (confidence, trusted), for the per-version signals: the JSON
+answer's fields, or the X-Confidence and X-Trusted headers of an image answer. Anything else says nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+MAX_JSON_BYTES = 1 << 16  # a verdict is a few hundred bytes; anything bigger is not one
+
+
+def verdict_of(status: int, content_type: str, headers: Mapping[str, str], body: bytes) -> tuple[float, bool] | None:
+    """(confidence, trusted) of a 200 answer, or None when it carries no verdict."""
+    if status != 200:
+        return None
+    if content_type == "application/json":
+        if len(body) > MAX_JSON_BYTES:
+            return None
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(document, dict):
+            return None
+        confidence, trusted = document.get("confidence"), document.get("trusted")
+    else:
+        confidence, trusted = headers.get("X-Confidence"), {"true": True, "false": False}.get(
+            headers.get("X-Trusted", ""))
+    try:
+        confidence = float(confidence)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return (confidence, trusted) if isinstance(trusted, bool) and 0 <= confidence <= 1 else None
