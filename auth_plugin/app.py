@@ -24,6 +24,7 @@ from aiohttp import web
 from auth_plugin.access import authorize, requires
 from auth_plugin.answer_verdict import verdict_of
 from auth_plugin.app_keys import (
+    ANALYST,
     AUTHENTICATOR,
     DATASETS,
     HELD_OUT,
@@ -43,6 +44,7 @@ from auth_plugin.app_keys import (
 from auth_plugin.auth import Authenticator, AuthError, JwtVerifier
 from auth_plugin.bodies import read_body
 from auth_plugin.control import admin_api
+from auth_plugin.control.canary_analysis import CanaryAnalyst
 from auth_plugin.control.history import History
 from auth_plugin.control.plane_lock import ControlPlaneLock
 from auth_plugin.control.reconciler import Reconciler
@@ -243,11 +245,13 @@ def create_app(settings: ProxySettings) -> web.Application:
                                            settings.register_timeout_s, settings.drain_timeout_s)
         history = History(settings.token_db)
         app[ROLLOUTS] = Rollouts(app[TORCHSERVE], app[REGISTRY], gate, rollout_settings, history)
+        app[ANALYST] = CanaryAnalyst(app[ROLLOUTS], app[REGISTRY], app[SIGNALS])
         app[READINESS] = Readiness(readiness_check(app), settings.readiness_cache_s)
         reconciler = asyncio.create_task(
             Reconciler(app[TORCHSERVE], app[REGISTRY], history, rollout_settings, app[ROLLOUTS].lock).forever(
                 settings.model_name, settings.reconcile_interval_s)) if settings.control_plane else None
         yield
+        await app[ANALYST].stop()
         if reconciler is not None:
             reconciler.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -2,7 +2,9 @@
 
     GET  /admin/models/{model}                  versions, default, canary share, workers, archive metadata
     GET  /admin/models/{model}/archives         the model's archives in model_store/, deployed or not
-    POST /admin/models/{model}/deploy           {"archive": "food_rotation-v2.0.mar", "canary": 10,
+    POST /admin/models/{model}/deploy           {"archive": "food_rotation-v2.0.mar", "canary": 10,  or  "auto":
+                                                 true | {"steps": [10, 50], "step_s": 60, ...}: canary analysis
+                                                 (auth_plugin/control/canary_analysis.py), then promote or retire
                                                  "gate_dataset": "feedback-1,feedback-2"}  (default: the
                                                  datasets the archive was retrained on; their held-out photos
                                                  are gated too; "all" for every dataset here)
@@ -27,9 +29,10 @@ from typing import Any
 from aiohttp import web
 
 from auth_plugin.access import PRINCIPAL, Handler, requires
-from auth_plugin.app_keys import HELD_OUT, METRICS, REGISTRY, ROLLOUTS, SETTINGS, SIGNALS
+from auth_plugin.app_keys import ANALYST, HELD_OUT, METRICS, REGISTRY, ROLLOUTS, SETTINGS, SIGNALS
 from auth_plugin.bodies import read_json_object
 from auth_plugin.control import version_views
+from auth_plugin.control.canary_analysis import CanaryPolicy
 from auth_plugin.control.rollout import RolloutError
 from auth_plugin.log_safety import printable
 from food_rotation.provenance import Provenance
@@ -71,7 +74,9 @@ async def list_versions(request: web.Request) -> web.Response:
     rollouts = request.app[ROLLOUTS]
     rows = await version_views.versions(rollouts, request.app[REGISTRY], model)
     target = rollouts.rollback_target(model)
+    analysis = request.app[ANALYST].latest.get(model)
     return web.json_response({"model": model, "versions": rows,
+                              "analysis": None if analysis is None else analysis.as_dict(),
                               "rollback_target": None if target is None else target.version,
                               "history": [change.as_dict() for change in reversed(rollouts.history.defaults(model))]})
 
@@ -122,9 +127,14 @@ async def _held_out(request: web.Request, archive: str, named: str | None) -> li
 async def deploy(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     archive = _string(body, "archive")
+    policy = None if body.get("auto") in (None, False) else CanaryPolicy.from_request(body["auto"])
+    if policy is not None and body.get("canary"):
+        raise RolloutError(400, "auto_and_canary", "give \"auto\" (its steps set the canary share) or \"canary\"")
     held_out = await _held_out(request, archive, _string(body, "gate_dataset", required=False))
-    result = await request.app[ROLLOUTS].deploy(_model(request), archive, _percent(body, "canary"),
-                                                held_out)
+    model = _model(request)
+    result = await request.app[ROLLOUTS].deploy(model, archive, _percent(body, "canary"), held_out)
+    if policy is not None:
+        result["analysis"] = request.app[ANALYST].start(model, result["version"], policy).as_dict()
     return web.json_response(result, status=201)
 
 

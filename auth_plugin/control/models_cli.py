@@ -40,6 +40,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     deploy = actions.add_parser("deploy", help="register an archive of model_store/, gate it, optionally as canary")
     deploy.add_argument("archive", help="a .mar in model_store/ (its file name, or its path)")
     deploy.add_argument("--canary", type=float, default=0.0, help="percent of traffic for the new version")
+    deploy.add_argument("--auto", action="store_true", help="canary analysis: step the share up while the new "
+                        "version's errors, p95, unsure share and corrections stay within bounds of the default's, "
+                        "then promote it, or retire it the moment one is crossed")
+    deploy.add_argument("--steps", help="with --auto: the canary shares, e.g. 10,25,50 (default)")
+    deploy.add_argument("--step-s", type=float, help="with --auto: seconds at each step (default 60)")
     deploy.add_argument("--gate-dataset", help="also gate on the held-out photos of these collected datasets "
                         "('name,name' or 'all'; default: those the archive was retrained on)")
     canary = actions.add_parser("canary", help="send PERCENT of traffic to a deployed VERSION (0 stops the canary)")
@@ -97,6 +102,10 @@ def _print_result(action: str, answer: dict) -> None:
         share = f", canary {answer['canary_percent']:g}%" if answer.get("canary_percent") else ", no traffic yet"
         gates = ", ".join(f"{key} {value:.3f}" for key, value in answer.items() if key.endswith("accuracy"))
         print(f"deployed {answer['model']} {answer['version']} (gate: {gates}){share}")
+        if answer.get("analysis"):
+            policy = answer["analysis"]["policy"]
+            print(f"canary analysis started: {', '.join(f'{step:g}%' for step in policy['steps'])}, "
+                  f"{policy['step_s']:g} s each; `models list` shows how it goes")
     elif action == "canary":
         print(f"canary: {answer['canary'] or 'none'} at {answer['canary_percent']:g}%")
     elif action in ("promote", "rollback"):
@@ -108,6 +117,11 @@ def _print_result(action: str, answer: dict) -> None:
 
 
 def _print_versions(answer: dict) -> None:
+    analysis = answer.get("analysis")
+    if analysis:
+        print(f"canary analysis of {analysis['version']}: {analysis['state']} at step {analysis['step']} "
+              f"({analysis['percent']:g}%){': ' + analysis['reason'] if analysis.get('reason') else ''}")
+
     def figure(value: float | None) -> str:
         return "" if value is None else f"{value:.4f}"
 
@@ -147,6 +161,16 @@ def admin_call(url: str, model: str | None, token: str, method: str, path: str, 
     return document
 
 
+def auto_policy(args: argparse.Namespace) -> bool | dict | None:
+    """What --auto, --steps and --step-s ask of the canary analysis (None: no analysis)."""
+    if not getattr(args, "auto", False):
+        return None
+    policy = {"steps": [float(step) for step in args.steps.split(",")]} if args.steps else {}
+    if args.step_s is not None:
+        policy["step_s"] = args.step_s
+    return policy or True
+
+
 def store_name(archive: str | None) -> str | None:
     """An archive as the API takes it, a file name in model_store/: the path tab-completion gives
     (model_store/x.mar) becomes x.mar; any other path is sent as it is, and refused with the reason."""
@@ -163,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         "list": ("GET", "", None),
         "history": ("GET", "", None),
         "audit": ("GET", f"/audit?limit={getattr(args, 'limit', 50)}", None),
-        "deploy": ("POST", "/deploy", {"archive": archive,
+        "deploy": ("POST", "/deploy", {"archive": archive, "auto": auto_policy(args),
                                        "canary": getattr(args, "canary", 0),
                                        "gate_dataset": getattr(args, "gate_dataset", None)}),
         "canary": ("POST", "/canary", {"version": getattr(args, "version", None),

@@ -59,3 +59,12 @@ def test_deploy_and_remove_take_the_path_tab_completion_gives(calls, monkeypatch
     assert calls[-1][3]["archive"] == "elsewhere/x.mar"  # not in the store: sent as given, the proxy says why not
     assert main(["models", "--json", "remove-archive", str(tmp_path / "old v1.mar")]) == 0
     assert calls[-1][1:3] == ("DELETE", "/archives/old%20v1.mar")
+
+
+def test_deploy_auto_sends_the_policy_asked_for(calls):
+    assert main(["models", "--json", "deploy", "v2.mar", "--auto", "--steps", "10,50", "--step-s", "30"]) == 0
+    assert calls[-1][3]["auto"] == {"steps": [10.0, 50.0], "step_s": 30.0}
+    assert main(["models", "--json", "deploy", "v2.mar", "--auto"]) == 0
+    assert calls[-1][3]["auto"] is True
+    assert main(["models", "--json", "deploy", "v2.mar"]) == 0
+    assert calls[-1][3]["auto"] is None

@@ -1,0 +1,76 @@
+"""Automatic canary analysis on a TorchServe + proxy of their own, under constant load (issue 14 item 5): a good
+v2 steps up and promotes itself; a v3 that answers worse (the same weights, but never sure enough to turn a
+photo: every answer "unsure") is retired by the analysis with the reason. Not one request fails in either run."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from tests.conftest import ROOT
+from tests.integration.load import Load
+from tests.stack import build_archive, issue_token, running_proxy, running_torchserve
+
+pytestmark = pytest.mark.integration
+QUICK = {"steps": [25, 50], "step_s": 6, "min_requests": 10, "check_every_s": 1}
+
+
+def never_sure_config(folder: Path) -> Path:
+    config = yaml.safe_load((ROOT / "handler" / "model-config.yaml").read_text())
+    config["handler"]["min_confidence"] = 1.0
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model-config.yaml").write_text(yaml.safe_dump(config))
+    return folder / "model-config.yaml"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, demo_weights):
+    base = tmp_path_factory.mktemp("canary_analysis")
+    store = base / "model_store"
+    build_archive(demo_weights, "1.0", store)
+    build_archive(demo_weights, "2.0", store, "food_rotation-v2.0")
+    build_archive(demo_weights, "3.0", store, "food_rotation-v3.0", never_sure_config(base / "unsure"))
+    with running_torchserve(base / "torchserve", store) as torchserve:
+        with running_proxy(base / "proxy", torchserve, PROXY_RECONCILE_INTERVAL_S="1") as proxy:
+            yield proxy
+
+
+def _analysed(url: str, headers: dict[str, str], archive: str) -> dict:
+    deployed = requests.post(f"{url}/deploy", json={"archive": archive, "auto": QUICK}, headers=headers, timeout=300)
+    assert deployed.status_code == 201, deployed.text
+    assert deployed.json()["analysis"]["state"] == "running"
+    for _ in range(120):
+        listed = requests.get(url, headers=headers, timeout=30).json()
+        if listed["analysis"]["state"] != "running":
+            return listed
+        time.sleep(0.5)
+    raise AssertionError(f"the analysis of {archive} did not end: {listed['analysis']}")
+
+
+def test_a_good_canary_promotes_itself_and_a_worse_one_is_retired_under_load(stack):
+    proxy = stack
+    headers = {"Authorization": f"Bearer {issue_token(proxy, '--user', 'ops', '--scopes', 'admin')[1]}"}
+    url = f"{proxy.url}/admin/models/food_rotation"
+    with Load(proxy, issue_token(proxy, "--user", "load", "--scopes", "predict")[1]) as load:
+        time.sleep(2)
+        good = _analysed(url, headers, "food_rotation-v2.0.mar")
+        assert good["analysis"]["state"] == "promoted" and good["analysis"]["step"] == 2, good["analysis"]
+        assert [row["version"] for row in good["versions"] if row["default"]] == ["2.0"]
+        promoted_at = time.monotonic()
+
+        worse = _analysed(url, headers, "food_rotation-v3.0.mar")
+        assert worse["analysis"]["state"] == "rolled_back", worse["analysis"]
+        assert worse["analysis"]["reason"].startswith("unsure answers 100.0%")
+        assert [row["version"] for row in worse["versions"]] == ["2.0"]  # 3.0 drained and unregistered
+        time.sleep(2)
+    assert load.failures() == []
+    assert set(load.versions_since(promoted_at)) <= {"2.0", "3.0"} and len(load.answers) > 100
+    audit = requests.get(f"{proxy.url}/admin/audit", headers=headers, timeout=30).json()["entries"]
+    assert [entry["action"] for entry in audit if entry["actor"] == "auto-canary"] == ["auto_rolled_back",
+                                                                                     "auto_promoted"]
+    signals = requests.get(f"{url}/signals?window=60", headers=headers, timeout=30).json()["versions"]
+    assert [row["version"] for row in signals] == ["2.0"] and signals[0]["requests"] > 0
