@@ -239,7 +239,7 @@ def create_app(settings: ProxySettings) -> web.Application:
         app[SESSION] = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64),
                                              auto_decompress=False)
         gate = SmokeGate(app[SESSION], app[KEYS], settings.inference_url, settings.gate_dir,
-                         settings.gate_min_accuracy)
+                         settings.gate_min_accuracy, settings.gate_real_dir, settings.gate_tolerance)
         app[TORCHSERVE] = TorchServeAdmin(app[SESSION], app[KEYS], settings.management_url)
         rollout_settings = RolloutSettings(settings.model_store, settings.deploy_workers,
                                            settings.register_timeout_s, settings.drain_timeout_s)

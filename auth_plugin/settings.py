@@ -59,6 +59,9 @@ class ProxySettings:
     model_store: Path = ROOT / "model_store"  # the archives versions are deployed from
     gate_dir: Path = ROOT / "samples" / "gate"  # the smoke gate's upright photos; each is checked at its four turns
     gate_min_accuracy: float = 0.9  # a version below this on the gate's photos (or held-out corrections) is refused
+    # real upright photos never trained on (make real-data); a new version must do as well as the default on them
+    gate_real_dir: Path = ROOT / "data" / "rotation_set" / "heldout" / "real"
+    gate_tolerance: float = 0.05  # how much worse than the default (accuracy, upright photos turned) a version may be
     deploy_workers: int = 2  # workers a deployed version starts with
     register_timeout_s: float = 180.0  # how long a version's workers may take to start
     drain_timeout_s: float = 60.0  # how long a promotion waits for the old default's requests in flight

@@ -20,24 +20,28 @@ from auth_plugin.settings import ROOT, JwtSettings, ProxySettings
 BEGIN, END = "<!-- settings table: python -m auth_plugin settings -->", "<!-- end of the settings table -->"
 
 
-def _comments(source: str) -> dict[int, str]:
-    """Line number -> the comment on that line."""
-    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
-    return {token.start[0]: token.string.lstrip("#").strip() for token in tokens if token.type == tokenize.COMMENT}
+def _comments(source: str) -> tuple[dict[int, str], dict[int, str]]:
+    """(line number -> the comment at the end of that line, line number -> a comment that is the whole line)."""
+    tokens = [t for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT]
+    trailing = {t.start[0]: t.string.lstrip("#").strip() for t in tokens}
+    whole = {line: text for line, text in trailing.items()
+             if next(t for t in tokens if t.start[0] == line).line.lstrip().startswith("#")}
+    return trailing, whole
 
 
-def _meanings(cls: type, source: str, comments: dict[int, str]) -> dict[str, str]:
-    """Field -> its trailing comment, else the comment lines right above it."""
+def _meanings(cls: type, source: str, comments: tuple[dict[int, str], dict[int, str]]) -> dict[str, str]:
+    """Field -> its trailing comment, else the whole-line comments right above it (never the previous field's)."""
+    trailing, whole = comments
     node = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
     meanings = {}
     for statement in node.body:
         if not isinstance(statement, ast.AnnAssign) or not isinstance(statement.target, ast.Name):
             continue
         above, line = [], statement.lineno - 1
-        while line in comments:
-            above.insert(0, comments[line])
+        while line in whole:
+            above.insert(0, whole[line])
             line -= 1
-        meanings[statement.target.id] = comments.get(statement.lineno) or " ".join(above)
+        meanings[statement.target.id] = trailing.get(statement.lineno) or " ".join(above)
     return meanings
 
 

@@ -158,14 +158,22 @@ def temperature_fields(carried: float | None, held_out_photos: int,
     }}
 
 
+REFUSED_DIR = ROOT / ".run" / "refused"
+
+
 def deploy(args: argparse.Namespace, archive: str) -> dict[str, Any]:
-    """The gate checks the archive's own held-out corrections (its metadata.json names them)."""
+    """The gate checks the archive's own held-out corrections (its metadata.json names them). A refused archive
+    leaves the model store for REFUSED_DIR, so its version number is not spent: the next retrain takes it again."""
     try:
         return admin_call(args.url, args.model, admin_token(args.token), "POST", "/deploy",
                           {"archive": archive, "canary": args.canary})
     except Refused as exc:
-        raise SystemExit(f"deploy {exc}\nthe archive stays in {args.model_store} for a look; nothing else "
-                         "changed") from exc
+        if exc.status != 422:
+            raise SystemExit(f"deploy {exc}\nthe archive stays in {args.model_store}; nothing else changed") from exc
+        REFUSED_DIR.mkdir(parents=True, exist_ok=True)
+        kept = (args.model_store / archive).replace(REFUSED_DIR / archive)
+        raise SystemExit(f"deploy {exc}\nthe archive moved to {kept} for a look, so its version is not spent; "
+                         "nothing else changed") from exc
 
 
 def selected_datasets(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:

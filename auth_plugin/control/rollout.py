@@ -74,9 +74,10 @@ class Rollouts:
             raise RolloutError(404, "unknown_version", f"{model} has no deployed version {version}")
         return archive
 
-    async def _register_and_gate(self, model: str, version: str, archive: str,
-                                 held_out: Sequence[Path] = ()) -> dict[str, float]:
-        """Register with workers (synchronously), then the smoke gate; a refused version is unregistered."""
+    async def _register_and_gate(self, model: str, version: str, archive: str, held_out: Sequence[Path] = (),
+                                 baseline: str | None = None) -> dict[str, float]:
+        """Register with workers (synchronously), then the smoke gate (against `baseline`, the current default,
+        when given); a refused version is unregistered."""
         try:
             await self._admin.register(archive, self._settings.workers, self._settings.register_timeout_s)
         except ManagementError as exc:
@@ -86,7 +87,7 @@ class Rollouts:
             raise RolloutError(422, "gate_refused", f"version {version} refused: its workers did not start "
                                f"({exc.message}); TorchServe's model_log.log has the handler's error") from exc
         try:
-            return await self._gate.check(model, version, held_out)
+            return await self._gate.check(model, version, held_out, baseline)
         except GateRefused as exc:
             log.warning("smoke gate refused %s %s: %s", model, version, exc)
             await self._unregister_quietly(model, version)
@@ -113,7 +114,7 @@ class Rollouts:
             live = {state.version for state in await self._torchserve(self._admin.versions, model)}
             if version in self._registry.versions(model) or version in live:
                 raise RolloutError(409, "version_exists", f"{model} {version} is already deployed")
-            accuracy = await self._register_and_gate(model, version, archive, held_out)
+            accuracy = await self._register_and_gate(model, version, archive, held_out, baseline=route.default)
             self._registry.add_version(model, version, archive)
             if canary_percent > 0:
                 self._registry.set_route(model, route.with_canary(version, canary_percent))

@@ -1,8 +1,10 @@
-"""The smoke gate: a validation set run through one exact version before it may take any traffic.
+"""The smoke gate: validation sets run through one exact version before it may take any traffic.
 
 Any folder of upright photos will do: each is sent at its four turns, so the labels come free, as in training.
-A version trained on collected corrections is also checked on the corrections held out of its training.
-A version that errors on any image or scores below the threshold on either set is refused.
+The sets: the generated samples, real photos never trained on, and for a retrained version the corrections held
+out of its training. A version that errors on any image, scores below the threshold, or does worse than the
+current default on any set (accuracy, or upright photos turned) is refused, with every set's scores and the next
+step in the refusal.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import io
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -59,27 +62,93 @@ def validation_images(photos: Sequence[Path]) -> list[tuple[bytes, int]]:
     return images
 
 
+@dataclass(frozen=True)
+class Score:
+    accuracy: float  # right turn, over every image at its four turns
+    harm: float  # upright images the version would turn (trusted and not 0), over the upright images
+
+
+@dataclass(frozen=True)
+class GateSet:
+    key: str  # the result keys: <key>_accuracy, <key>_harm, <key>_default_accuracy, ...
+    label: str
+    photos: tuple[Path, ...]
+    absolute: bool  # whether min_accuracy applies as well (the samples and the held-out corrections)
+
+
+NEXT_STEP = ("Next step: see which photos it gets wrong (scripts/evaluate.py on the set), retrain with more photos "
+             "of that kind (make retrain), and deploy the new archive; PROXY_GATE_TOLERANCE and "
+             "PROXY_GATE_MIN_ACCURACY set how strict the gate is, PROXY_GATE_DIR and PROXY_GATE_REAL_DIR its photos.")
+
+
 class SmokeGate:
+    """Every new version is scored through its own TorchServe version on the gate's sets: the generated samples
+    (PROXY_GATE_DIR), real upright photos never trained on (PROXY_GATE_REAL_DIR: the held-out split of the
+    training sources, when `make real-data` has fetched them) and, for a retrained version, the corrections held
+    out of its training. It must reach min_accuracy on the samples and the corrections, and be no worse than the
+    current default on every set, on accuracy and on harm, within `tolerance`."""
+
     def __init__(self, session: aiohttp.ClientSession, keys: TorchServeKeys, inference_url: str, folder: Path,
-                 min_accuracy: float, max_photos: int = 8) -> None:
+                 min_accuracy: float, real_folder: Path | None = None, tolerance: float = 0.05,
+                 max_photos: int = 8, max_real_photos: int = 12) -> None:
         self._session = session
         self._keys = keys
         self._url = inference_url.rstrip("/")
         self._folder = folder
+        self._real_folder = real_folder
         self._min_accuracy = min_accuracy
+        self._tolerance = tolerance
         self._max_photos = max_photos
+        self._max_real_photos = max_real_photos
+        self._baselines: dict[tuple[str, str, tuple[Path, ...]], Score] = {}
 
-    async def check(self, model: str, version: str, held_out: Sequence[Path] = ()) -> dict[str, float]:
-        """Accuracy on the gate's samples and, for a version trained on collected corrections, on the photos
-        held out of its training: {"gate_accuracy": ..., "heldout_accuracy": ...}. Each must reach the
-        threshold (a retrained version must still know the old photos); GateRefused if one falls short or errs."""
-        sets = {"gate_accuracy": ("the gate's samples", await asyncio.to_thread(gate_photos, self._folder,
-                                                                               self._max_photos))}
+    async def _sets(self, held_out: Sequence[Path]) -> list[GateSet]:
+        sets = [GateSet("gate", "the gate's samples", tuple(await asyncio.to_thread(
+            gate_photos, self._folder, self._max_photos)), absolute=True)]
+        if self._real_folder is not None and self._real_folder.is_dir():
+            real = await asyncio.to_thread(lambda: sorted(
+                p for p in self._real_folder.rglob("*") if p.suffix.lower() in _SUFFIXES)[:self._max_real_photos])
+            if real:
+                sets.append(GateSet("real", "real photos never trained on", tuple(real), absolute=False))
         if held_out:
-            sets["heldout_accuracy"] = ("the held-out corrections", list(held_out))
-        return {key: await self._accuracy(model, version, label, photos) for key, (label, photos) in sets.items()}
+            sets.append(GateSet("heldout", "the held-out corrections", tuple(held_out), absolute=True))
+        return sets
 
-    async def _accuracy(self, model: str, version: str, label: str, photos: list[Path]) -> float:
+    async def check(self, model: str, version: str, held_out: Sequence[Path] = (),
+                    baseline: str | None = None) -> dict[str, float]:
+        """Scores on every set ({"gate_accuracy": ..., "gate_harm": ..., "real_accuracy": ..., and the
+        `baseline` version's as "..._default_accuracy"}); GateRefused naming every set that falls short, with both
+        scores and the next step. `baseline` None (a rollback) skips the comparison."""
+        results: dict[str, float] = {}
+        problems = []
+        for gate_set in await self._sets(held_out):
+            score = await self._score(model, version, gate_set.photos)
+            results |= {f"{gate_set.key}_accuracy": score.accuracy, f"{gate_set.key}_harm": score.harm}
+            if gate_set.absolute and score.accuracy < self._min_accuracy:
+                problems.append(f"{gate_set.label}: accuracy {score.accuracy:.3f} on {4 * len(gate_set.photos)} "
+                                f"images is below the threshold {self._min_accuracy:.3f}")
+            if baseline is None:
+                continue
+            base = await self._baseline(model, baseline, gate_set)
+            results |= {f"{gate_set.key}_default_accuracy": base.accuracy, f"{gate_set.key}_default_harm": base.harm}
+            if score.accuracy < base.accuracy - self._tolerance:
+                problems.append(f"{gate_set.label}: accuracy {score.accuracy:.3f} against the default {baseline}'s "
+                                f"{base.accuracy:.3f} (tolerance {self._tolerance:.2f})")
+            if score.harm > base.harm + self._tolerance:
+                problems.append(f"{gate_set.label}: turns {score.harm:.1%} of upright photos against the default "
+                                f"{baseline}'s {base.harm:.1%} (tolerance {self._tolerance:.0%})")
+        if problems:
+            raise GateRefused("; ".join(problems) + ". " + NEXT_STEP)
+        return results
+
+    async def _baseline(self, model: str, version: str, gate_set: GateSet) -> Score:
+        """The default's score on a set, kept: it is the same version on the same photos until the default moves."""
+        key = (version, gate_set.key, gate_set.photos)
+        if key not in self._baselines:
+            self._baselines[key] = await self._score(model, version, gate_set.photos)
+        return self._baselines[key]
+
+    async def _score(self, model: str, version: str, photos: Sequence[Path]) -> Score:
         images = await asyncio.to_thread(validation_images, photos)
         url = f"{self._url}/predictions/{model}/{version}"
         limit = asyncio.Semaphore(4)
@@ -93,20 +162,22 @@ class SmokeGate:
                 return answer.status, answer.body
 
         answers = await asyncio.gather(*(one(data) for data, _ in images))
-        correct = 0
+        correct = harmed = upright = 0
         for (status, body), (_, expected) in zip(answers, images, strict=True):
             if status != 200:
                 raise GateRefused(f"a validation image got HTTP {status}: {body[:200].decode('utf-8', 'replace')}")
-            correct += _degree(body) == expected
-        accuracy = correct / len(images)
-        if accuracy < self._min_accuracy:
-            raise GateRefused(f"accuracy {accuracy:.3f} on {len(images)} images of {label} is below "
-                              f"the threshold {self._min_accuracy:.3f}")
-        return accuracy
+            degree, trusted = _verdict(body)
+            correct += degree == expected
+            if expected == 0:
+                upright += 1
+                harmed += trusted and degree not in (None, 0)
+        return Score(correct / len(images), harmed / max(1, upright))
 
 
-def _degree(body: bytes) -> int | None:
+def _verdict(body: bytes) -> tuple[int | None, bool]:
+    """(model_degree, trusted) of a JSON answer; (None, False) when it has none."""
     try:
-        return int(json.loads(body)["model_degree"])
+        document = json.loads(body)
+        return int(document["model_degree"]), document.get("trusted", True) is True
     except (ValueError, KeyError, TypeError):
-        return None
+        return None, False

@@ -181,3 +181,22 @@ def test_an_offline_retrain_starts_from_the_newest_archive_and_says_so_in_the_ne
     assert (metadata["version"], metadata["arch"], metadata["image_size"]) == ("2.0", "efficientnet_lite0", 64)
     assert metadata["init_version"] == "1.0" and metadata["temperature"] == 1.5
     assert metadata["init_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
+def test_a_refused_archive_leaves_the_store_so_its_version_is_not_spent(tmp_path, monkeypatch):
+    store = tmp_path / "store"
+    store.mkdir()
+    write_mar(store / "food_rotation.mar", "food_rotation", "1.0")
+    write_mar(store / "food_rotation-v2.0.mar", "food_rotation", "2.0")
+    monkeypatch.setattr(retrain, "REFUSED_DIR", tmp_path / "refused")
+
+    def refused(*_args, **_kwargs):
+        raise Refused("refused (422 gate_refused): real photos never trained on: turns 25.0% ...", 422)
+
+    monkeypatch.setattr(retrain, "admin_call", refused)
+    monkeypatch.setenv("PROXY_ADMIN_TOKEN", "frs_test")
+    args = retrain.parse_args(["--model-store", str(store)])
+    with pytest.raises(SystemExit, match="its version is not spent"):
+        retrain.deploy(args, "food_rotation-v2.0.mar")
+    assert (tmp_path / "refused" / "food_rotation-v2.0.mar").is_file()
+    assert next_version(store, "food_rotation") == "2.0"

@@ -29,6 +29,7 @@ class FakeTorchServe:
         self.queries: list[str] = []  # each prediction's query string, as TorchServe got it
         self.delay_s = 0.0
         self.confidence = 0.97  # what every answer says of itself
+        self.verdicts: dict[str, tuple[int, bool]] = {}  # version -> (model_degree, trusted) it always answers
         self.key = ""
         self.management = ""
         self.renew("infer001")
@@ -53,8 +54,9 @@ class FakeTorchServe:
         self.queries.append(request.query_string)
         await asyncio.sleep(self.delay_s)
         body = await request.read()
-        return web.json_response({"model_degree": 90, "bytes": len(body), "model_version": "1.0",
-                                  "confidence": self.confidence, "trusted": self.confidence >= 0.9},
+        degree, trusted = self.verdicts.get(request.match_info.get("version", ""), (90, self.confidence >= 0.9))
+        return web.json_response({"model_degree": degree, "bytes": len(body), "model_version": "1.0",
+                                  "confidence": self.confidence, "trusted": trusted},
                                  headers={"Connection": "keep-alive", "X-Custom": "kept"})
 
     async def token(self, request: web.Request) -> web.Response:

@@ -43,9 +43,12 @@ class FakeGate:
     def __init__(self, refuse: Sequence[str] = ()) -> None:
         self.refuse = set(refuse)
         self.checked: list[str] = []
+        self.baselines: list[str | None] = []
 
-    async def check(self, model: str, version: str, held_out: Sequence[Path] = ()) -> dict[str, float]:
+    async def check(self, model: str, version: str, held_out: Sequence[Path] = (),
+                    baseline: str | None = None) -> dict[str, float]:
         self.checked.append(version)
+        self.baselines.append(baseline)
         if version in self.refuse:
             raise GateRefused(f"accuracy 0.250 on the gate's samples is below 0.9 ({version})")
         return {"gate_accuracy": 1.0}

@@ -116,6 +116,7 @@ async def test_rollback_reregisters_gates_and_restores_the_previous_default(plan
     await rollouts.promote(MODEL)
     assert await rollouts.rollback(MODEL) == {"model": MODEL, "default": "1.0", "retired": "2.0"}
     assert gate.checked == ["2.0", "1.0"]  # the restored version is gated again
+    assert gate.baselines == ["1.0", None]  # a deploy is compared with the default, a rollback with nothing
     assert admin.default == "1.0" and set(admin.live) == {"1.0"}
     assert registry.route(MODEL).default == "1.0" and set(registry.versions(MODEL)) == {"1.0"}
 
