@@ -29,6 +29,7 @@ from auth_plugin.control import models_cli
 from auth_plugin.listener import Limits
 from auth_plugin.log_safety import AccessLogger
 from auth_plugin.settings import ProxySettings
+from auth_plugin.tls import ReloadableTls
 from auth_plugin.token_store import MAX_TTL_S, SCOPES, TokenStore
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -133,15 +134,17 @@ def main(argv: list[str] | None = None) -> int:
         return tokens_command(args, args.db or settings.token_db)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     log_safety.install()
-    if not (is_loopback(settings.host) or settings.behind_tls_terminator):
+    if not (is_loopback(settings.host) or settings.behind_tls_terminator or settings.tls):
         logging.getLogger("auth_plugin").warning(
             "listening on %s without TLS: tokens cross the network in clear. Put a TLS terminator in front "
-            "(docs/security.md) and set PROXY_BEHIND_TLS_TERMINATOR=1", settings.host)
+            "(docs/security.md) and set PROXY_BEHIND_TLS_TERMINATOR=1, or give the gateway a certificate "
+            "(PROXY_TLS_CERT_FILE, docs/deploying.md)", settings.host)
     raise_open_files_limit()
     # uvloop: the proxy shares two cores with TorchServe's workers, so every microsecond it spends is theirs.
     limits = Limits(settings.header_timeout_s, settings.max_connections, settings.max_connections_per_address)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(listener.serve(create_app(settings), settings.host, settings.port, limits,
+        tls = ReloadableTls(settings) if settings.tls else None
+        runner.run(listener.serve(create_app(settings), settings.host, settings.port, limits, tls,
                                   access_log_class=AccessLogger, keepalive_timeout=settings.keepalive_timeout_s))
     return 0
 

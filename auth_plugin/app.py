@@ -121,6 +121,8 @@ async def request_id_and_errors(request: web.Request,
         response = json_error(500, "internal_error", "the proxy failed to answer; its log has the details")
     response.headers["X-Request-ID"] = request[REQUEST_ID]
     response.headers.update(SECURITY_HEADERS)
+    if request.app[SETTINGS].tls and request.app[SETTINGS].hsts_max_age_s > 0:
+        response.headers["Strict-Transport-Security"] = f"max-age={request.app[SETTINGS].hsts_max_age_s}"
     resource = request.match_info.route.resource
     route, version = resource.canonical if resource else "unmatched", request.get(SERVED_VERSION, "none")
     metrics.requests.labels(route, str(response.status), version).inc()

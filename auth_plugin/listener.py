@@ -21,6 +21,8 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from auth_plugin.tls import ReloadableTls
+
 log = logging.getLogger("auth_plugin.listener")
 _END_OF_HEADERS = (b"\r\n\r\n", b"\n\n")
 
@@ -134,17 +136,23 @@ class Guard(asyncio.Protocol):
         self._inner.connection_lost(exc)
 
 
-async def serve(app: web.Application, host: str, port: int, limits: Limits, **runner_options: object) -> None:
-    """Run `app` on host:port until SIGTERM or SIGINT, every connection behind a Guard."""
+async def serve(app: web.Application, host: str, port: int, limits: Limits, tls: ReloadableTls | None = None,
+                **runner_options: object) -> None:
+    """Run `app` on host:port until SIGTERM or SIGINT, every connection behind a Guard; with `tls`, HTTPS only,
+    its certificate reread on SIGHUP."""
     runner = web.AppRunner(app, handle_signals=False, **runner_options)
     await runner.setup()
     book = Book(limits)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Guard(answer_parse_errors_in_json(runner.server()), book), host, port,
-                                      reuse_address=True, backlog=1024)
-    log.info("listening on http://%s:%d (header timeout %gs, at most %d connections, %d per address)", host, port,
-             limits.header_timeout_s, limits.max_connections, limits.max_connections_per_address)
+                                      reuse_address=True, backlog=1024,
+                                      ssl=None if tls is None else tls.listening)
+    log.info("listening on %s://%s:%d (header timeout %gs, at most %d connections, %d per address)",
+             "http" if tls is None else "https", host, port, limits.header_timeout_s, limits.max_connections,
+             limits.max_connections_per_address)
     stop = asyncio.Event()
+    if tls is not None:
+        loop.add_signal_handler(signal.SIGHUP, tls.reload)
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, stop.set)
     try:

@@ -37,6 +37,10 @@ class ProxySettings:
     host: str = "127.0.0.1"  # the address the gateway binds: 0.0.0.0 for every interface (then put TLS in front)
     port: int = 8080  # the gateway's port, the only public one
     behind_tls_terminator: bool = False  # a TLS terminator sits in front: no warning for a non-loopback host
+    tls_cert_file: Path | None = None  # the gateway's certificate chain (PEM): HTTPS on this port; reread on SIGHUP
+    tls_key_file: Path | None = None  # the certificate's private key (PEM; the cert file itself when unset)
+    tls_client_ca_file: Path | None = None  # CA certificates (PEM): every caller must present a certificate they signed
+    hsts_max_age_s: int = 31_536_000  # Strict-Transport-Security max-age on every HTTPS answer (0: no header)
     inference_url: str = "http://127.0.0.1:8180"  # TorchServe's inference API (loopback)
     management_url: str = "http://127.0.0.1:8181"  # TorchServe's management API (loopback)
     torchserve_key_file: Path = ROOT / ".run" / "torchserve" / "key_file.json"  # TorchServe's keys, read and renewed
@@ -80,7 +84,11 @@ class ProxySettings:
         """The gateway's base URL as bound, or as a caller on this machine reaches it (a wildcard address, 0.0.0.0
         or ::, is called on loopback)."""
         host = "127.0.0.1" if for_callers and self.host in ("0.0.0.0", "::") else self.host
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ProxySettings:

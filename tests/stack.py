@@ -66,7 +66,8 @@ def running_torchserve(home: Path, store: Path) -> Iterator[TorchServe]:
 @contextmanager
 def running_proxy(home: Path, torchserve: TorchServe, **env: str) -> Iterator[Proxy]:
     (port,) = free_ports(1)
-    server = Proxy(home=home, url=f"http://127.0.0.1:{port}", torchserve=torchserve,
+    scheme = "https" if env.get("PROXY_TLS_CERT_FILE") else "http"
+    server = Proxy(home=home, url=f"{scheme}://127.0.0.1:{port}", torchserve=torchserve,
                    extra_env={"PROXY_DATASETS_DIR": str(home / "datasets"), **env})
     try:
         server.start()

@@ -151,3 +151,16 @@ def test_the_lock_goes_with_its_holder(tmp_path):
     again = ControlPlaneLock(tmp_path / "key_file.json")
     again.acquire()
     again.release()
+
+
+def test_a_tls_reload_from_a_broken_file_keeps_the_last_good_certificate(tmp_path, caplog):
+    from auth_plugin.settings import ProxySettings
+    from auth_plugin.tls import ReloadableTls
+    from tests.certificates import Authority
+
+    cert, key = Authority(tmp_path / "ca").issue("gateway", server=True)
+    tls = ReloadableTls(ProxySettings(tls_cert_file=cert, tls_key_file=key))
+    good = tls._current
+    cert.write_text("-----BEGIN CERTIFICATE-----\nhalf written")
+    assert tls.reload() is False and tls._current is good
+    assert "the previous certificate stays in use" in caplog.text
