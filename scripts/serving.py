@@ -79,6 +79,21 @@ class TorchServe:
             **overrides,
         })
 
+    @classmethod
+    def from_env(cls, home: Path, model_store: Path, environ: Mapping[str, str]) -> TorchServe:
+        """The instance `make serve` runs: config.properties, with TORCHSERVE_<API>_PORT moving a port (always on
+        loopback: only the gateway is public)."""
+        overrides = {}
+        for api, key in (("INFERENCE", "inference_address"), ("MANAGEMENT", "management_address"),
+                         ("METRICS", "metrics_address"), ("GRPC_INFERENCE", "grpc_inference_port"),
+                         ("GRPC_MANAGEMENT", "grpc_management_port")):
+            port = environ.get(f"TORCHSERVE_{api}_PORT", "")
+            if port:
+                if not port.isdigit() or not 0 < int(port) < 65536:
+                    raise ServingError(f"TORCHSERVE_{api}_PORT must be a port number, got {port!r}")
+                overrides[key] = port if key.startswith("grpc") else f"http://127.0.0.1:{port}"
+        return cls(home=home, model_store=model_store, overrides=overrides)
+
     @property
     def config(self) -> dict[str, str]:
         config = read_properties(self.base_config)
@@ -256,7 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-store", type=Path, default=ROOT / "model_store")
     args = parser.parse_args(argv)
     run_dir = args.run_dir.resolve()
-    server = TorchServe(home=run_dir / "torchserve", model_store=args.model_store.resolve())
+    try:
+        server = TorchServe.from_env(run_dir / "torchserve", args.model_store.resolve(), os.environ)
+    except ServingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     chosen = ProxySettings.from_env(os.environ)  # PROXY_HOST and PROXY_PORT move the gateway
     bound, called = chosen.url(), chosen.url(for_callers=True)
     proxy = Proxy(home=run_dir / "proxy", url=bound, torchserve=server)

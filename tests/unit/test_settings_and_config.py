@@ -116,3 +116,17 @@ def test_archive_metadata_refuses_a_bad_calibration(weights_copy, extra):
     sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), **extra}))
     with pytest.raises(ValueError, match=r"^(temperature|calibration) in the weights"):
         build_metadata(weights_copy, "food_rotation", "1.0")
+
+
+def test_torchserve_ports_move_by_environment_and_stay_on_loopback(tmp_path):
+    import pytest
+
+    from scripts.serving import ServingError
+
+    moved = TorchServe.from_env(tmp_path, tmp_path, {"TORCHSERVE_INFERENCE_PORT": "9180",
+                                                     "TORCHSERVE_MANAGEMENT_PORT": "9181",
+                                                     "TORCHSERVE_GRPC_INFERENCE_PORT": "9183"})
+    assert (moved.inference_url, moved.management_url) == ("http://127.0.0.1:9180", "http://127.0.0.1:9181")
+    assert moved.config["grpc_inference_port"] == "9183" and moved.config["metrics_address"].endswith(":8182")
+    with pytest.raises(ServingError, match="TORCHSERVE_METRICS_PORT"):
+        TorchServe.from_env(tmp_path, tmp_path, {"TORCHSERVE_METRICS_PORT": "0.0.0.0:80"})
