@@ -13,8 +13,13 @@ DEFAULT_VERSION := 1.0
 REAL_DATA := data/real
 ROTATION_SET := data/rotation_set
 HANDLER_FILES := $(wildcard handler/*.py) handler/model-config.yaml
+# PROFILE=small make serve: the 1 vCPU / 2 GiB profile (deploy/profiles/small: one worker, a smaller JVM).
+PROFILE ?=
+export PROFILE
+PROFILE_STAMP := $(MODEL_STORE)/.profile
+ARCHIVE_WORKERS := $(if $(filter small,$(PROFILE)),--workers 1,)
 
-.PHONY: serve stop test install java chromium ab archive lint real-data weights demo-weights bench retrain clean
+.PHONY: FORCE serve stop test install java chromium ab archive lint real-data weights demo-weights bench retrain clean
 
 serve: install java $(DEFAULT_ARCHIVE)
 	@$(PY) -m scripts.serving start
@@ -45,9 +50,15 @@ java:
 chromium:
 	@scripts/ensure_chromium.sh
 
-# Rebuilt when the handler, its config or the shipped weights change, so a served archive is never stale.
-$(DEFAULT_ARCHIVE): $(SHIPPED_WEIGHTS) $(HANDLER_FILES) scripts/archive.sh scripts/archive.py | $(INSTALLED)
-	scripts/archive.sh --weights $(SHIPPED_WEIGHTS) --version $(DEFAULT_VERSION) --force
+# Rebuilt when the handler, its config, the shipped weights or the PROFILE change, so a served archive is never stale.
+$(DEFAULT_ARCHIVE): $(SHIPPED_WEIGHTS) $(HANDLER_FILES) scripts/archive.sh scripts/archive.py $(PROFILE_STAMP) | $(INSTALLED)
+	scripts/archive.sh --weights $(SHIPPED_WEIGHTS) --version $(DEFAULT_VERSION) --force $(ARCHIVE_WORKERS)
+
+# Its content is the profile the archive was built for; it changes (and so rebuilds the archive) only with PROFILE.
+$(PROFILE_STAMP): FORCE
+	@mkdir -p $(MODEL_STORE); echo "$(or $(PROFILE),default)" | cmp -s - $@ || echo "$(or $(PROFILE),default)" > $@
+
+FORCE:
 
 archive: $(DEFAULT_ARCHIVE)
 

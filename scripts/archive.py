@@ -107,8 +107,10 @@ def staged_library(stage: Path) -> Path:
 
 def build_archive(weights: Path, version: str, name: str = MODEL_NAME, archive_name: str | None = None,
                   export_path: Path = MODEL_STORE, config: Path = MODEL_CONFIG, force: bool = False,
-                  archiver: Path | None = None, provenance: Provenance | None = None) -> Path:
-    """Write `export_path/<archive_name>.mar` and return its path; ArchiveBuildError when an input is wrong."""
+                  archiver: Path | None = None, provenance: Provenance | None = None,
+                  workers: int | None = None) -> Path:
+    """Write `export_path/<archive_name>.mar` and return its path; ArchiveBuildError when an input is wrong.
+    `workers` replaces the config's minWorkers and maxWorkers (the small-node profile: 1)."""
     archiver = archiver or Path(os.environ.get("TORCH_MODEL_ARCHIVER", Path(sys.executable).parent /
                                                "torch-model-archiver"))
     archive_name = archive_name or name
@@ -124,6 +126,8 @@ def build_archive(weights: Path, version: str, name: str = MODEL_NAME, archive_n
     with tempfile.TemporaryDirectory(prefix="archive.") as stage:
         (Path(stage) / "tmp").mkdir()
         (Path(stage) / "metadata.json").write_text(json.dumps(document, indent=2) + "\n")
+        if workers is not None:
+            config = _with_workers(config, workers, Path(stage))
         built = subprocess.run(
             [str(archiver), "--model-name", name, "--version", version, "--serialized-file", str(weights),
              "--handler", str(HANDLER_DIR / "rotation_handler.py"),
@@ -136,6 +140,18 @@ def build_archive(weights: Path, version: str, name: str = MODEL_NAME, archive_n
     return target
 
 
+def _with_workers(config: Path, workers: int, stage: Path) -> Path:
+    """A copy of `config` (comments and all) asking TorchServe for `workers` workers."""
+    if workers < 1:
+        raise ArchiveBuildError(f"--workers must be at least 1, got {workers}")
+    text, count = re.subn(r"(?m)^(minWorkers|maxWorkers):\s*\d+", rf"\g<1>: {workers}", config.read_text())
+    if count != 2:
+        raise ArchiveBuildError(f"{config} must set minWorkers and maxWorkers once each for --workers")
+    (stage / "config").mkdir()
+    (stage / "config" / config.name).write_text(text)
+    return stage / "config" / config.name
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="archive.sh", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -145,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--archive-name")
     parser.add_argument("--export-path", type=Path, default=MODEL_STORE)
     parser.add_argument("--config", type=Path, default=MODEL_CONFIG)
+    parser.add_argument("--workers", type=int, help="workers the archive asks for (replaces the config's)")
     parser.add_argument("--force", action="store_true")
     args, unknown = parser.parse_known_args(argv)
     try:
@@ -155,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.version is None:
             raise ArchiveBuildError("--version is required (e.g. 1.0)")
         target = build_archive(args.weights, args.version, args.name, args.archive_name, args.export_path,
-                               args.config, args.force)
+                               args.config, args.force, workers=args.workers)
     except (ArchiveBuildError, OSError, KeyError, ValueError) as exc:
         print(f"archive.sh: {exc}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from auth_plugin.settings import ROOT, ProxySettings
-from scripts.serving import Proxy, ServingError, TorchServe
+from scripts.serving import Proxy, ServingError, TorchServe, profile_proxy_env
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"container_init: {exc}", file=sys.stderr)
         return 1
     proxy = Proxy(home=args.run_dir.resolve() / "proxy", url=ProxySettings.from_env(os.environ).url(),
-                  torchserve=server)
+                  torchserve=server, extra_env=profile_proxy_env(os.environ))
     return Supervisor(server, proxy).run()
 
 

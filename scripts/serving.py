@@ -59,6 +59,29 @@ def allowed_urls_for(model_store: Path) -> str:
     return "^file://" + re.escape(str(model_store)).replace("\\", "\\\\") + "/[A-Za-z0-9._-]+\\\\.mar$"
 
 
+PROFILES = ROOT / "deploy" / "profiles"
+
+
+def profile_dir(environ: Mapping[str, str]) -> Path | None:
+    """deploy/profiles/<PROFILE> (`PROFILE=small make serve`), None for the default; ServingError for an unknown
+    profile."""
+    name = environ.get("PROFILE", "")
+    if name in ("", "default"):
+        return None
+    if not re.fullmatch(r"[a-z0-9_-]+", name) or not (PROFILES / name).is_dir():
+        known = ", ".join(sorted(p.name for p in PROFILES.iterdir() if p.is_dir()))
+        raise ServingError(f"PROFILE={name!r} is not one of: default, {known}")
+    return PROFILES / name
+
+
+def profile_proxy_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The profile's gateway settings (its proxy.env), each unless the environment sets it."""
+    folder = profile_dir(environ)
+    if folder is None or not (folder / "proxy.env").is_file():
+        return {}
+    return {key: value for key, value in read_properties(folder / "proxy.env").items() if key not in environ}
+
+
 @dataclass(frozen=True)
 class TorchServe:
     home: Path
@@ -81,9 +104,10 @@ class TorchServe:
 
     @classmethod
     def from_env(cls, home: Path, model_store: Path, environ: Mapping[str, str]) -> TorchServe:
-        """The instance `make serve` runs: config.properties, with TORCHSERVE_<API>_PORT moving a port (always on
-        loopback: only the gateway is public)."""
-        overrides = {}
+        """The instance `make serve` runs: config.properties, under the PROFILE's overrides (deploy/profiles/),
+        with TORCHSERVE_<API>_PORT moving a port (always on loopback: only the gateway is public)."""
+        folder = profile_dir(environ)
+        overrides = read_properties(folder / "config.properties") if folder else {}
         for api, key in (("INFERENCE", "inference_address"), ("MANAGEMENT", "management_address"),
                          ("METRICS", "metrics_address"), ("GRPC_INFERENCE", "grpc_inference_port"),
                          ("GRPC_MANAGEMENT", "grpc_management_port")):
@@ -278,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     chosen = ProxySettings.from_env(os.environ)  # PROXY_HOST and PROXY_PORT move the gateway
     bound, called = chosen.url(), chosen.url(for_callers=True)
-    proxy = Proxy(home=run_dir / "proxy", url=bound, torchserve=server)
+    proxy = Proxy(home=run_dir / "proxy", url=bound, torchserve=server, extra_env=profile_proxy_env(os.environ))
     if args.command == "stop":
         stopped = [name for name, part in (("proxy", proxy), ("TorchServe", server)) if part.stop()]
         print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")

@@ -92,3 +92,17 @@ def test_existing_archive_needs_force(tmp_path, weights_copy):
     second = archive(*args)
     assert second.returncode != 0 and "--force" in second.stderr
     assert archive(*args, "--force").returncode == 0
+
+
+def test_workers_sets_how_many_workers_the_archive_asks_for(tmp_path, weights_copy):
+    result = archive("--weights", str(weights_copy), "--version", "1.0", "--export-path", str(tmp_path),
+                     "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(tmp_path / "food_rotation.mar") as mar:
+        config = yaml.safe_load(mar.read("model-config.yaml"))
+    shipped = yaml.safe_load((ROOT / "handler" / "model-config.yaml").read_text())
+    assert (config["minWorkers"], config["maxWorkers"]) == (1, 1)
+    assert config["handler"] == shipped["handler"]  # everything else as shipped
+    refused = archive("--weights", str(weights_copy), "--version", "1.0", "--export-path", str(tmp_path),
+                      "--workers", "0", "--force")
+    assert refused.returncode == 2 and "--workers must be at least 1" in refused.stderr

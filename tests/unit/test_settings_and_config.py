@@ -130,3 +130,20 @@ def test_torchserve_ports_move_by_environment_and_stay_on_loopback(tmp_path):
     assert moved.config["grpc_inference_port"] == "9183" and moved.config["metrics_address"].endswith(":8182")
     with pytest.raises(ServingError, match="TORCHSERVE_METRICS_PORT"):
         TorchServe.from_env(tmp_path, tmp_path, {"TORCHSERVE_METRICS_PORT": "0.0.0.0:80"})
+
+
+def test_the_small_profile_sizes_torchserve_and_the_gateway_down(tmp_path):
+    import pytest
+
+    from scripts.serving import ServingError, profile_proxy_env
+
+    small = TorchServe.from_env(tmp_path, tmp_path, {"PROFILE": "small", "TORCHSERVE_INFERENCE_PORT": "9180"})
+    assert small.config["default_workers_per_model"] == "1" and "-Xmx256m" in small.config["vmargs"]
+    assert small.inference_url == "http://127.0.0.1:9180"  # ports still move under a profile
+    assert profile_proxy_env({"PROFILE": "small"})["PROXY_DEPLOY_WORKERS"] == "1"
+    assert "PROXY_DEPLOY_WORKERS" not in profile_proxy_env({"PROFILE": "small", "PROXY_DEPLOY_WORKERS": "2"})
+    assert profile_proxy_env({}) == {} and TorchServe.from_env(tmp_path, tmp_path, {}).config["vmargs"].startswith(
+        "-Xmx512m")
+    for unknown in ("huge", "../small"):
+        with pytest.raises(ServingError, match="is not one of: default, small"):
+            TorchServe.from_env(tmp_path, tmp_path, {"PROFILE": unknown})
