@@ -1,4 +1,5 @@
-"""The whole stack's memory and throughput, default profile against PROFILE=small, side by side in one run.
+"""The whole stack's memory and throughput, default profile against PROFILE=small (and small with glibc's malloc
+arenas capped), side by side in one run.
 
     .venv/bin/python bench/small_profile.py [--requests 2000] [--out bench/SMALL_PROFILE.md]
 
@@ -31,7 +32,9 @@ from scripts.archive import build_archive
 from scripts.processes import free_ports
 from scripts.serving import MODEL_NAME, ROOT, Proxy, TorchServe, profile_proxy_env
 
-PROFILES = {"default": ({0, 1}, None), "small": ({0}, 1)}  # name -> (cores, workers the archive asks for)
+# label -> (PROFILE, cores, workers the archive asks for, environment of every process started)
+VARIANTS = {"default": ("default", {0, 1}, None, {}), "small": ("small", {0}, 1, {}),
+            "small, MALLOC_ARENA_MAX=2": ("small", {0}, 1, {"MALLOC_ARENA_MAX": "2"})}
 
 
 def stack_pss(server: TorchServe, proxy: Proxy) -> dict[str, float]:
@@ -43,9 +46,10 @@ def stack_pss(server: TorchServe, proxy: Proxy) -> dict[str, float]:
             "worker_count": len(workers)}
 
 
-def measure(profile: str, requests_n: int, photos: list[bytes]) -> dict[str, object]:
-    cores, workers = PROFILES[profile]
+def measure(label: str, requests_n: int, photos: list[bytes]) -> dict[str, object]:
+    profile, cores, workers, extra = VARIANTS[label]
     os.sched_setaffinity(0, cores)
+    os.environ.update(extra)  # inherited by TorchServe, its workers and the gateway
     base = Path(tempfile.mkdtemp(prefix=f"profile-{profile}-"))
     build_archive(ROOT / "weights" / "food_rotation_lite0.pth", "1.0", export_path=base / "model_store",
                   workers=workers)
@@ -74,12 +78,14 @@ def measure(profile: str, requests_n: int, photos: list[bytes]) -> dict[str, obj
             done += round(rate * 10.0)
             failed += bad
         elapsed = time.perf_counter() - began
-        return {"profile": profile, "cores": len(cores), "idle": idle, "after": stack_pss(server, proxy),
+        return {"profile": label, "cores": len(cores), "idle": idle, "after": stack_pss(server, proxy),
                 "requests": done, "images_s": done / elapsed, "failed": failed}
     finally:
         proxy.stop()
         server.stop()
         os.sched_setaffinity(0, {0, 1})
+        for key in extra:
+            del os.environ[key]
 
 
 def table(rows: list[dict[str, object]], requests_n: int) -> str:
@@ -103,7 +109,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "SMALL_PROFILE.md")
     args = parser.parse_args()
     photos = [path.read_bytes() for path in make_images(("1 MP",))["1 MP"]]
-    rows = [measure(profile, args.requests, photos) for profile in PROFILES]
+    rows = [measure(label, args.requests, photos) for label in VARIANTS]
     text = (f"# The small-node profile against the default: memory and throughput\n\nReproduce: `.venv/bin/python "
             f"bench/small_profile.py --requests {args.requests}` with nothing else running. "
             f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.\n\n"
