@@ -76,6 +76,17 @@ ab:
 # Not part of `make test`: the candidate models side by side (held-out quality, TorchServe images/s, worker memory),
 # a few minutes on 2 cores, writes bench/MODEL_QUALITY.md. Needs the shipped weights and data/rotation_set:
 # make weights.
+# The faster option (bench/MODEL_EXPERIMENTS.md): a mobilenet_v3_small distilled from the shipped Lite0, served
+# turn-averaged; about 65 minutes on 2 CPU cores. Not the default: less accurate on real photos and text.
+STUDENT_WEIGHTS := weights/food_rotation_student.pth
+.PHONY: student-weights
+student-weights: install real-data
+	$(PY) -m scripts.real_scenes $(REAL_DATA) $(ROTATION_SET)
+	$(PY) -m scripts.distill_student $(ROTATION_SET) --teacher $(SHIPPED_WEIGHTS) --init $(DEMO_WEIGHTS) \
+		--rounds 3 --epochs 5 --turn-averaging --out checkpoints/student.tar
+	$(PY) scripts/extract_model_weight.py checkpoints/student.tar $(STUDENT_WEIGHTS)
+	$(PY) scripts/evaluate.py $(STUDENT_WEIGHTS) $(ROTATION_SET)/heldout/real --fit-temperature --write-temperature
+
 .PHONY: bench-quality
 bench-quality: install java
 	$(PY) bench/model_quality.py --candidate lite0-160=$(SHIPPED_WEIGHTS) --candidate demo=$(DEMO_WEIGHTS)

@@ -1,7 +1,7 @@
 """Distil a small, fast student (mobilenet_v3_small) from the shipped EfficientNet-Lite0 teacher.
 
     python -m scripts.distill_student data/rotation_set --teacher weights/food_rotation_lite0.pth \
-        --out checkpoints/student.tar
+        --init weights/food_rotation_demo.pth --turn-averaging --out checkpoints/student.tar   (make student-weights)
 
 No ImageNet weights exist offline for the small architectures, so the student cannot be fine-tuned like the
 teacher: it learns from the teacher's turn-averaged answers (soft targets: how sure, and which turns it confuses)
@@ -113,6 +113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--tau", type=float, default=2.0, help="distillation temperature")
     parser.add_argument("--alpha", type=float, default=0.7, help="weight of the teacher's soft targets")
+    parser.add_argument("--turn-averaging", action="store_true", help="serve it turn-averaged (as the teacher)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2, help="loader processes while the teacher labels")
@@ -141,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     history = distil(student, pixels, scores, find_photos(held_out_folder) if held_out_folder.is_dir() else [], args)
     saved = {"epoch": args.epochs, "state_dict": student.eval().state_dict(), "arch": args.arch,
              "classes": list(CLASSES), "image_size": args.image_size, "train_acc": history[-1]["train_acc"],
-             "val_acc": history[-1]["val_acc"], "seed": args.seed, "turn_averaging": False, "recipe": "distilled",
+             "val_acc": history[-1]["val_acc"], "seed": args.seed, "turn_averaging": args.turn_averaging,
+             "recipe": "distilled",
              "teacher": str(args.teacher), "options": {k: str(v) for k, v in vars(args).items()},
              "history": history, "train_s": round(time.perf_counter() - started)}
     save_atomically(saved, args.out)
