@@ -159,8 +159,8 @@ def test_admin_deploys_a_canary_sees_a_refusal_and_promotes(stack, page):
 
     deploy("food_rotation-v3.0.mar", "10")
     status = page.locator("#models-status")
-    expect(status).to_have_text(re.compile("^Refused: version 3.0 refused by the smoke gate: accuracy"),
-                                timeout=120_000)
+    refusal = "^Refused: version 3.0 refused by the smoke gate: the gate's samples: accuracy"
+    expect(status).to_have_text(re.compile(refusal), timeout=120_000)
     expect(status).to_have_class(re.compile("error"))
     screenshot(page, "models-refused")
     expect(version_row(page, "3.0")).to_have_count(0)
