@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import typing
 from pathlib import Path
 
 import pytest
@@ -72,9 +73,11 @@ def test_settings_from_environment():
 def test_every_setting_is_read_from_its_own_variable():
     samples = {str: "x", int: "7", float: "0.25", Path: "/tmp/p", bool: "false"}
     environ, expected = {}, {}
+    hints = typing.get_type_hints(ProxySettings)
     for spec in dataclasses.fields(ProxySettings):
         if spec.name != "jwt":
-            kind = type(getattr(ProxySettings(), spec.name))
+            kind = next(arg for arg in typing.get_args(hints[spec.name]) or (hints[spec.name],)
+                        if arg is not type(None))  # Path | None: a Path
             kind = Path if issubclass(kind, Path) else kind
             environ[f"PROXY_{spec.name.upper()}"] = samples[kind]
             expected[spec.name] = False if kind is bool else kind(samples[kind])

@@ -114,16 +114,16 @@ def test_jwt_valid(signer):
     assert principal.user == "gina" and principal.scopes == {"predict", "admin"} and principal.source == "jwt"
 
 
-@pytest.mark.parametrize(("overrides", "reason"), [
-    ({"exp": int(time.time()) - 120}, "expired"),
-    ({"nbf": int(time.time()) + 600}, "not_yet_valid"),
-    ({"aud": "someone-else"}, "wrong_audience"),
-    ({"iss": "https://evil.test"}, "wrong_issuer"),
+@pytest.mark.parametrize(("overrides", "reason"), [  # times relative to when the test runs, not when it was collected
+    (lambda now: {"exp": now - 120}, "expired"),
+    (lambda now: {"nbf": now + 600}, "not_yet_valid"),
+    (lambda now: {"aud": "someone-else"}, "wrong_audience"),
+    (lambda now: {"iss": "https://evil.test"}, "wrong_issuer"),
 ])
 def test_jwt_claims_are_checked(signer, overrides, reason):
     algorithm, private, verifier = signer
     with pytest.raises(AuthError) as caught:
-        verifier.verify(jwt.encode(_claims(**overrides), private, algorithm=algorithm))
+        verifier.verify(jwt.encode(_claims(**overrides(int(time.time()))), private, algorithm=algorithm))
     assert caught.value.reason == reason
 
 
