@@ -102,10 +102,6 @@ class VersionSignals:
         bucket.feedback += 1
         bucket.disagreed += not agreed
 
-    def forget(self, version: str) -> None:
-        """A retired version's window is dropped (nothing is kept per name once it is gone)."""
-        self._buckets.pop(version, None)
-
     def summary(self, version: str, window_s: float) -> Summary:
         since = self._clock() - window_s
         buckets = [b for b in self._buckets.get(version, ()) if b.start + BUCKET_S > since]
