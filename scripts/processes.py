@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 
 
+class ServingError(Exception):
+    """TorchServe or the gateway did not start, or did not become ready in time."""
+
 def free_ports(count: int) -> list[int]:
     """Loopback ports nobody listens on right now (for tests and the bench)."""
     sockets = [socket.socket() for _ in range(count)]
