@@ -42,8 +42,13 @@ class GateRefused(Exception):
     """The version errored or scored too low; the message says which and how."""
 
 
+def upright_photos(folder: Path, max_photos: int) -> list[Path]:
+    """The first `max_photos` photos below `folder`, in a stable order; none for a folder that is not there."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in _SUFFIXES)[:max_photos]
+
+
 def gate_photos(folder: Path, max_photos: int) -> list[Path]:
-    photos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _SUFFIXES)[:max_photos]
+    photos = upright_photos(folder, max_photos)
     if not photos:
         raise GateRefused(f"no validation photos in {folder}")
     return photos
@@ -105,9 +110,8 @@ class SmokeGate:
     async def _sets(self, held_out: Sequence[Path]) -> list[GateSet]:
         sets = [GateSet("gate", "the gate's samples", tuple(await asyncio.to_thread(
             gate_photos, self._folder, self._max_photos)), absolute=True)]
-        if self._real_folder is not None and self._real_folder.is_dir():
-            real = await asyncio.to_thread(lambda: sorted(
-                p for p in self._real_folder.rglob("*") if p.suffix.lower() in _SUFFIXES)[:self._max_real_photos])
+        if self._real_folder is not None:
+            real = await asyncio.to_thread(upright_photos, self._real_folder, self._max_real_photos)
             if real:
                 sets.append(GateSet("real", "real photos never trained on", tuple(real), absolute=False))
         if held_out:
