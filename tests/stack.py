@@ -34,8 +34,13 @@ def build_archive(weights: Path, version: str, store: Path, archive_name: str = 
 def every_guess_config(folder: Path) -> Path:
     """handler/model-config.yaml with min_confidence 0: the demo weights are not calibrated, so the shipped bar
     (chosen for the shipped model's calibrated confidence) means nothing for them; every guess is applied."""
+    return config_with_min_confidence(folder, 0.0)
+
+
+def config_with_min_confidence(folder: Path, min_confidence: float) -> Path:
+    """A copy of handler/model-config.yaml in `folder` whose handler takes `min_confidence`."""
     config = yaml.safe_load((ROOT / "handler" / "model-config.yaml").read_text())
-    config["handler"]["min_confidence"] = 0.0
+    config["handler"]["min_confidence"] = min_confidence
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model-config.yaml").write_text(yaml.safe_dump(config))
     return folder / "model-config.yaml"

@@ -5,26 +5,15 @@ photo: every answer "unsure") is retired by the analysis with the reason. Not on
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
-from tests.conftest import ROOT
 from tests.integration.load import Load
-from tests.stack import build_archive, issue_token, running_proxy, running_torchserve
+from tests.stack import build_archive, config_with_min_confidence, issue_token, running_proxy, running_torchserve
 
 pytestmark = pytest.mark.integration
 QUICK = {"steps": [25, 50], "step_s": 6, "min_requests": 10, "check_every_s": 1}
-
-
-def never_sure_config(folder: Path) -> Path:
-    config = yaml.safe_load((ROOT / "handler" / "model-config.yaml").read_text())
-    config["handler"]["min_confidence"] = 1.0
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model-config.yaml").write_text(yaml.safe_dump(config))
-    return folder / "model-config.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +22,8 @@ def stack(tmp_path_factory, demo_weights):
     store = base / "model_store"
     build_archive(demo_weights, "1.0", store)
     build_archive(demo_weights, "2.0", store, "food_rotation-v2.0")
-    build_archive(demo_weights, "3.0", store, "food_rotation-v3.0", never_sure_config(base / "unsure"))
+    never_sure = config_with_min_confidence(base / "unsure", 1.0)
+    build_archive(demo_weights, "3.0", store, "food_rotation-v3.0", never_sure)
     with running_torchserve(base / "torchserve", store) as torchserve:
         with running_proxy(base / "proxy", torchserve, PROXY_RECONCILE_INTERVAL_S="1") as proxy:
             yield proxy
