@@ -5,7 +5,6 @@ Photos are decoded by the handler's own `photo_io`, so training sees exactly wha
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -59,27 +58,6 @@ def augment(img: Image.Image) -> Image.Image:
     if random.random() < 0.15:
         img = img.filter(ImageFilter.GaussianBlur(random.uniform(0.3, 1.5)))
     return img
-
-
-def augment_tilted(img: Image.Image) -> Image.Image:
-    """`augment` after a small tilt (phone photos are rarely level) and a wider crop range: still upright."""
-    angle = random.uniform(-8.0, 8.0)
-    width, height = img.size
-    sin, cos = abs(math.sin(math.radians(angle))), math.cos(math.radians(angle))
-    keep = min(width, height) / (min(width, height) * cos + max(width, height) * sin)  # no black corners
-    img = img.rotate(angle, resample=Image.Resampling.BILINEAR)
-    crop_w, crop_h = int(width * keep), int(height * keep)
-    left, top = (width - crop_w) // 2, (height - crop_h) // 2
-    img = img.crop((left, top, left + crop_w, top + crop_h))
-    if random.random() < 0.3:  # a closer look: the cue must survive seeing part of the scene
-        scale = random.uniform(0.45, 0.8)
-        crop_w, crop_h = max(8, int(crop_w * scale)), max(8, int(crop_h * scale))
-        left, top = random.randint(0, img.width - crop_w), random.randint(0, img.height - crop_h)
-        img = img.crop((left, top, left + crop_w, top + crop_h))
-    return augment(img)
-
-
-AUGMENTATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {"standard": augment, "tilted": augment_tilted}
 
 
 class RotatedPhotos(Dataset):

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import ConcatDataset, DataLoader
 
 from food_rotation.rotation_model import RotationNet
-from scripts.rotation_data import AUGMENTATIONS, RotatedPhotos, accuracy, confusion_matrix, loader
+from scripts.rotation_data import RotatedPhotos, accuracy, augment, confusion_matrix, loader
 
 CPU = torch.device("cpu")
 
@@ -40,8 +39,6 @@ class EndToEnd:
     backbone_lr_scale: float = 0.3  # pretrained blocks learn this much slower than the fresh head
     seed: int = 0
     workers: int = 2
-    augmentation: str = "standard"  # a key of rotation_data.AUGMENTATIONS
-    ema_decay: float = 0.0  # > 0: keep and save an exponential moving average of the weights
 
 
 def frozen_prefix(model: RotationNet, frozen_blocks: int) -> list[nn.Module]:
@@ -61,7 +58,7 @@ def parameter_groups(model: RotationNet, options: EndToEnd) -> list[dict]:
 
 def epoch_data(groups: Sequence[tuple[str, Sequence[Path], int]], options: EndToEnd) -> DataLoader:
     """Every group's photos at the four turns, `views` times over (real photos are few and matter most)."""
-    parts = [RotatedPhotos(photos, options.image_size, AUGMENTATIONS[options.augmentation])
+    parts = [RotatedPhotos(photos, options.image_size, augment)
              for _, photos, views in groups for _ in range(views)]
     return DataLoader(ConcatDataset(parts), batch_size=options.batch_size, shuffle=True, drop_last=True,
                       num_workers=options.workers, persistent_workers=options.workers > 0,
@@ -81,7 +78,6 @@ def fine_tune_end_to_end(model: RotationNet, groups: Sequence[tuple[str, Sequenc
         total_steps=options.epochs * len(batches), pct_start=0.15)
     criterion = nn.CrossEntropyLoss(label_smoothing=0.05)
     autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else nullcontext()
-    average = averaged(model, options.ema_decay)
     print(f"end to end: {len(batches.dataset)} items an epoch on {device}", flush=True)
     history = []
     for epoch in range(1, options.epochs + 1):
@@ -100,25 +96,14 @@ def fine_tune_end_to_end(model: RotationNet, groups: Sequence[tuple[str, Sequenc
             loss.backward()
             optimizer.step()
             schedule.step()
-            if average is not None:
-                average.update_parameters(model)
             correct += int((logits.argmax(1) == labels).sum())
             seen += len(labels)
-        held = held_out_accuracy(model if average is None else average.module, held_out, options.image_size, device)
+        held = held_out_accuracy(model, held_out, options.image_size, device)
         history.append({"epoch": epoch, "train_acc": correct / seen, "val_acc": held})
         print(f"epoch {epoch}: train_acc={correct / seen:.4f} held-out={held:.4f} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
-    if average is not None:
-        model.load_state_dict(average.module.state_dict())
     model.to("cpu", memory_format=torch.contiguous_format).eval()
     return history
-
-
-def averaged(model: RotationNet, decay: float) -> AveragedModel | None:
-    """The weights' moving average (batch-norm statistics too): steadier than the last step on few photos."""
-    if decay <= 0:
-        return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def held_out_accuracy(model: RotationNet, photos: Sequence[Path], image_size: int,

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from food_rotation.rotation_model import CLASSES, DEFAULT_IMAGE_SIZE, RotationNet
 from scripts.pretrained import imagenet_rotation_net
-from scripts.rotation_data import AUGMENTATIONS, RotatedPhotos, augment, find_photos, loader
+from scripts.rotation_data import RotatedPhotos, augment, find_photos, loader
 from scripts.train import save_atomically
 from scripts.train_end_to_end import EndToEnd, fine_tune_end_to_end, held_out_accuracy
 
@@ -61,10 +61,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="fresh augmentations every epoch, every unfrozen block learning "
                              "(scripts/train_end_to_end.py); --frozen-blocks then defaults to 0")
     parser.add_argument("--backbone-lr-scale", type=float, default=EndToEnd.backbone_lr_scale)
-    parser.add_argument("--augmentation", choices=sorted(AUGMENTATIONS), default=EndToEnd.augmentation,
-                        help="how training photos vary (--end-to-end)")
-    parser.add_argument("--ema-decay", type=float, default=EndToEnd.ema_decay,
-                        help="keep a moving average of the weights (--end-to-end; e.g. 0.998)")
     parser.add_argument("--workers", type=int, default=EndToEnd.workers, help="loader processes (--end-to-end)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser.parse_args(argv)
@@ -199,8 +195,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     if args.end_to_end:
         options = EndToEnd(args.image_size, _or(args.frozen_blocks, 0), _or(args.epochs, 12), args.batch_size,
-                           _or(args.lr, 1e-3), args.backbone_lr_scale, args.seed, args.workers,
-                           args.augmentation, args.ema_decay)
+                           _or(args.lr, 1e-3), args.backbone_lr_scale, args.seed, args.workers)
         history = fine_tune_end_to_end(model, groups, held_out, options, torch.device(args.device))
     else:
         options = FineTuning(args.image_size, _or(args.frozen_blocks, 5), _or(args.epochs, 4), args.batch_size,
