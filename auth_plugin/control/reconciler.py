@@ -46,7 +46,8 @@ class Reconciler:
                     route = self._forget_lost_version(model, route, version, archive, live)
                     continue
                 log.info("restoring %s %s from %s", model, version, archive)
-                await self._admin.register(archive, self._settings.workers, self._settings.register_timeout_s)
+                await self._admin.register(model, version, archive, self._settings.workers,
+                                           self._settings.register_timeout_s)
             wanted = self._registry.versions(model)
             live = {state.version: state for state in await self._admin.versions(model)}
             self._registry.observe_live(model, {version: state.workers for version, state in live.items()})

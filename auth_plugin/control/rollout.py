@@ -76,10 +76,11 @@ class Rollouts:
 
     async def _register_and_gate(self, model: str, version: str, archive: str, held_out: Sequence[Path] = (),
                                  baseline: str | None = None) -> dict[str, float]:
-        """Register with workers (synchronously), then the smoke gate (against `baseline`, the current default,
+        """Register and wait for its workers, then the smoke gate (against `baseline`, the current default,
         when given); a refused version is unregistered."""
         try:
-            await self._admin.register(archive, self._settings.workers, self._settings.register_timeout_s)
+            await self._admin.register(model, version, archive, self._settings.workers,
+                                       self._settings.register_timeout_s)
         except ManagementError as exc:
             if exc.status != 500:  # 409 already registered, 404 not found, ...: TorchServe's own answer
                 raise RolloutError(502 if exc.status == 0 else exc.status, "torchserve_refused", exc.message) from exc

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -10,6 +12,8 @@ from urllib.parse import quote
 import aiohttp
 
 from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys, send_with_key
+
+_POLL_S = 0.5  # how often a registration asks whether its workers are up
 
 
 class ManagementError(Exception):
@@ -79,18 +83,43 @@ class TorchServeAdmin:
     async def live_workers(self, model: str, version: str | None, timeout_s: float) -> int:
         """READY workers of one version of `model` (TorchServe's default version when None)."""
         described = await self._call("GET", self._path(model, version), timeout_s)
-        try:
-            return sum(worker.get("status") == "READY" for worker in described[0]["workers"])
-        except (LookupError, TypeError, AttributeError) as exc:
-            raise ManagementError(0, f"TorchServe described {model} in an unexpected shape: {exc!r}") from exc
+        return sum(status == "READY" for _, _, status in _workers(described, model))
 
-    async def register(self, archive: str, workers: int, timeout_s: float) -> None:
-        """Register an archive of the model store and wait until its workers are up (synchronous)."""
-        await self._call("POST", "/models", timeout_s=timeout_s, url=archive, initial_workers=str(workers),
-                         synchronous="true")
+    async def register(self, model: str, version: str, archive: str, workers: int, timeout_s: float) -> None:
+        """Register an archive of the model store and wait here until `workers` of its workers are READY.
+
+        TorchServe's own `synchronous=true` waits on the netty thread that took the call, and inference shares those
+        threads: every prediction connection on it stalled for the whole worker start (35 s timeouts under load).
+        So TorchServe is asked to start the workers in the background, and the proxy polls. TorchServe does not
+        report a worker that failed to load (it restarts it, "UNLOADING" all along), but its process changes: a
+        worker whose pid was seen and then changed or vanished before it was READY is a failed start."""
+        await self._call("POST", "/models", url=archive, initial_workers=str(workers), synchronous="false")
+        deadline = time.monotonic() + timeout_s
+        pids: dict[str, int] = {}
+        while True:
+            started = _workers(await self._call("GET", self._path(model, version)), f"{model} {version}")
+            if sum(status == "READY" for _, _, status in started) >= workers:
+                return
+            for worker, pid, _ in started:
+                if pids.get(worker, pid) != pid:
+                    raise ManagementError(500, f"worker {worker} of {model} {version} exited while loading")
+                if pid > 0:
+                    pids[worker] = pid
+            if time.monotonic() >= deadline:
+                raise ManagementError(500, f"the workers of {model} {version} were not ready after {timeout_s:.0f} s")
+            await asyncio.sleep(_POLL_S)
 
     async def set_default(self, model: str, version: str) -> None:
         await self._call("PUT", self._path(model, version, then="/set-default"))
 
     async def unregister(self, model: str, version: str) -> None:
         await self._call("DELETE", self._path(model, version), timeout_s=60.0)
+
+
+def _workers(described: Any, what: str) -> list[tuple[str, int, str | None]]:
+    """(id, pid, status) of every worker in TorchServe's description of one version, its shape checked here."""
+    try:
+        return [(str(w.get("id", i)), int(w.get("pid", -1)), w.get("status"))
+                for i, w in enumerate(described[0]["workers"])]
+    except (LookupError, TypeError, ValueError, AttributeError) as exc:
+        raise ManagementError(0, f"TorchServe described {what} in an unexpected shape: {exc!r}") from exc

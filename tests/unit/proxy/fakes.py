@@ -20,7 +20,7 @@ class FakeAdmin:
     async def versions(self, model: str) -> list[VersionState]:
         return [VersionState(v, a, 2, v == self.default) for v, a in self.live.items()]
 
-    async def register(self, archive: str, workers: int, timeout_s: float) -> None:
+    async def register(self, model: str, version: str, archive: str, workers: int, timeout_s: float) -> None:
         self.calls.append(("register", archive))
         if archive in self.broken:
             raise ManagementError(500, "Failed to start workers for model")
