@@ -22,10 +22,10 @@ ARCHIVE_WORKERS := $(if $(filter small,$(PROFILE)),--workers 1,)
 .PHONY: FORCE serve stop test install java chromium ab archive lint real-data weights demo-weights bench retrain clean
 
 serve: install java $(DEFAULT_ARCHIVE)
-	@$(PY) -m scripts.serving start
+	@$(PY) scripts/serving.py start
 
 stop:
-	@if [ -x $(PY) ]; then $(PY) -m scripts.serving stop; else echo "nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(PY) scripts/serving.py stop; else echo "nothing to stop"; fi
 
 test: install java chromium ab real-data
 	$(PY) -m ruff check .
@@ -34,7 +34,7 @@ test: install java chromium ab real-data
 install: $(INSTALLED)
 
 # The venv is rebuilt when the pinned requirements or the package's definition change; `pip install -e .` makes
-# food_rotation, auth_plugin and scripts importable from anywhere (pyproject.toml).
+# food_rotation (training and operations included) and auth_plugin importable from anywhere (pyproject.toml).
 $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
@@ -51,7 +51,8 @@ chromium:
 	@scripts/ensure_chromium.sh
 
 # Rebuilt when the handler, its config, the shipped weights or the PROFILE change, so a served archive is never stale.
-$(DEFAULT_ARCHIVE): $(SHIPPED_WEIGHTS) $(HANDLER_FILES) scripts/archive.sh scripts/archive.py $(PROFILE_STAMP) | $(INSTALLED)
+$(DEFAULT_ARCHIVE): $(SHIPPED_WEIGHTS) $(HANDLER_FILES) scripts/archive.sh food_rotation/training/archive.py \
+		$(PROFILE_STAMP) | $(INSTALLED)
 	scripts/archive.sh --weights $(SHIPPED_WEIGHTS) --version $(DEFAULT_VERSION) --force $(ARCHIVE_WORKERS)
 
 # Its content is the profile the archive was built for; it changes (and so rebuilds the archive) only with PROFILE.
@@ -81,8 +82,8 @@ ab:
 STUDENT_WEIGHTS := weights/food_rotation_student.pth
 .PHONY: student-weights
 student-weights: install real-data
-	$(PY) -m scripts.real_scenes $(REAL_DATA) $(ROTATION_SET)
-	$(PY) -m scripts.distill_student $(ROTATION_SET) --teacher $(SHIPPED_WEIGHTS) --init $(DEMO_WEIGHTS) \
+	$(PY) -m food_rotation.training.real_scenes $(REAL_DATA) $(ROTATION_SET)
+	$(PY) -m food_rotation.training.distill_student $(ROTATION_SET) --teacher $(SHIPPED_WEIGHTS) --init $(DEMO_WEIGHTS) \
 		--rounds 3 --epochs 5 --turn-averaging --out checkpoints/student.tar
 	$(PY) scripts/extract_model_weight.py checkpoints/student.tar $(STUDENT_WEIGHTS)
 	$(PY) scripts/evaluate.py $(STUDENT_WEIGHTS) $(ROTATION_SET)/heldout/real --fit-temperature --write-temperature
@@ -95,18 +96,18 @@ bench-quality: install java
 # (asked of the proxy: `make serve` must be running), deployed as a canary through the smoke gate.
 # DATASET: every dataset by default, or a name, or name,name. RETRAIN_ARGS e.g. "--demo-scenes 200" or "--init demo".
 retrain: install
-	$(PY) -m scripts.retrain $(if $(DATASET),--dataset $(DATASET)) $(RETRAIN_ARGS)
+	$(PY) scripts/retrain.py $(if $(DATASET),--dataset $(DATASET)) $(RETRAIN_ARGS)
 
 # The real upright photos of four Debian packages (apt-get download, no root needed); idempotent, checksummed.
 real-data: install
-	@$(PY) -m scripts.real_data $(REAL_DATA)
+	@$(PY) scripts/real_data.py $(REAL_DATA)
 
 # Reproduces the shipped weights from the real photos, composites, rendered text and demo scenes (EfficientNet-Lite0
 # at 160 px, fine-tuned end to end: about 50 minutes on 2 CPU cores, 1 on a GPU); then fits the temperature on the
 # held-out real photos and prints harm and fix at the shipped min_confidence (bench/MODEL_QUALITY.md).
 weights: real-data
-	$(PY) -m scripts.real_scenes $(REAL_DATA) $(ROTATION_SET)
-	$(PY) -m scripts.train_pretrained $(ROTATION_SET) --end-to-end --image-size 160 --frozen-blocks 2 --epochs 6 \
+	$(PY) -m food_rotation.training.real_scenes $(REAL_DATA) $(ROTATION_SET)
+	$(PY) scripts/train_pretrained.py $(ROTATION_SET) --end-to-end --image-size 160 --frozen-blocks 2 --epochs 6 \
 		--out checkpoints/lite0.tar
 	$(PY) scripts/extract_model_weight.py checkpoints/lite0.tar $(SHIPPED_WEIGHTS)
 	$(PY) scripts/evaluate.py $(SHIPPED_WEIGHTS) $(ROTATION_SET)/heldout/real --write-temperature \
@@ -114,8 +115,8 @@ weights: real-data
 
 # The demo-scenes-only weights (mobilenet_v3_small, about 20 minutes on 2 cores): kept by name for comparison.
 demo-weights: install
-	$(PY) scripts/make_demo_data.py data/demo --count 2400 --seed 0
-	$(PY) scripts/make_demo_data.py data/demo_heldout --count 400 --seed 1
+	$(PY) -m food_rotation.training.make_demo_data data/demo --count 2400 --seed 0
+	$(PY) -m food_rotation.training.make_demo_data data/demo_heldout --count 400 --seed 1
 	$(PY) scripts/train.py data/demo --epochs 6 --seed 0 --out checkpoints/demo.tar
 	$(PY) scripts/extract_model_weight.py checkpoints/demo.tar $(DEMO_WEIGHTS)
 	$(PY) scripts/evaluate.py $(DEMO_WEIGHTS) data/demo_heldout --matrix weights/demo_confusion.png

@@ -12,7 +12,7 @@ import torch
 import ts
 from bench_instruments import SIZES, Measure, ServerTime
 
-from scripts.serving import ROOT
+from food_rotation.operations.serving import ROOT
 
 
 @dataclass(frozen=True)

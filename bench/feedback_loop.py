@@ -34,8 +34,8 @@ from PIL import Image, ImageEnhance
 
 from auth_plugin.control.smoke_gate import TURNS, validation_images
 from auth_plugin.feedback.datasets import DatasetStore
-from scripts.make_demo_data import render_scene
-from scripts.serving import ROOT, Proxy, TorchServe, free_ports
+from food_rotation.operations.serving import ROOT, Proxy, TorchServe, free_ports
+from food_rotation.training.make_demo_data import render_scene
 
 WEIGHTS = ROOT / "weights" / "food_rotation_demo.pth"
 
@@ -104,12 +104,13 @@ class Loop:
         return served_right
 
     def retrain(self, dataset: str, *options: str) -> tuple[subprocess.CompletedProcess[str], float]:
-        """`scripts/retrain.py` as an operator runs it (deploys through this proxy); its result and seconds."""
+        """The retrain command line (`make retrain`, scripts/retrain.py) as an operator runs it (deploys through this
+        proxy); its result and seconds."""
         started = time.perf_counter()
         result = subprocess.run(
-            [sys.executable, "-m", "scripts.retrain", "--dataset", dataset, "--datasets-dir", str(self.datasets),
-             "--model-store", str(self.model_store), "--weights-dir", str(self.base / "weights"), "--url",
-             self.proxy.url, "--token", self.admin, *options],
+            [sys.executable, "-m", "food_rotation.training.retrain", "--dataset", dataset,
+             "--datasets-dir", str(self.datasets), "--model-store", str(self.model_store),
+             "--weights-dir", str(self.base / "weights"), "--url", self.proxy.url, "--token", self.admin, *options],
             cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True)
         print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
         return result, time.perf_counter() - started

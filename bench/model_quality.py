@@ -1,9 +1,10 @@
 """make bench-quality: candidate models side by side, quality and serving cost in one run -> bench/MODEL_QUALITY.md.
 
-Quality, in-process (scripts.evaluate.collect_logits, scripts.calibration): every photo of each held-out folder of
-data/rotation_set/heldout (scripts/real_scenes.py) and of samples/gate at all four turns, with the candidate's
-temperature; accuracy (argmax), harm, fix, coverage and ECE at --min-confidence and at the threshold that keeps
-harm <= 1 % on the held-out real photos. flatlay/ has no "up": there the share left unsure is what counts.
+Quality, in-process (food_rotation.training.evaluate.collect_logits, food_rotation.training.calibration): every
+photo of each held-out folder of data/rotation_set/heldout (food_rotation/training/real_scenes.py) and of samples/gate
+at all four turns, with the candidate's temperature; accuracy (argmax), harm, fix, coverage and ECE at
+--min-confidence and at the threshold that keeps harm <= 1 % on the held-out real photos. flatlay/ has no "up":
+there the share left unsure is what counts.
 Serving, the real stack: each candidate's archive (scripts/archive.sh) in its own TorchServe, held-out real photos
 at concurrency 1 and 4, then the workers' RSS and PSS. The first candidate is the shipped one.
 
@@ -30,9 +31,10 @@ from quality_serving import CONCURRENCY, Served, serve
 from torch import Tensor
 
 from food_rotation.abstention import calibrated
+from food_rotation.operations.serving import ROOT
 from food_rotation.rotation_model import CLASSES
-from scripts.calibration import choose_threshold, point_at, summary
-from scripts.evaluate import (
+from food_rotation.training.calibration import choose_threshold, point_at, summary
+from food_rotation.training.evaluate import (
     MODEL_CONFIG,
     collect_logits,
     configured_min_confidence,
@@ -40,8 +42,7 @@ from scripts.evaluate import (
     rounded_up,
     sidecar_temperature,
 )
-from scripts.rotation_data import find_photos
-from scripts.serving import ROOT
+from food_rotation.training.rotation_data import find_photos
 
 HELDOUT = ROOT / "data" / "rotation_set" / "heldout"
 SETS = {"real": HELDOUT / "real", "composite": HELDOUT / "composite", "text": HELDOUT / "text",
@@ -170,13 +171,15 @@ def quality_report(scored: Scored, command: str, bar_source: str) -> list[str]:
              "", f"The first candidate ({candidates[0].name}) is the shipped one. Quality is computed in-process: "
              "every photo at all four turns (label = the turn that makes it upright), probabilities "
              "softmax(logits / T) with the candidate's temperature from its .json. Held-out photos come from "
-             "data/rotation_set/heldout/ (scripts/real_scenes.py: 30 % of each source's photos, near-duplicates "
+             "data/rotation_set/heldout/ (food_rotation/training/real_scenes.py: 30 % of each source's photos, "
+             "near-duplicates "
              "together, none in training); gate is samples/gate/, the smoke gate's generated scenes. Harm: upright "
              "photos turned; fix: turned photos made upright; coverage: share of items the model is sure of "
              "(confidence >= threshold; the rest is left as it is); ECE over 10 bins. "
              f"Thresholds: min_confidence {scored.min_confidence:.4f} (from {bar_source}) "
              f"and, per candidate, the smallest that keeps harm <= {MAX_HARM:.0%} on the held-out real photos "
-             "(scripts.calibration.choose_threshold, rounded up to 4 decimals as model-config.yaml takes it; "
+             "(food_rotation.training.calibration.choose_threshold, rounded up to 4 decimals as model-config.yaml "
+             "takes it; "
              "chosen on those photos, so its harm there is <= 1 % by construction: the other sets tell how it "
              "carries over).", "", "## Candidates", ""]
     lines += table(["candidate", "weights", "architecture", "input size", "temperature",
@@ -232,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sets = {name: subset(find_photos(folder), args.limit) for name, folder in SETS.items()}
     except FileNotFoundError as exc:
-        raise SystemExit(f"{exc}: make the held-out sets first (make weights, scripts/real_scenes.py)") from exc
+        raise SystemExit(f"{exc}: make the held-out sets first (make weights, "
+                         "food_rotation/training/real_scenes.py)") from exc
     scored = score(args.candidate, sets, min_confidence, args.batch_size)
     real = [path.read_bytes() for path in sets["real"]]
     served = {}

@@ -17,7 +17,7 @@ import requests
 from bench_instruments import make_images
 
 from auth_plugin.control.models_cli import default_url
-from scripts.serving import MODEL_NAME, ROOT, RUN_DIR, TorchServe
+from food_rotation.operations.serving import MODEL_NAME, ROOT, RUN_DIR, TorchServe
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import requests
 
-from scripts.serving import MODEL_NAME, ROOT, TorchServe
+from food_rotation.operations.serving import MODEL_NAME, ROOT, TorchServe
 
 CONCURRENCY = (1, 4)
 

@@ -48,8 +48,8 @@ from bench_instruments import (
 )
 from bench_report import QUICK, Cell, Plan, Run, report
 
-from scripts.archive import staged_library
-from scripts.serving import MODEL_NAME, ROOT, Proxy, TorchServe, free_ports
+from food_rotation.operations.serving import MODEL_NAME, ROOT, Proxy, TorchServe, free_ports
+from food_rotation.training.archive import staged_library
 
 WEIGHTS = ROOT / "weights" / "food_rotation_lite0.pth"  # the shipped default (Makefile SHIPPED_WEIGHTS)
 

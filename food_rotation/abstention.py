@@ -1,7 +1,7 @@
 """Calibrated probabilities and the decision to turn a photo or leave it alone.
 
 A photo is only turned when the model is sure enough: turning an upright photo sideways is worse than leaving a
-turned one as it was. The temperature (fitted on held-out real photos by scripts/calibration.py, stored in the
+turned one as it was. The temperature (fitted on held-out real photos by training/calibration.py, stored in the
 archive's metadata.json) makes the softmax's confidence mean what it says; `min_confidence` is the bar.
 Shared by the handler, training, calibration and evaluation so that all of them decide the same way.
 """

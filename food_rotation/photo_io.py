@@ -1,6 +1,6 @@
 """Decode photos for the model and encode the upright result: pure functions over bytes and PIL images.
 
-Shared by the TorchServe handler, the training scripts and the proxy's feedback store, so that a photo is seen the
+Shared by the TorchServe handler, the training library and the proxy's feedback store, so that a photo is seen the
 same way everywhere; free of torch, so the proxy can use it without loading a deep-learning framework.
 Every failure caused by the input is a `PhotoError` carrying the HTTP status and a code naming the problem.
 """

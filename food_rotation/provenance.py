@@ -1,5 +1,5 @@
 """Where a retrained version came from, as one value: written into its archive's metadata.json by
-scripts/archive.py, read back by the deploy gate (auth_plugin/control/admin_api.py, the photos found by
+food_rotation/training/archive.py, read back by the deploy gate (auth_plugin/control/admin_api.py, the photos found by
 auth_plugin/feedback/gate_photos.py), which checks the version on exactly the corrections held out of its training,
 named by sha256, instead of splitting the live datasets again.
 """

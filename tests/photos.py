@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from food_rotation.photo_io import ORIENTATIONS
-from scripts.make_demo_data import render_scene
+from food_rotation.training.make_demo_data import render_scene
 
 # The transpose that undoes each orientation's: stored pixels = INVERSE(upright), so that a viewer applying
 # the tag's transpose sees the upright scene again.

@@ -16,8 +16,8 @@ import requests
 import torch
 import yaml
 
+from food_rotation.operations.serving import Proxy, TorchServe, free_ports
 from food_rotation.rotation_model import RotationNet
-from scripts.serving import Proxy, TorchServe, free_ports
 from tests.conftest import ROOT
 
 

@@ -11,7 +11,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from scripts.serving import Proxy, TorchServe
+from food_rotation.operations.serving import Proxy, TorchServe
 from tests.stack import build_archive, every_guess_config, running_proxy, running_torchserve
 
 

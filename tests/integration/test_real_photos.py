@@ -17,7 +17,7 @@ import pytest
 import requests
 from PIL import Image
 
-from scripts.real_scenes import split_by_source
+from food_rotation.training.real_scenes import split_by_source
 from tests.conftest import ROOT
 from tests.photos import encode, jpeg_with_orientation, rotated
 from tests.stack import build_archive, issue_token, running_proxy, running_torchserve

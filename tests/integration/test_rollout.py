@@ -12,8 +12,8 @@ import pytest
 import requests
 import torch
 
+from food_rotation.operations.serving import Proxy
 from food_rotation.rotation_model import RotationNet
-from scripts.serving import Proxy
 from tests.integration.load import Load
 from tests.photos import CLEAR_SCENES, encode, scene
 from tests.stack import (

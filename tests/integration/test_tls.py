@@ -15,8 +15,8 @@ import time
 import pytest
 import requests
 
-from scripts.processes import free_ports
-from scripts.serving import Proxy
+from food_rotation.operations.processes import free_ports
+from food_rotation.operations.serving import Proxy
 from tests.certificates import Authority
 from tests.photos import encode, scene
 from tests.stack import issue_token, running_proxy

@@ -16,7 +16,7 @@ import pytest
 import requests
 from PIL import Image
 
-from scripts.serving import Proxy, curl_example, free_ports
+from food_rotation.operations.serving import Proxy, curl_example, free_ports
 from tests.conftest import ROOT
 from tests.photos import CLEAR_SCENES, encode, rotated, scene
 from tests.stack import ISSUED, issue_token, torchserve_predictions

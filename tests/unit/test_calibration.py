@@ -1,4 +1,4 @@
-"""scripts/calibration.py on examples whose answers are known, and scripts/evaluate.py's report end to end."""
+"""food_rotation/training/calibration.py on examples whose answers are known, and evaluate.py's report end to end."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from food_rotation.rotation_model import CLASSES, RotationNet
-from scripts import evaluate
-from scripts.calibration import (
+from food_rotation.training import evaluate
+from food_rotation.training.calibration import (
     NEVER,
     choose_threshold,
     expected_calibration_error,

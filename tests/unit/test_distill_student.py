@@ -1,5 +1,5 @@
 """The student's training data: the four turns of an upright view get the labels and the teacher's answers that
-the rest of the project gives them (scripts/rotation_data.py turns photos with PIL; the student turns tensors)."""
+the rest of the project gives them (training/rotation_data.py turns photos with PIL; the student turns tensors)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from food_rotation.rotation_model import CLASSES
-from scripts.distill_student import distillation_loss, turned
-from scripts.rotation_data import RotatedPhotos
+from food_rotation.training.distill_student import distillation_loss, turned
+from food_rotation.training.rotation_data import RotatedPhotos
 
 
 def test_a_turned_view_is_labelled_as_the_data_set_labels_that_turn(tmp_path):

@@ -1,11 +1,14 @@
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from food_rotation.rotation_model import RotationNet
-from scripts.extract_model_weight import main, strip_prefixes
+from food_rotation.training.extract_model_weight import main, strip_prefixes
+from tests.conftest import ROOT
 
 
 def checkpoint(path: Path, prefix: str = "", arch: str = "mobilenet_v3_small", **extra) -> Path:
@@ -64,3 +67,12 @@ def _relabel(path: Path, arch: str) -> None:
     data = torch.load(path, weights_only=True)
     data["arch"] = arch
     torch.save(data, path)
+
+
+def test_the_command_line_people_run(tmp_path):
+    """`python scripts/extract_model_weight.py IN.tar OUT.pth`, as the README has it: a thin wrapper over main()."""
+    out = tmp_path / "w.pth"
+    ran = subprocess.run([sys.executable, "scripts/extract_model_weight.py", str(checkpoint(tmp_path / "c.tar")),
+                          str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert " MB) -> " in ran.stdout and out.is_file() and out.with_suffix(".json").is_file()

@@ -9,7 +9,7 @@ from efficientnet_lite_pytorch import EfficientNet
 from PIL import Image
 
 from food_rotation.rotation_model import RotationNet
-from scripts.pretrained import imagenet_rotation_net, package_state_dict, to_timm
+from food_rotation.training.pretrained import imagenet_rotation_net, package_state_dict, to_timm
 from tests.photos import scene
 
 

@@ -11,7 +11,7 @@ import pytest
 from auth_plugin.feedback.datasets import DatasetStore
 from auth_plugin.feedback.gate_photos import HeldOutCorrections
 from food_rotation.provenance import DatasetUse, Provenance
-from scripts.archive import build_archive
+from food_rotation.training.archive import build_archive
 from tests.photos import encode, scene
 
 

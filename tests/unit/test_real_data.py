@@ -14,9 +14,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from scripts.qt_resources import ResourceError, read_resources
-from scripts.real_data import is_complete
-from scripts.real_scenes import NEAR_DUPLICATE_BITS, difference_hash, flat_lay, fonts, split_by_source, text_card
+from food_rotation.training.qt_resources import ResourceError, read_resources
+from food_rotation.training.real_data import is_complete
+from food_rotation.training.real_scenes import (
+    NEAR_DUPLICATE_BITS,
+    difference_hash,
+    flat_lay,
+    fonts,
+    split_by_source,
+    text_card,
+)
 from tests.conftest import ROOT
 
 REAL = ROOT / "data" / "real"

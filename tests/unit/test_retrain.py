@@ -16,9 +16,9 @@ from auth_plugin.control import models_cli
 from auth_plugin.control.models_cli import Refused
 from auth_plugin.feedback.datasets import DatasetStore
 from food_rotation.rotation_model import RotationNet
-from scripts import extract_model_weight, retrain, retrain_start, served_weights
-from scripts.calibration import fit_temperature
-from scripts.retrain import REFIT_MIN_PHOTOS, next_version, starting_weights, temperature_fields
+from food_rotation.training import extract_model_weight, retrain, retrain_start, served_weights
+from food_rotation.training.calibration import fit_temperature
+from food_rotation.training.retrain import REFIT_MIN_PHOTOS, next_version, starting_weights, temperature_fields
 from tests.archives import state_bytes, write_mar
 from tests.conftest import ROOT
 from tests.photos import encode, scene

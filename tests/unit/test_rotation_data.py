@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from food_rotation.rotation_model import CLASSES
-from scripts.rotation_data import RotatedPhotos, find_photos, split_by_photo
+from food_rotation.training.rotation_data import RotatedPhotos, find_photos, split_by_photo
 from tests.photos import encode, rotated, scene
 
 

@@ -1,4 +1,4 @@
-"""scripts/train.py and scripts/evaluate.py end to end on a handful of generated photos (seconds, not minutes)."""
+"""training/train.py and evaluate.py end to end on a handful of generated photos (seconds, not minutes)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import torch
 from PIL import Image
 
-from scripts import evaluate, extract_model_weight, train
+from food_rotation.training import evaluate, extract_model_weight, train
 from tests.photos import encode, scene
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 
 from food_rotation.rotation_model import RotationNet
-from scripts import extract_model_weight, train_pretrained
-from scripts.train_end_to_end import EndToEnd, fine_tune_end_to_end
+from food_rotation.training import extract_model_weight, train_pretrained
+from food_rotation.training.train_end_to_end import EndToEnd, fine_tune_end_to_end
 from tests.photos import encode, scene
 
 

@@ -23,7 +23,7 @@ from auth_plugin.feedback.datasets import DatasetError, DatasetStore
 from auth_plugin.log_safety import TracebackLimiter
 from auth_plugin.token_store import MAX_TTL_S, TokenStore
 from food_rotation.service_error import ServiceError
-from scripts.archive import build_archive
+from food_rotation.training.archive import build_archive
 
 
 @pytest.mark.parametrize("path", ["/admin/models/..%2F..%2Fapi-description%3F", "/admin/models/other",

@@ -5,8 +5,8 @@
 
 (scripts/archive.sh runs this module; retraining calls `build_archive` as a function.) The archive holds the
 TorchServe adapter (every module of handler/), the library it adapts (the food_rotation package: imaging, payload,
-model, abstention), the weights-only file, model-config.yaml and a metadata.json: what
-this version is (arch, version, image size, turn averaging, accuracies, sha256 of the weights, created-at), its
+model, abstention; not its training/ and operations/), the weights-only file, model-config.yaml and a metadata.json:
+what this version is (arch, version, image size, turn averaging, accuracies, sha256 of the weights, created-at), its
 calibration, and where a retrained one came from (datasets, starting version).
 """
 
@@ -28,9 +28,10 @@ from pathlib import Path
 from food_rotation import MODEL_NAME
 from food_rotation.provenance import Provenance
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HANDLER_DIR = ROOT / "handler"
-LIBRARY = ROOT / "food_rotation"  # carried whole: a version runs its own library, not the one installed beside it
+LIBRARY = ROOT / "food_rotation"  # carried: a version runs its own library, not the one installed beside it
+NOT_CARRIED = ("training", "operations")  # subpackages the handler never imports (training, running the servers)
 MODEL_STORE = ROOT / "model_store"
 MODEL_CONFIG = HANDLER_DIR / "model-config.yaml"
 _VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,2}")
@@ -99,9 +100,14 @@ def _checked(weights: Path, version: str, name: str, archive_name: str, config: 
 
 def staged_library(stage: Path) -> Path:
     """A folder to pass to --extra-files that puts the food_rotation package at the archive's top (the archiver
-    copies a folder's contents, not the folder)."""
-    shutil.copytree(LIBRARY, stage / "lib" / LIBRARY.name, ignore=shutil.ignore_patterns("__pycache__"),
-                    dirs_exist_ok=True)
+    copies a folder's contents, not the folder), without its training and operations subpackages."""
+    caches = shutil.ignore_patterns("__pycache__")
+
+    def left_out(folder: str, names: list[str]) -> set[str]:
+        top = {name for name in names if name in NOT_CARRIED} if Path(folder) == LIBRARY else set()
+        return set(caches(folder, names)) | top
+
+    shutil.copytree(LIBRARY, stage / "lib" / LIBRARY.name, ignore=left_out, dirs_exist_ok=True)
     return stage / "lib"
 
 

@@ -1,8 +1,8 @@
 """Fine-tune efficientnet_lite0 end to end: every photo freshly augmented every epoch, all unfrozen blocks learning.
 
-    python -m scripts.train_pretrained data/rotation_set --end-to-end --out checkpoints/lite0.tar
+    python scripts/train_pretrained.py data/rotation_set --end-to-end --out checkpoints/lite0.tar
 
-The cached recipe (scripts/train_pretrained.py) sees each photo in a few fixed views and can only move the last
+The cached recipe (train_pretrained.py) sees each photo in a few fixed views and can only move the last
 blocks; with two hundred real photos that is where it stops learning. Here the loader makes new crops, mirrors and
 colours for every epoch and the pretrained blocks move too, at a smaller learning rate than the new head, so they
 adapt without forgetting ImageNet. It costs a forward and backward pass of the whole network per item: minutes on a
@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader
 
 from food_rotation.rotation_model import RotationNet
-from scripts.rotation_data import RotatedPhotos, accuracy, augment, confusion_matrix, loader
+from food_rotation.training.rotation_data import RotatedPhotos, accuracy, augment, confusion_matrix, loader
 
 CPU = torch.device("cpu")
 

@@ -5,7 +5,7 @@ above (bright top, shaded undersides, shadows cast downwards), objects resting o
 cups, glasses, bottles, cutlery) that grow larger nearer the camera, and upright lines of text. Half the scenes
 are portrait and half landscape, so the aspect ratio alone says nothing about the rotation.
 
-    python scripts/make_demo_data.py data/demo --count 2400 --seed 0
+    python -m food_rotation.training.make_demo_data data/demo --count 2400 --seed 0
 """
 
 from __future__ import annotations

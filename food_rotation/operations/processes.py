@@ -1,4 +1,4 @@
-"""Processes by pid file, and free loopback ports: the plumbing under scripts/serving.py's servers."""
+"""Processes by pid file, and free loopback ports: the plumbing under serving.py's servers."""
 
 from __future__ import annotations
 

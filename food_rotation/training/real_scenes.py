@@ -1,6 +1,6 @@
 """The shipped model's training and held-out sets, built from data/real (scripts/real_data.py) and rendered text.
 
-    python -m scripts.real_scenes data/real data/rotation_set     (part of `make weights`)
+    python -m food_rotation.training.real_scenes data/real data/rotation_set     (part of `make weights`)
 
 Split by photo and by source: within every source (each GCompris activity, each wallpaper package, each Tux Paint
 category) a fixed 30 % of the photos, chosen by a hash of their name, is held out, and near-duplicates (the same
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from scripts.make_demo_data import render_scene
+from food_rotation.training.make_demo_data import render_scene
 
 HELD_OUT_FRACTION = 0.3
 NEAR_DUPLICATE_BITS = 6  # of a 64-bit difference hash

@@ -1,6 +1,6 @@
 """Distil a small, fast student (mobilenet_v3_small) from the shipped EfficientNet-Lite0 teacher.
 
-    python -m scripts.distill_student data/rotation_set --teacher weights/food_rotation_lite0.pth \
+    python -m food_rotation.training.distill_student data/rotation_set --teacher weights/food_rotation_lite0.pth \
         --init weights/food_rotation_demo.pth --turn-averaging --out checkpoints/student.tar   (make student-weights)
 
 No ImageNet weights exist offline for the small architectures, so the student cannot be fine-tuned like the
@@ -24,11 +24,11 @@ from torch.nn import functional as F
 from torch.utils.data import ConcatDataset, Subset
 
 from food_rotation.rotation_model import CLASSES, RotationNet, for_inference
-from scripts.evaluate import load_model
-from scripts.rotation_data import RotatedPhotos, augment, find_photos, loader
-from scripts.train import save_atomically
-from scripts.train_end_to_end import held_out_accuracy
-from scripts.train_pretrained import folder_groups
+from food_rotation.training.evaluate import load_model
+from food_rotation.training.rotation_data import RotatedPhotos, augment, find_photos, loader
+from food_rotation.training.train import save_atomically
+from food_rotation.training.train_end_to_end import held_out_accuracy
+from food_rotation.training.train_pretrained import folder_groups
 
 TURNS = len(CLASSES)
 

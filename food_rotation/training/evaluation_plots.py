@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from food_rotation.rotation_model import CLASSES
-from scripts.calibration import Point
+from food_rotation.training.calibration import Point
 
 _HARM_TICKS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 _HARM_KNEE = 0.005  # the curve's x axis is linear below this and logarithmic above: low harm is what matters

@@ -19,10 +19,10 @@ from urllib3.exceptions import InsecureRequestWarning
 
 from auth_plugin.settings import ROOT
 from food_rotation import MODEL_NAME
-from scripts.processes import ServingError, running_pid, stop_recorded
+from food_rotation.operations.processes import ServingError, running_pid, stop_recorded
 
 if TYPE_CHECKING:
-    from scripts.serving import TorchServe
+    from food_rotation.operations.serving import TorchServe
 
 DEMO_TOKEN_TTL_S = 30 * 86400
 

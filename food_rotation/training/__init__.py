@@ -1,0 +1,7 @@
+"""Training, evaluation and archives: photos -> checkpoint (train, train_pretrained, train_end_to_end,
+distill_student) -> weights-only .pth (extract_model_weight) -> calibrated (evaluate, calibration) -> .mar
+(archive), and the feedback loop's retrain. Data: real_data, qt_resources, real_scenes, make_demo_data.
+
+Not carried in any .mar (archive.staged_library leaves it out): TorchServe never imports it. Command lines:
+`python -m food_rotation.training.<module>`, or the thin wrappers in scripts/.
+"""

@@ -1,0 +1,245 @@
+"""How a rotation model does on folders of upright photos, and whether its `min_confidence` keeps harm low.
+
+    python scripts/evaluate.py weights/food_rotation_demo.pth data/demo_heldout --matrix confusion.png
+    python scripts/evaluate.py weights/mine.pth data/heldout_a data/heldout_b --curve harm_fix.png --json out.json
+    python scripts/evaluate.py weights/mine.pth data/calibration --fit-temperature --write-temperature
+
+Every photo is scored at all four turns (label 0 = upright). Reported: argmax accuracy (overall and per class),
+the confusion matrix, and at `min_confidence` (default: handler/model-config.yaml) what the handler would do:
+harm (upright photos turned), fix (turned photos made upright), wrong turn, coverage; the ECE of the calibrated
+probabilities, and the smallest threshold that keeps harm <= --max-harm. The temperature is --temperature, else
+the "temperature" of the weights' .json, else 1. --fit-temperature fits it on this data (and the figures use it);
+--write-temperature also stores it, with before/after NLL and ECE, in the .json that scripts/archive.sh reads.
+The model is a weights-only .pth (with its .json from scripts/extract_model_weight.py) or a training
+checkpoint .tar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pickle
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import Tensor
+
+from food_rotation.abstention import calibrated
+from food_rotation.rotation_model import CLASSES, DEFAULT_IMAGE_SIZE, RotationNet
+from food_rotation.training.calibration import (
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    NEVER,
+    Point,
+    choose_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+    operating_points,
+    point_at,
+    summary,
+)
+from food_rotation.training.evaluation_plots import draw_curve, draw_matrix
+from food_rotation.training.extract_model_weight import CheckpointError, extract, load_checkpoint
+from food_rotation.training.rotation_data import RotatedPhotos, find_photos, loader
+
+MODEL_CONFIG = Path(__file__).resolve().parents[2] / "handler" / "model-config.yaml"
+
+
+def load_model(path: Path) -> tuple[RotationNet, int]:
+    """(model, image size) from a .tar checkpoint or a .pth with its .json beside it."""
+    if path.suffix == ".tar":
+        state_dict, info = extract(load_checkpoint(path), None)
+    else:
+        info = json.loads(path.with_suffix(".json").read_text())
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    model = RotationNet(info["arch"], bool(info.get("turn_averaging", False)))
+    model.load_state_dict(state_dict)
+    return model.eval(), int(info.get("image_size", DEFAULT_IMAGE_SIZE))
+
+
+@torch.inference_mode()
+def collect_logits(model: torch.nn.Module, photos: Sequence[Path], image_size: int,
+                   batch_size: int) -> tuple[Tensor, Tensor]:
+    """(logits (N, 4) float32, labels (N,)) over every photo at every turn: one forward pass, many figures."""
+    model.eval()
+    logits, labels = [], []
+    for pixels, batch_labels in loader(RotatedPhotos(photos, image_size), batch_size, False, 0, 0):
+        logits.append(model(pixels).float())
+        labels.append(batch_labels)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def pooled_photos(folders: Sequence[Path]) -> list[Path]:
+    """The photos of every folder, each once, in a stable order."""
+    return list(dict.fromkeys(photo for folder in folders for photo in find_photos(folder)))
+
+
+def sidecar_temperature(model: Path) -> tuple[float, str]:
+    """The temperature stored beside a .pth by --write-temperature, else 1 (an uncalibrated softmax)."""
+    sidecar = model.with_suffix(".json")
+    if model.suffix != ".tar" and sidecar.is_file():
+        value = json.loads(sidecar.read_text()).get("temperature")
+        if value is not None:
+            return float(value), str(sidecar)
+    return 1.0, "default"
+
+
+def configured_min_confidence(config: Path) -> tuple[float, str]:
+    """`min_confidence` of the handler: section, what the served model uses; 0 (trust everything) if unset."""
+    handler = (yaml.safe_load(config.read_text()) or {}).get("handler") or {}
+    if handler.get("min_confidence") is None:
+        return 0.0, f"not set in {config}: every prediction trusted"
+    return float(handler["min_confidence"]), str(config)
+
+
+def write_temperature(model: Path, temperature: float, calibration: dict[str, Any]) -> Path:
+    """Store T and how it was fitted in the weights' .json; scripts/archive.sh carries that into the archive."""
+    sidecar = model.with_suffix(".json")
+    info = json.loads(sidecar.read_text())
+    info["temperature"] = temperature
+    info["calibration"] = calibration
+    sidecar.write_text(json.dumps(info, indent=2) + "\n")
+    return sidecar
+
+
+def rounded_up(threshold: float) -> float:
+    """Four decimals for model-config.yaml, rounded up so that it admits no item the exact threshold refuses."""
+    return math.ceil(threshold * 1e4) / 1e4
+
+
+def _threshold_text(threshold: float) -> str:
+    return "never (1.0 still harms too much)" if threshold >= NEVER else f"{threshold:.4f}"
+
+
+def report(figures: dict[str, Any], suggestion: Point, max_harm: float) -> list[str]:
+    """The printout: accuracy, per class, the confusion matrix, what min_confidence does, ECE, the suggestion."""
+    counts = figures["confusion"]
+    n_upright = sum(counts[0])
+    harmed = round(figures["harm"] * n_upright)
+    lines = [f"overall accuracy {figures['accuracy']:.4f} (argmax, before abstention)"]
+    lines += [f"  model_degree {degree:>3}: {value:.4f}" for degree, value in figures["per_class"].items()]
+    lines.append("confusion (rows: true model_degree, columns: predicted):")
+    lines.append("  true\\pred" + "".join(f"{degree:>7}" for degree in CLASSES))
+    lines += [f"  {degree:>9}" + "".join(f"{c:>7}" for c in row) for degree, row in zip(CLASSES, counts, strict=True)]
+    lines.append(f"at min_confidence {figures['threshold']:.4f}: harm {figures['harm']:.2%} ({harmed}/{n_upright} "
+                 f"upright photos turned), fix {figures['fix']:.2%}, wrong turn {figures['wrong_turn']:.2%}, "
+                 f"coverage {figures['coverage']:.2%}")
+    lines.append(f"ECE {figures['ece']:.4f} (10 bins)")
+    lines.append(f"harm <= {max_harm:.2%} from min_confidence {_threshold_text(suggestion.threshold)} up: "
+                 f"harm {suggestion.harm:.2%}, fix {suggestion.fix:.2%}, wrong turn {suggestion.wrong_turn:.2%}, "
+                 f"coverage {suggestion.coverage:.2%}")
+    return lines
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", type=Path, help="weights .pth (with its .json) or training checkpoint .tar")
+    parser.add_argument("data_dirs", type=Path, nargs="+", metavar="data_dir",
+                        help="folder of upright photos; several are pooled")
+    parser.add_argument("--temperature", type=float, help="softmax temperature (default: the .json's, else 1)")
+    parser.add_argument("--min-confidence", type=float,
+                        help="turn a photo when its confidence is at least this (default: --config's)")
+    parser.add_argument("--config", type=Path, default=MODEL_CONFIG,
+                        help="model-config.yaml whose handler: min_confidence is the default")
+    parser.add_argument("--max-harm", type=float, default=0.01, help="harm bound for the suggested threshold")
+    parser.add_argument("--fit-temperature", action="store_true", help="fit the temperature on this data and use it")
+    parser.add_argument("--write-temperature", action="store_true",
+                        help="also store the fitted temperature in the weights' .json (implies --fit-temperature)")
+    parser.add_argument("--matrix", type=Path, help="write the confusion matrix here (PNG)")
+    parser.add_argument("--curve", type=Path, help="write the harm-vs-fix curve here (PNG)")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    return parser.parse_args(argv)
+
+
+def calibration_fit(logits: Tensor, labels: Tensor, temperature: float, folders: Sequence[Path]) -> dict[str, Any]:
+    """The temperature fitted on these logits, with NLL and ECE before and after, as the .json records it."""
+    fitted = fit_temperature(logits, labels)
+    calibration = {
+        "data": [str(folder) for folder in folders], "n": len(labels), "temperature_before": temperature,
+        "temperature": fitted,
+        "nll_before": nll(logits, labels, temperature), "nll_after": nll(logits, labels, fitted),
+        "ece_before": expected_calibration_error(calibrated(logits, temperature), labels),
+        "ece_after": expected_calibration_error(calibrated(logits, fitted), labels),
+    }
+    print(f"fitted temperature {fitted:.4f} (was {temperature:.4f}): NLL {calibration['nll_before']:.4f} -> "
+          f"{calibration['nll_after']:.4f}, ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}")
+    if not MIN_TEMPERATURE * 1.01 < fitted < MAX_TEMPERATURE / 1.01:
+        print("  (at the search's bound: this data cannot pin T down; fit on held-out photos the model sometimes "
+              "gets wrong, never on its training photos)")
+    return calibration
+
+
+def draw(args: argparse.Namespace, probs: Tensor, labels: Tensor, figures: dict[str, Any], suggestion: Point,
+         min_confidence: float, temperature: float) -> None:
+    """The confusion matrix and the harm-vs-fix curve, where asked for."""
+    title = f"{args.model.name} on {', '.join(folder.name for folder in args.data_dirs)}"
+    if args.matrix:
+        counts = torch.tensor(figures["confusion"])
+        draw_matrix(counts, f"{title}: {figures['accuracy']:.2%}").save(args.matrix)
+        print(f"confusion matrix: {args.matrix}")
+    if args.curve:
+        shipped = point_at(probs, labels, min_confidence)
+        marks = [(f"min_confidence {min_confidence:.2f}", shipped, "red"),
+                 (f"{_threshold_text(suggestion.threshold)} (harm <= {args.max_harm:.1%})", suggestion, "darkgreen")]
+        draw_curve(operating_points(probs, labels), marks, f"{title}, T={temperature:.2f}", args.max_harm
+                   ).save(args.curve)
+        print(f"harm-vs-fix curve: {args.curve}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        if args.write_temperature and args.model.suffix == ".tar":
+            raise ValueError("--write-temperature writes the .json beside a .pth; extract the .tar first")
+        model, image_size = load_model(args.model)
+        photos = pooled_photos(args.data_dirs)
+        temperature, temperature_source = ((args.temperature, "--temperature") if args.temperature is not None
+                                           else sidecar_temperature(args.model))
+        min_confidence, min_confidence_source = ((args.min_confidence, "--min-confidence")
+                                                 if args.min_confidence is not None
+                                                 else configured_min_confidence(args.config))
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+    except (CheckpointError, OSError, KeyError, ValueError, RuntimeError, pickle.UnpicklingError,
+            yaml.YAMLError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    logits, labels = collect_logits(model, photos, image_size, args.batch_size)
+    print(f"{len(photos)} photos x {len(CLASSES)} turns = {len(labels)} items "
+          f"({', '.join(str(folder) for folder in args.data_dirs)})")
+    calibration = None
+    if args.fit_temperature or args.write_temperature:
+        calibration = calibration_fit(logits, labels, temperature, args.data_dirs)
+        temperature, temperature_source = calibration.pop("temperature"), "fitted on this data"
+        if args.write_temperature:
+            print(f"temperature written to {write_temperature(args.model, temperature, calibration)}")
+    print(f"temperature {temperature:.4f} ({temperature_source}), "
+          f"min_confidence {min_confidence:.4f} ({min_confidence_source})")
+    probs = calibrated(logits, temperature)
+    figures = summary(probs, labels, min_confidence)
+    suggestion = point_at(probs, labels, rounded_up(choose_threshold(probs, labels, args.max_harm)))
+    print("\n".join(report(figures, suggestion, args.max_harm)))
+    draw(args, probs, labels, figures, suggestion, min_confidence, temperature)
+    if args.json:
+        args.json.write_text(json.dumps({
+            "model": str(args.model), "data": [str(folder) for folder in args.data_dirs], "photos": len(photos),
+            "temperature": temperature, "temperature_source": temperature_source,
+            "min_confidence": min_confidence, "min_confidence_source": min_confidence_source,
+            **figures, "max_harm": args.max_harm, "suggested": suggestion.as_dict(), "calibration": calibration,
+        }, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

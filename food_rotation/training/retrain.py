@@ -1,0 +1,264 @@
+"""Collected corrections -> the next model version, deployed as a canary. Promotion stays a human decision.
+
+    make retrain                               every dataset collected so far (= python scripts/retrain.py)
+    make retrain DATASET=feedback-2            one dataset (or several: DATASET=feedback-1,feedback-2)
+    make retrain RETRAIN_ARGS="--init demo"    start from the demo weights rather than what is served
+
+1. Start from what is served (--init served, the default): the proxy's admin API names the default version, and
+   its archive in the model store gives back its weights and metadata.json. The new version improves the model
+   users get (its architecture, weights and temperature) instead of replacing it. --init demo: the demo weights;
+   --init NAME.mar: an archive of the model store (or a path to one); --init PATH.pth: weights with their .json.
+   Offline (--no-deploy, and the proxy does not answer or there is no admin token): the newest archive of the
+   model in the model store, with a note naming it. That is what the last retrain wrote, normally the version
+   that is or will be promoted, but it may be a canary never promoted or one the gate refused: hence the note.
+   A run that deploys needs the proxy anyway, so there an unanswered question stops it before training.
+2. Train on the datasets' photos except their held-out fifth (chosen by sha256, so the same photos every time),
+   mixed with --demo-scenes generated scenes (200; 0 for none). An efficientnet_lite0 keeps its frozen blocks as
+   served and trains its top on cached views (train_pretrained.py; 4 views of each correction, 1 of each
+   demo scene); the torchvision archs are fine-tuned whole (train.py).
+   Every dataset by default: trained on the active one alone, a version does not learn from the corrections
+   collected before it was opened (0.685 against 1.000 on their held-out photos, bench/TWO_DATASETS.md).
+3. The held-out corrections are the validation set; the last epoch is kept, so its accuracy there is an honest
+   test figure (`heldout_acc`, next to `heldout_acc_before` of the starting weights).
+4. The temperature is the starting version's, unless there are enough held-out corrections (50 photos) to refit
+   it on them: fine-tuning moves the logits less than a fit on a few photos would err.
+5. Extract the weights (weights/retrained/, git-ignored), archive model_store/food_rotation-v<next>.mar with its
+   provenance (food_rotation/provenance.py) in its metadata.json: each dataset's name, manifest digest, training
+   count and the sha256 of every photo held out of it, and where it started (`init_version`, `init_sha256`).
+6. Deploy through the proxy: the smoke gate checks the gate samples and the corrections the archive names as held
+   out; the version then takes --canary percent of traffic. Promote it on the admin page or with
+   `.venv/bin/python -m auth_plugin models promote`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from auth_plugin.control.models_cli import Refused, admin_call, admin_token, default_url
+from auth_plugin.feedback.datasets import DatasetError, DatasetStore, union
+from auth_plugin.settings import ROOT, ProxySettings
+from food_rotation.abstention import calibrated
+from food_rotation.provenance import DatasetUse, Provenance
+from food_rotation.rotation_model import CLASSES, RotationNet
+from food_rotation.training import evaluate, extract_model_weight, make_demo_data, train
+from food_rotation.training.archive import build_archive
+from food_rotation.training.calibration import expected_calibration_error, fit_temperature, nll
+from food_rotation.training.retrain_start import starting_weights
+from food_rotation.training.rotation_data import find_photos
+from food_rotation.training.served_weights import archives_of
+from food_rotation.training.train_end_to_end import held_out_accuracy
+from food_rotation.training.train_pretrained import FineTuning, fine_tune
+
+MIN_TRAINING_PHOTOS = 8
+CORRECTION_VIEWS = 4  # augmented views of each correction in efficientnet_lite0's cache (a demo scene gets 1)
+REFIT_MIN_PHOTOS = 50  # held-out corrections needed to refit the temperature rather than carry it
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    settings = ProxySettings.from_env(os.environ)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="all",
+                        help="the collected datasets: 'all' (the default), a name, or 'name,name'")
+    parser.add_argument("--datasets-dir", type=Path, default=settings.datasets_dir)
+    parser.add_argument("--demo-scenes", type=int, default=200,
+                        help="mix in this many generated demo scenes (0: none). Without them a version fine-tuned "
+                             "on one new kind of photo forgets the old ones, and the smoke gate refuses it "
+                             "(bench/FEEDBACK_LOOP.md)")
+    parser.add_argument("--init", default="served",
+                        help="what to fine-tune: 'served' (the default version, asked of the proxy), 'demo' (the "
+                             "demo weights), NAME.mar (an archive of the model store) or PATH.pth (with its .json)")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (lower than from scratch)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=settings.model_name)
+    parser.add_argument("--model-store", type=Path, default=settings.model_store)
+    parser.add_argument("--weights-dir", type=Path, default=ROOT / "weights" / "retrained",
+                        help="where the extracted weights (.pth + .json) are kept: an --init for a later retrain")
+    parser.add_argument("--version", help="the new version (default: one major above the model store's highest)")
+    parser.add_argument("--canary", type=float, default=10.0, help="percent of traffic for the new version")
+    parser.add_argument("--no-deploy", action="store_true", help="stop after the archive")
+    parser.add_argument("--url", default=default_url(), help="the token proxy")
+    parser.add_argument("--token", help="admin-scope token (default: PROXY_ADMIN_TOKEN or .run/proxy/admin_token)")
+    parser.set_defaults(max_image_pixels=settings.max_image_pixels)  # the proxy's own cap, as it stored them
+    return parser.parse_args(argv)
+
+
+def next_version(model_store: Path, model: str) -> str:
+    majors = [int(version.split(".")[0]) for version in archives_of(model_store, model)
+              if version.split(".")[0].isdigit()]
+    return f"{max(majors, default=0) + 1}.0"
+
+
+def demo_scenes(count: int, seed: int) -> list[Path]:
+    """Generated scenes, cached by count and seed: they keep the new version from forgetting the old photos."""
+    if count <= 0:
+        return []
+    folder = ROOT / "data" / "demo_mix" / f"seed{seed}-n{count}"
+    if len(list(folder.glob("*.jpg"))) != count:
+        make_demo_data.write_scenes(folder, count, 1000 + seed)
+    return find_photos(folder)
+
+
+def fine_tune_whole(args: argparse.Namespace, init: Path, info: dict[str, Any], corrections: Sequence[Path],
+                    mixed: Sequence[Path], held_out: Sequence[Path], checkpoint: Path) -> dict[str, Any]:
+    """A torchvision arch: train.py from `init`, the last epoch kept."""
+    options = train.Training(out=checkpoint, arch=info["arch"], image_size=int(info["image_size"]),
+                             epochs=args.epochs, lr=args.lr, seed=args.seed, init=init, keep="last")
+    return train.train(options, [*corrections, *mixed], held_out)
+
+
+def fine_tune_top(args: argparse.Namespace, init: Path, info: dict[str, Any], corrections: Sequence[Path],
+                  mixed: Sequence[Path], held_out: Sequence[Path], checkpoint: Path) -> dict[str, Any]:
+    """efficientnet_lite0: its top learns from cached views, its frozen blocks stay as served; a checkpoint as
+    train_pretrained.py writes it (extract_model_weight.py reads it)."""
+    model = RotationNet("efficientnet_lite0", bool(info.get("turn_averaging", False)))  # served as it was
+    model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
+    options = FineTuning(image_size=int(info["image_size"]), epochs=args.epochs, lr=args.lr, seed=args.seed)
+    before = held_out_accuracy(model, held_out, options.image_size)
+    print(f"before training ({init.name}): held-out={before:.4f}")
+    groups = [("corrections", corrections, CORRECTION_VIEWS), ("demo scenes", mixed, 1)]
+    history = fine_tune(model, [group for group in groups if group[1]], held_out, options)
+    saved = {
+        "epoch": args.epochs, "state_dict": model.state_dict(), "arch": "efficientnet_lite0",
+        "classes": list(CLASSES), "image_size": options.image_size, "train_acc": history[-1]["train_acc"],
+        "val_acc": history[-1]["val_acc"], "seed": args.seed, "frozen_blocks": options.frozen_blocks,
+        "history": history, "init_val_acc": before, "turn_averaging": model.turn_averaging,
+    }
+    train.save_atomically(saved, checkpoint)
+    return {key: value for key, value in saved.items() if key != "state_dict"}
+
+
+def temperature_fields(carried: float | None, held_out_photos: int,
+                       logits: Callable[[], tuple[Tensor, Tensor]]) -> dict[str, Any]:
+    """`temperature` (and how it was fitted) for the new version's .json: refitted on the held-out corrections'
+    logits when there are REFIT_MIN_PHOTOS of them, else the starting version's (none when it had none)."""
+    if held_out_photos < REFIT_MIN_PHOTOS:
+        return {} if carried is None else {"temperature": carried}
+    scores, labels = logits()
+    before = 1.0 if carried is None else carried
+    fitted = fit_temperature(scores, labels)
+    return {"temperature": fitted, "calibration": {
+        "data": "held-out corrections", "n": len(labels), "temperature_before": before,
+        "nll_before": nll(scores, labels, before), "nll_after": nll(scores, labels, fitted),
+        "ece_before": expected_calibration_error(calibrated(scores, before), labels),
+        "ece_after": expected_calibration_error(calibrated(scores, fitted), labels),
+    }}
+
+
+REFUSED_DIR = ROOT / ".run" / "refused"
+
+
+def deploy(args: argparse.Namespace, archive: str) -> dict[str, Any]:
+    """The gate checks the archive's own held-out corrections (its metadata.json names them). A refused archive
+    leaves the model store for REFUSED_DIR, so its version number is not spent: the next retrain takes it again."""
+    try:
+        return admin_call(args.url, args.model, admin_token(args.token), "POST", "/deploy",
+                          {"archive": archive, "canary": args.canary})
+    except Refused as exc:
+        if exc.status != 422:
+            raise SystemExit(f"deploy {exc}\nthe archive stays in {args.model_store}; nothing else changed") from exc
+        REFUSED_DIR.mkdir(parents=True, exist_ok=True)
+        kept = (args.model_store / archive).replace(REFUSED_DIR / archive)
+        raise SystemExit(f"deploy {exc}\nthe archive moved to {kept} for a look, so its version is not spent; "
+                         "nothing else changed") from exc
+
+
+def selected_datasets(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+    """The chosen datasets' splits by name, and their union; SystemExit saying why when there is too little."""
+    store = DatasetStore(args.datasets_dir, args.max_image_pixels)
+    try:
+        splits = {name: store.split(name) for name in store.select(args.dataset)}
+    except DatasetError as exc:
+        raise SystemExit(f"error: {exc.message}") from exc
+    if not splits:
+        raise SystemExit(f"error: no datasets in {args.datasets_dir}: collect corrections first (POST /feedback)")
+    split = union(list(splits.values()))
+    if len(split.train) < MIN_TRAINING_PHOTOS or not split.held_out:
+        raise SystemExit(f"error: {', '.join(splits)} holds {len(split.train)} training and {len(split.held_out)} "
+                         f"held-out photos; at least {MIN_TRAINING_PHOTOS} and 1 are needed")
+    return splits, split
+
+
+@dataclass(frozen=True)
+class Start:
+    """The version a retrain fine-tunes: its name, the sha256 of its weights and its temperature."""
+
+    init_version: str | None
+    init_sha256: str
+    init_temperature: float | None
+
+
+def train_version(args: argparse.Namespace, version: str, split: Any, named: str,
+                  weights: Path) -> tuple[dict[str, Any], Start, int]:
+    """Fine-tune the starting weights into `weights` (+ .json); (training result, the starting point's facts,
+    demo scenes mixed in)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        init = starting_weights(args, Path(scratch))
+        init_info = json.loads(init.with_suffix(".json").read_text())
+        start = Start(init_info.get("version"), hashlib.sha256(init.read_bytes()).hexdigest(),
+                      init_info.get("temperature"))
+        mixed = demo_scenes(args.demo_scenes, args.seed)
+        began = (f"{start.init_version} ({init_info.get('archive', init.name)}, {init_info['arch']})"
+                 if start.init_version else f"{init} ({init_info['arch']})")
+        print(f"retraining {args.model} {version} on {named}: {len(split.train)} corrections + {len(mixed)} demo "
+              f"scenes, {len(split.held_out)} held out; fine-tuning {began}")
+        checkpoint = Path(scratch) / "retrain.tar"
+        trainer = fine_tune_top if init_info["arch"] == "efficientnet_lite0" else fine_tune_whole
+        started = time.perf_counter()
+        result = trainer(args, init, init_info, split.train, mixed, split.held_out, checkpoint)
+        result["train_s"] = time.perf_counter() - started
+        try:
+            extract_model_weight.extract_file(checkpoint, weights)
+        except extract_model_weight.CheckpointError as exc:
+            raise SystemExit(f"error: {exc}") from exc
+    return result, start, len(mixed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    splits, split = selected_datasets(args)
+    version = args.version or next_version(args.model_store, args.model)
+    weights = args.weights_dir / f"{args.model}-v{version}.pth"
+    result, start, mixed = train_version(args, version, split, ", ".join(splits), weights)
+
+    def held_out_logits() -> tuple[Tensor, Tensor]:
+        model, image_size = evaluate.load_model(weights)
+        return evaluate.collect_logits(model, split.held_out, image_size, 64)
+
+    provenance = Provenance(
+        tuple(DatasetUse.of(name, part.manifest_sha256, part.train, part.held_out) for name, part in splits.items()),
+        mixed, start.init_version, start.init_sha256, result["val_acc"], result.get("init_val_acc"))
+    sidecar = weights.with_suffix(".json")
+    sidecar.write_text(json.dumps({
+        **json.loads(sidecar.read_text()), "version": version, **provenance.as_metadata(),
+        **temperature_fields(start.init_temperature, len(split.held_out), held_out_logits),
+    }, indent=2) + "\n")
+    archive = f"{args.model}-v{version}"
+    print(f"wrote {build_archive(weights, version, args.model, archive, args.model_store, provenance=provenance)}")
+    print(f"trained in {result['train_s']:.0f} s: held-out corrections {result.get('init_val_acc', float('nan')):.4f}"
+          f" -> {result['val_acc']:.4f} ({len(split.held_out)} photos x 4 turns)")
+    if args.no_deploy:
+        print(f"not deployed (--no-deploy): python -m auth_plugin models deploy {archive}.mar --canary {args.canary}")
+        return 0
+    deployed = deploy(args, f"{archive}.mar")
+    print(f"deployed {args.model} {deployed['version']} as a {deployed['canary_percent']:g}% canary "
+          f"(gate: samples {deployed['gate_accuracy']:.3f}, held-out corrections {deployed['heldout_accuracy']:.3f})."
+          f"\nPromote it on the admin page (Models) or: .venv/bin/python -m auth_plugin models promote {version}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
