@@ -1,13 +1,13 @@
 """Which versions of a model are deployed, which one is the default and which takes a canary share.
 
-Persisted in the proxy's SQLite file so that a restart of the proxy or of TorchServe restores the same routing;
-in-flight counts per version live in memory (they only matter while this process forwards requests).
+Persisted in the gateway's database (its SQLite file, or a PostgreSQL several gateways share) so that a restart of
+the proxy or of TorchServe restores the same routing; in-flight counts per version live in memory (they only matter
+while this process forwards requests).
 """
 
 from __future__ import annotations
 
 import random
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,23 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS model_versions (
-    model TEXT NOT NULL,
-    version TEXT NOT NULL,
-    archive TEXT NOT NULL,
-    deployed_at REAL NOT NULL,
-    PRIMARY KEY (model, version)
-);
-CREATE TABLE IF NOT EXISTS routes (
-    model TEXT PRIMARY KEY,
-    default_version TEXT NOT NULL,
-    canary_version TEXT,
-    canary_percent REAL NOT NULL DEFAULT 0,
-    previous_version TEXT,
-    previous_archive TEXT
-);
-"""
+from auth_plugin.database import Database, open_sqlite
 
 
 @dataclass(frozen=True)
@@ -47,14 +31,15 @@ class Route:
 
 
 class VersionRegistry:
-    def __init__(self, path: Path, rng: random.Random | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+    """The routing table: a path opens that SQLite file; a Database is owned (closed with the registry)."""
+
+    def __init__(self, database: Database | Path, rng: random.Random | None = None) -> None:
+        self._db = database if isinstance(database, Database) else open_sqlite(database)
         self._rng = rng or random.Random()
         self._in_flight: Counter[tuple[str, str]] = Counter()
-        self._routes: dict[str, Route | None] = {}  # this process is the only writer: read once, then cached
+        # This process is the only writer (the control plane; other gateways on a shared database serve predictions
+        # and do not see a route change until they restart: a later step of issue 15): read once, then cached.
+        self._routes: dict[str, Route | None] = {}
         self._versions: dict[str, dict[str, str]] = {}  # the same for model_versions
         self._live: dict[str, dict[str, int]] = {}  # READY workers per version, as the reconciler last saw them
 
@@ -64,14 +49,17 @@ class VersionRegistry:
     def route(self, model: str) -> Route | None:
         if model in self._routes:
             return self._routes[model]
-        row = self._db.execute("SELECT default_version, canary_version, canary_percent, previous_version, "
-                               "previous_archive FROM routes WHERE model = ?", (model,)).fetchone()
+        row = self._db.row("SELECT default_version, canary_version, canary_percent, previous_version, "
+                           "previous_archive FROM routes WHERE model = ?", (model,))
         self._routes[model] = Route(*row) if row else None
         return self._routes[model]
 
     def set_route(self, model: str, route: Route) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO routes VALUES (?, ?, ?, ?, ?, ?)",
+        self._db.run(
+            "INSERT INTO routes VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (model) DO UPDATE SET "
+            "default_version = excluded.default_version, canary_version = excluded.canary_version, "
+            "canary_percent = excluded.canary_percent, previous_version = excluded.previous_version, "
+            "previous_archive = excluded.previous_archive",
             (model, route.default, route.canary, route.canary_percent, route.previous, route.previous_archive),
         )
         self._routes[model] = route
@@ -82,18 +70,19 @@ class VersionRegistry:
 
     def _cached_versions(self, model: str) -> dict[str, str]:
         if model not in self._versions:
-            rows = self._db.execute("SELECT version, archive FROM model_versions WHERE model = ? "
-                                    "ORDER BY deployed_at", (model,))
-            self._versions[model] = dict(rows.fetchall())
+            rows = self._db.rows("SELECT version, archive FROM model_versions WHERE model = ? "
+                                 "ORDER BY deployed_at", (model,))
+            self._versions[model] = dict(rows)
         return self._versions[model]
 
     def add_version(self, model: str, version: str, archive: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO model_versions VALUES (?, ?, ?, ?)",
-                         (model, version, archive, time.time()))
+        self._db.run("INSERT INTO model_versions VALUES (?, ?, ?, ?) ON CONFLICT (model, version) DO UPDATE SET "
+                     "archive = excluded.archive, deployed_at = excluded.deployed_at",
+                     (model, version, archive, time.time()))
         self._versions.pop(model, None)
 
     def remove_version(self, model: str, version: str) -> None:
-        self._db.execute("DELETE FROM model_versions WHERE model = ? AND version = ?", (model, version))
+        self._db.run("DELETE FROM model_versions WHERE model = ? AND version = ?", (model, version))
         self._versions.pop(model, None)
 
     def knows(self, model: str, version: str) -> bool:

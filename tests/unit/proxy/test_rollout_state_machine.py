@@ -19,19 +19,22 @@ MODEL = "food_rotation"
 
 
 @pytest.fixture
-def plane(tmp_path):
-    """Version 1.0 deployed and default; archives for 2.0 and 3.0 in the model store."""
+def plane(tmp_path, open_db):
+    """Version 1.0 deployed and default; archives for 2.0 and 3.0 in the model store. The routing table and the
+    history run on SQLite and on PostgreSQL (open_db)."""
     for version in ("1.0", "2.0", "3.0"):
         write_mar(tmp_path / f"{MODEL}-v{version}.mar", MODEL, version)
     admin = FakeAdmin({"1.0": f"{MODEL}-v1.0.mar"}, "1.0")
-    registry = VersionRegistry(tmp_path / "db.sqlite3")
+    registry = VersionRegistry(open_db())
     gate = FakeGate()
     settings = RolloutSettings(model_store=tmp_path, drain_timeout_s=2.0)
-    rollouts = Rollouts(admin, registry, gate, settings, History(tmp_path / "db.sqlite3"))
+    history = History(open_db())
+    rollouts = Rollouts(admin, registry, gate, settings, history)
     registry.add_version(MODEL, "1.0", f"{MODEL}-v1.0.mar")
     registry.set_route(MODEL, Route(default="1.0"))
     yield rollouts, registry, admin, gate
     registry.close()
+    history.close()
 
 
 async def test_deploy_registers_gates_and_routes_the_canary_share(plane):

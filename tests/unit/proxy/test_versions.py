@@ -9,19 +9,23 @@ from auth_plugin.control.versions import Route, VersionRegistry
 
 
 @pytest.fixture
-def registry(tmp_path):
-    registry = VersionRegistry(tmp_path / "proxy.sqlite3", rng=random.Random(0))
+def registry(open_db):
+    registry = VersionRegistry(open_db(), rng=random.Random(0))
     yield registry
     registry.close()
 
 
-def test_routes_and_versions_survive_a_new_process(tmp_path, registry):
+def test_routes_and_versions_survive_a_new_process(open_db, registry):
     registry.add_version("m", "1.0", "m.mar")
     registry.add_version("m", "2.0", "m-v2.mar")
     registry.set_route("m", Route(default="1.0").with_canary("2.0", 25))
-    again = VersionRegistry(tmp_path / "proxy.sqlite3")
-    assert again.versions("m") == {"1.0": "m.mar", "2.0": "m-v2.mar"}
-    assert again.route("m") == Route(default="1.0", canary="2.0", canary_percent=25)
+    registry.set_route("m", registry.route("m").with_canary("2.0", 33.3))  # replaces the row: one route a model
+    registry.add_version("m", "1.0", "m.mar")  # deployed again: it moves after 2.0
+    again = VersionRegistry(open_db())
+    assert list(again.versions("m").items()) == [("2.0", "m-v2.mar"), ("1.0", "m.mar")]
+    assert again.route("m") == Route(default="1.0", canary="2.0", canary_percent=33.3)  # a double, not a float4
+    registry.remove_version("m", "2.0")
+    assert VersionRegistry(open_db()).versions("m") == {"1.0": "m.mar"}
     again.close()
 
 
