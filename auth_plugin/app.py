@@ -247,20 +247,24 @@ def create_app(settings: ProxySettings) -> web.Application:
                          settings.gate_min_accuracy, settings.gate_real_dir, settings.gate_tolerance)
         app[TORCHSERVE] = TorchServeAdmin(app[SESSION], app[KEYS], settings.management_url)
         rollout_settings = RolloutSettings(settings.model_store, settings.deploy_workers,
-                                           settings.register_timeout_s, settings.drain_timeout_s)
+                                           settings.register_timeout_s, settings.drain_timeout_s,
+                                           2 * settings.state_refresh_s if settings.database_url else 0.0)
         history = History(open_database(settings))
         app[ROLLOUTS] = Rollouts(app[TORCHSERVE], app[REGISTRY], gate, rollout_settings, history)
         app[ANALYST] = CanaryAnalyst(app[ROLLOUTS], app[REGISTRY], app[SIGNALS])
         app[READINESS] = Readiness(readiness_check(app), settings.readiness_cache_s)
+        follower = asyncio.create_task(app[REGISTRY].follow(settings.state_refresh_s)) if settings.database_url \
+            else None  # other gateways change the shared routing table
         reconciler = asyncio.create_task(
             Reconciler(app[TORCHSERVE], app[REGISTRY], history, rollout_settings, app[ROLLOUTS].lock).forever(
                 settings.model_name, settings.reconcile_interval_s)) if settings.control_plane else None
         yield
         await app[ANALYST].stop()
-        if reconciler is not None:
-            reconciler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reconciler
+        for task in (reconciler, follower):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await app[SESSION].close()
         app[UPLOADS].shutdown(wait=True)
         app[REGISTRY].close()

@@ -141,7 +141,8 @@ class SqliteDatabase(Database):
         return f"SQLite file {self.path}"
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:  # not under a statement another thread is running
+            self._db.close()
 
 
 class PostgresDatabase(Database):
@@ -190,8 +191,9 @@ class PostgresDatabase(Database):
         return f"PostgreSQL {describe_url(self._url)}"
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
 
     def __repr__(self) -> str:
         return f"<PostgresDatabase {describe_url(self._url)}>"
