@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
     import psycopg
@@ -55,8 +55,9 @@ def redact_credentials(text: str, url: str | None = None) -> str:
             password = urlsplit(url).password
         except ValueError:
             password = None
-        if password and len(password) >= 3:  # a one-letter password would mask every such letter
-            text = text.replace(password, REDACTED)
+        for form in {password, unquote(password)} if password else ():
+            if len(form) >= 3:  # a one-letter password would mask every such letter
+                text = text.replace(form, REDACTED)
     return _CREDENTIALS.sub(REDACTED, text)
 
 
@@ -66,6 +67,8 @@ def describe_url(url: str) -> str:
         parts = urlsplit(url)
         where = f"{parts.hostname or 'localhost'}{f':{parts.port}' if parts.port else ''}{parts.path}"
     except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("postgresql", "postgres"):  # key=value strings too: nothing of them
         return f"{REDACTED} (not a postgresql:// URL)"
     return f"{parts.scheme}://{REDACTED}@{where}" if parts.username else f"{parts.scheme}://{where}"
 

@@ -15,14 +15,24 @@ import traceback
 import pytest
 
 from auth_plugin import backup, migrations
+from auth_plugin.app import create_app
 from auth_plugin.auth import Authenticator
-from auth_plugin.database import DatabaseError, DatabaseUnavailable, open_database, open_sqlite, to_postgres
+from auth_plugin.database import (
+    DatabaseError,
+    DatabaseUnavailable,
+    describe_url,
+    open_database,
+    open_sqlite,
+    redact_credentials,
+    to_postgres,
+)
 from auth_plugin.log_safety import RedactTokens, redact
 from auth_plugin.migrations import MIGRATIONS, Migration
 from auth_plugin.settings import ProxySettings
 from auth_plugin.token_store import TokenStore
 from food_rotation.service_error import ServiceError
 from tests.conftest import ROOT
+from tests.unit.proxy.conftest import FakeTorchServe
 
 STEPS = [(m.number, m.name) for m in MIGRATIONS]
 
@@ -59,6 +69,7 @@ _OPEN_AT = """
 import dataclasses, sys, time
 from pathlib import Path
 from auth_plugin import backup, migrations
+from auth_plugin.app import create_app
 from auth_plugin.database import PostgresDatabase, SqliteDatabase
 first = migrations.MIGRATIONS[0]  # made slow, so that the processes' migrations overlap unless one lock orders them
 slow = dataclasses.replace(first, postgresql=("SELECT pg_sleep(0.3)", *first.postgresql))
@@ -119,7 +130,14 @@ def test_a_wrong_password_or_a_bad_url_never_shows_the_password(postgres):
     database.close()
 
 
-def test_whatever_logs_a_database_url_its_credentials_are_masked(postgres, caplog):
+def test_a_url_is_described_without_its_credentials():
+    assert describe_url("postgresql://u:p%40ss@db:5432/x") == "postgresql://[redacted]@db:5432/x"
+    assert describe_url("postgres://db/x") == "postgres://db/x"
+    assert "pw" not in describe_url("host=db password=pw") and "pw" not in describe_url("postgresql://u:pw@db:99999/")
+    assert "p@ss" not in redact_credentials("auth failed for p@ss", "postgresql://u:p%40ss@db/x")
+
+
+def test_whatever_logs_a_database_url_its_credentials_are_masked(postgres):
     line = f"could not reach {postgres.url()} (also postgres://u:p4ss@h/db and host=h password=pw2 user=u)"
     assert postgres.password not in redact(line) and "p4ss" not in redact(line) and "pw2" not in redact(line)
     record = logging.LogRecord("psycopg", logging.WARNING, __file__, 1, "%s", (line,), None)
@@ -158,3 +176,28 @@ def test_backup_and_restore_refuse_a_postgresql_state(tmp_path):
         with pytest.raises(backup.BackupError, match="pg_dump") as refused:
             command(settings, tmp_path / "folder")
         assert "s3cret-pw" not in str(refused.value)
+
+
+async def test_a_gateway_on_postgresql_serves_and_shows_the_url_nowhere(postgres, tmp_path, aiohttp_server,
+                                                                        aiohttp_client, caplog):
+    fake = FakeTorchServe(tmp_path / "key_file.json")
+    upstream = str((await aiohttp_server(fake.app())).make_url(""))
+    settings = ProxySettings(inference_url=upstream, management_url=upstream, torchserve_key_file=fake.key_file,
+                             database_url=postgres.database(), datasets_dir=tmp_path / "datasets")
+    store = TokenStore(open_database(settings))
+    token, _ = store.issue("root", ["admin", "predict"], 3600)
+    caplog.set_level(logging.INFO)
+    proxy = await aiohttp_client(create_app(settings))
+    auth = {"Authorization": f"Bearer {token}"}
+    assert (await proxy.post("/predictions/food_rotation", data=b"photo", headers=auth)).status == 200
+    shown = []
+    for path in ("/", "/static/app.js", "/whoami", "/admin/models/food_rotation", "/admin/audit", "/metrics",
+                 "/readyz", "/healthz"):
+        answer = await proxy.get(path, headers=auth)
+        assert answer.status < 500, path
+        shown.append(await answer.text())
+    await proxy.close()
+    store.close()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "state kept in PostgreSQL postgresql://[redacted]@127.0.0.1" in logged
+    assert postgres.password not in logged + "".join(shown)
