@@ -1,6 +1,7 @@
 """Two gateway processes in front of the session's TorchServe, sharing one real PostgreSQL (issue 15, step 1): a
-token issued once works on both, and a revocation reaches both within the token cache's lifetime (measured and
-documented in docs/scale-out.md). The database URL's password appears in neither gateway's log."""
+token issued once works on both, a revocation reaches both within the token cache's lifetime, and a route written
+to the shared table is followed by both within a reread (measured and documented in docs/scale-out.md). The
+database URL's password appears in neither gateway's log."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 import pytest
 import requests
 
+from auth_plugin.control.versions import Route, VersionRegistry
 from auth_plugin.database import open_database
 from auth_plugin.settings import ProxySettings
 from auth_plugin.token_store import TokenStore
@@ -24,9 +26,10 @@ PHOTO = encode(rotated(scene(CLEAR_SCENES[0]), 90), "JPEG")
 CACHE_S = ProxySettings().token_cache_s  # how long a gateway trusts one token lookup (auth_plugin/auth.py)
 
 
-@pytest.fixture
-def gateways(tmp_path, torchserve, postgres):
+@pytest.fixture(scope="module")
+def gateways(tmp_path_factory, torchserve, postgres):
     url = postgres.database()
+    tmp_path = tmp_path_factory.mktemp("shared-state")
     # Predictions only: the control plane (reconciler, rollouts) stays with the suite's own proxy for now.
     shared = {"PROXY_DATABASE_URL": url, "PROXY_CONTROL_PLANE": "false"}
     with running_proxy(tmp_path / "a", torchserve, **shared) as a, running_proxy(tmp_path / "b", torchserve,
@@ -80,3 +83,36 @@ def test_a_token_works_on_every_gateway_and_its_revocation_reaches_them_all(gate
     for gateway in (a, b):
         assert postgres.password not in gateway.log_file.read_text()
         assert "state kept in PostgreSQL postgresql://[redacted]@127.0.0.1" in gateway.log_file.read_text()
+
+
+def _default_version(gateway) -> str | None:
+    """The default version this gateway routes to, as its /metrics gauge reads its routing table."""
+    for line in requests.get(f"{gateway.url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("proxy_default_version{") and line.endswith(" 1.0"):
+            return line.split('version="')[1].split('"')[0]
+    return None
+
+
+def test_a_route_written_to_the_shared_table_is_followed_by_every_gateway(gateways):
+    a, b, url = gateways
+    refresh_s = ProxySettings().state_refresh_s
+    assert _default_version(a) is None and _default_version(b) is None  # nothing routed yet: TorchServe's default
+    registry = VersionRegistry(open_database(ProxySettings(database_url=url)))  # as the control plane writes it
+    registry.add_version("food_rotation", "1.0", "food_rotation.mar")
+    registry.set_route("food_rotation", Route(default="1.0"))
+    registry.close()
+    started, waiting = time.monotonic(), {0, 1}
+    while waiting and time.monotonic() - started < refresh_s + 2.0:
+        waiting -= {index for index in waiting if _default_version((a, b)[index]) == "1.0"}
+        time.sleep(0.02)
+    delay = time.monotonic() - started
+    print(f"route followed by both gateways after {delay * 1000:.0f} ms (reread every {refresh_s} s)")
+    assert not waiting and delay <= refresh_s + 0.5
+    issued = subprocess.run([sys.executable, "-m", "auth_plugin", "tokens", "issue", "--user", "cook", "--ttl", "1h"],
+                            cwd=ROOT, env={**os.environ, "PROXY_DATABASE_URL": url}, capture_output=True, text=True,
+                            timeout=60)
+    ISSUED.append(issued.stdout.strip())
+    for gateway in (a, b):  # now sent to /predictions/food_rotation/1.0 explicitly, as the table says
+        answer = requests.post(f"{gateway.url}/predictions/food_rotation", data=PHOTO, timeout=30,
+                               headers={"Authorization": f"Bearer {issued.stdout.strip()}"})
+        assert answer.status_code == 200, answer.text
