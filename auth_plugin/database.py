@@ -166,7 +166,8 @@ class PostgresDatabase(Database):
 
         if self._conn is None or self._conn.closed or self._conn.broken:
             try:
-                self._conn = psycopg.connect(self._url, autocommit=True,
+                # No server-side prepared statements: a transaction-pooling PgBouncer in front cannot keep them.
+                self._conn = psycopg.connect(self._url, autocommit=True, prepare_threshold=None,
                                              connect_timeout=max(1, round(self._connect_timeout_s)))
             except psycopg.OperationalError as exc:
                 raise DatabaseUnavailable(redact_credentials(str(exc).strip(), self._url)) from None
