@@ -19,7 +19,7 @@ export PROFILE
 PROFILE_STAMP := $(MODEL_STORE)/.profile
 ARCHIVE_WORKERS := $(if $(filter small,$(PROFILE)),--workers 1,)
 
-.PHONY: FORCE serve stop test install java chromium ab archive lint real-data weights demo-weights bench retrain clean
+.PHONY: FORCE serve stop test install java chromium ab postgres archive lint real-data weights demo-weights bench retrain clean
 
 serve: install java $(DEFAULT_ARCHIVE)
 	@$(PY) scripts/serving.py start
@@ -27,7 +27,7 @@ serve: install java $(DEFAULT_ARCHIVE)
 stop:
 	@if [ -x $(PY) ]; then $(PY) scripts/serving.py stop; else echo "nothing to stop"; fi
 
-test: install java chromium ab real-data
+test: install java chromium ab postgres real-data
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -73,6 +73,10 @@ bench: install java ab
 
 ab:
 	@scripts/ensure_ab.sh
+
+# The tests' throwaway PostgreSQL (tests/postgres.py): Debian's server binaries, installed as root.
+postgres:
+	@scripts/ensure_postgres.sh
 
 # Not part of `make test`: the candidate models side by side (held-out quality, TorchServe images/s, worker memory),
 # a few minutes on 2 cores, writes bench/MODEL_QUALITY.md. Needs the shipped weights and data/rotation_set:

@@ -26,6 +26,7 @@ import uvloop
 from auth_plugin import backup, listener, log_safety, settings_table
 from auth_plugin.app import create_app
 from auth_plugin.control import models_cli
+from auth_plugin.database import DatabaseError, open_database, open_sqlite
 from auth_plugin.listener import Limits
 from auth_plugin.log_safety import AccessLogger
 from auth_plugin.settings import ProxySettings
@@ -65,8 +66,9 @@ def _when(stamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(stamp))
 
 
-def tokens_command(args: argparse.Namespace, db: Path) -> int:
-    store = TokenStore(db)
+def tokens_command(args: argparse.Namespace, settings: ProxySettings) -> int:
+    """On the shared PostgreSQL when PROXY_DATABASE_URL is set (and no --db names a file), else the SQLite file."""
+    store = TokenStore(open_sqlite(args.db) if args.db else open_database(settings))
     try:
         if args.action == "issue":
             try:
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the proxy")
     tokens = commands.add_parser("tokens", help="manage access tokens")
-    tokens.add_argument("--db", type=Path, help="token database (default: PROXY_TOKEN_DB or .run/proxy/)")
+    tokens.add_argument("--db", type=Path, help="SQLite token database (default: PROXY_DATABASE_URL, else "
+                                                "PROXY_TOKEN_DB or .run/proxy/)")
     actions = tokens.add_subparsers(dest="action", required=True)
     issue = actions.add_parser("issue")
     issue.add_argument("--user", required=True)
@@ -125,13 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("backup", "restore"):
         try:
             done = (backup.backup if args.command == "backup" else backup.restore)(settings, args.folder)
-        except (backup.BackupError, OSError, sqlite3.Error) as exc:
+        except (backup.BackupError, OSError, sqlite3.Error, DatabaseError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         print(f"{args.command}: {args.folder} (datasets: {', '.join(done['datasets']) or 'none'})")
         return 0
     if args.command == "tokens":
-        return tokens_command(args, args.db or settings.token_db)
+        try:
+            return tokens_command(args, settings)
+        except DatabaseError as exc:  # PostgreSQL out of reach or a malformed URL: the message is already masked
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     log_safety.install()
     if not (is_loopback(settings.host) or settings.behind_tls_terminator or settings.tls):

@@ -53,6 +53,7 @@ from auth_plugin.control.signals import VersionSignals
 from auth_plugin.control.smoke_gate import SmokeGate
 from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin
 from auth_plugin.control.versions import VersionRegistry
+from auth_plugin.database import open_database
 from auth_plugin.feedback import feedback_api
 from auth_plugin.feedback.datasets import DatasetStore, Quota
 from auth_plugin.feedback.gate_photos import HeldOutCorrections
@@ -228,10 +229,12 @@ def create_app(settings: ProxySettings) -> web.Application:
         plane = ControlPlaneLock(settings.torchserve_key_file)
         if settings.control_plane:
             plane.acquire()  # ControlPlaneTaken stops the start: a second one would undo this one's deploys
-        store = TokenStore(settings.token_db)
+        database = open_database(settings)  # each store has its own connection, as each had its own SQLite one
+        log.info("state kept in %s", database.describe())  # never the URL's password
+        store = TokenStore(database)
         verifier = JwtVerifier(settings.jwt) if settings.jwt.enabled else None
         app[AUTHENTICATOR] = Authenticator(store, verifier, settings.token_cache_s)
-        app[REGISTRY] = VersionRegistry(settings.token_db)
+        app[REGISTRY] = VersionRegistry(open_database(settings))
         app[DATASETS] = DatasetStore(settings.datasets_dir, settings.max_image_pixels,
                                      quota=Quota(settings.dataset_max_photos, settings.dataset_max_photos_per_user))
         app[HELD_OUT] = HeldOutCorrections(app[DATASETS])
@@ -244,20 +247,24 @@ def create_app(settings: ProxySettings) -> web.Application:
                          settings.gate_min_accuracy, settings.gate_real_dir, settings.gate_tolerance)
         app[TORCHSERVE] = TorchServeAdmin(app[SESSION], app[KEYS], settings.management_url)
         rollout_settings = RolloutSettings(settings.model_store, settings.deploy_workers,
-                                           settings.register_timeout_s, settings.drain_timeout_s)
-        history = History(settings.token_db)
+                                           settings.register_timeout_s, settings.drain_timeout_s,
+                                           2 * settings.state_refresh_s if settings.database_url else 0.0)
+        history = History(open_database(settings))
         app[ROLLOUTS] = Rollouts(app[TORCHSERVE], app[REGISTRY], gate, rollout_settings, history)
         app[ANALYST] = CanaryAnalyst(app[ROLLOUTS], app[REGISTRY], app[SIGNALS])
         app[READINESS] = Readiness(readiness_check(app), settings.readiness_cache_s)
+        follower = asyncio.create_task(app[REGISTRY].follow(settings.state_refresh_s)) if settings.database_url \
+            else None  # other gateways change the shared routing table
         reconciler = asyncio.create_task(
             Reconciler(app[TORCHSERVE], app[REGISTRY], history, rollout_settings, app[ROLLOUTS].lock).forever(
                 settings.model_name, settings.reconcile_interval_s)) if settings.control_plane else None
         yield
         await app[ANALYST].stop()
-        if reconciler is not None:
-            reconciler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reconciler
+        for task in (reconciler, follower):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await app[SESSION].close()
         app[UPLOADS].shutdown(wait=True)
         app[REGISTRY].close()

@@ -6,7 +6,6 @@ Failures are `AuthError`s carrying their RFC 6750 answer; app.py turns each into
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from auth_plugin.database import UNAVAILABLE
 from auth_plugin.settings import JwtSettings
 from auth_plugin.token_store import PREFIX, TokenStore, hash_token
 from food_rotation.service_error import ServiceError
@@ -163,7 +163,7 @@ class Authenticator:
         now = time.monotonic()
         cached = self._cache.get(key)
         if cached is None or now - cached[0] > self._cache_s:
-            cached = (now, await asyncio.to_thread(self._check, token))  # SQLite waits off the event loop
+            cached = (now, await asyncio.to_thread(self._check, token))  # the database waits off the loop
             if len(self._cache) > 10_000:  # bounded: unknown tokens sprayed at us must not grow it forever
                 self._cache.clear()
             self._cache[key] = cached
@@ -175,7 +175,7 @@ class Authenticator:
     def _check(self, token: str) -> Principal | AuthError:
         try:
             record = self._store.lookup(token)
-        except sqlite3.OperationalError as exc:  # "database is locked": another process holds it; not cached
+        except UNAVAILABLE as exc:  # SQLite's "database is locked", or PostgreSQL out of reach: not cached
             raise ServiceError(503, "token_store_busy", "the token database is busy; try again shortly",
                                {"Retry-After": "1"}) from exc
         if record is None:

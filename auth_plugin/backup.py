@@ -4,6 +4,9 @@ outputs kept in the model store, and the routing table names them.
 
     python -m auth_plugin backup DIR      # safe while the proxy runs: SQLite's online backup, files copied whole
     python -m auth_plugin restore DIR     # into the paths the settings name; the proxy must be stopped
+
+With PROXY_DATABASE_URL set the state is in PostgreSQL: back it up with the server's own tools (pg_dump, or the
+managed service's snapshots); these commands refuse rather than copy an unrelated SQLite file.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ class BackupError(Exception):
     pass
 
 
+def _sqlite_only(settings: ProxySettings) -> None:
+    if settings.database_url:
+        raise BackupError("the state is in PostgreSQL (PROXY_DATABASE_URL): back it up with pg_dump or the "
+                          "database service's snapshots; this command copies the SQLite file only")
+
+
 def backup(settings: ProxySettings, target: Path) -> dict[str, object]:
+    _sqlite_only(settings)
     if target.exists() and any(target.iterdir()):
         raise BackupError(f"{target} is not empty: back up into a new folder")
     target.mkdir(parents=True, exist_ok=True)
@@ -46,6 +56,7 @@ def backup(settings: ProxySettings, target: Path) -> dict[str, object]:
 
 
 def restore(settings: ProxySettings, source: Path) -> dict[str, object]:
+    _sqlite_only(settings)
     if not (source / _MANIFEST).is_file() or not (source / _DATABASE).is_file():
         raise BackupError(f"{source} is not a backup made by `python -m auth_plugin backup`")
     if settings.token_db.exists() or (settings.datasets_dir.is_dir() and any(settings.datasets_dir.iterdir())):

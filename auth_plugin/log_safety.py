@@ -16,6 +16,7 @@ import time
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from auth_plugin.database import redact_credentials
 from auth_plugin.token_store import PREFIX
 
 log = logging.getLogger("auth_plugin")
@@ -30,7 +31,8 @@ _TOKEN_SHAPED = re.compile(
 
 
 def redact(text: str) -> str:
-    return _TOKEN_SHAPED.sub(REDACTED, text)
+    """Tokens, keys, and a database URL's user:password (auth_plugin/database.py) masked."""
+    return redact_credentials(_TOKEN_SHAPED.sub(REDACTED, text))
 
 
 def printable(text: str) -> str:

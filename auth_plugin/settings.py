@@ -45,6 +45,10 @@ class ProxySettings:
     management_url: str = "http://127.0.0.1:8181"  # TorchServe's management API (loopback)
     torchserve_key_file: Path = ROOT / ".run" / "torchserve" / "key_file.json"  # TorchServe's keys, read and renewed
     token_db: Path = ROOT / ".run" / "proxy" / "tokens.sqlite3"  # tokens (hashed) and the routing table
+    # postgresql://user:password@host:5432/db: tokens, routing table and history shared by every gateway pointed at
+    # it (docs/scale-out.md) instead of the token_db file; never logged or shown (the password is masked)
+    database_url: str | None = field(default=None, repr=False)
+    state_refresh_s: float = 1.0  # with a database URL: how often a gateway rereads the routing table others change
     model_name: str = MODEL_NAME  # the one model this gateway serves
     # Raw and multipart photos up to 16 MiB; base64 JSON inflates by 4/3, so about 12 MB photos that way.
     max_body_bytes: int = 16 * 1024 * 1024

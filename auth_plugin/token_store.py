@@ -1,4 +1,5 @@
-"""Opaque access tokens for people: random, shown once, stored only as SHA-256 hashes in SQLite.
+"""Opaque access tokens for people: random, shown once, stored only as SHA-256 hashes in the gateway's database
+(the SQLite file, or the PostgreSQL that several gateways share: auth_plugin/database.py).
 
 A token is `frs_` + 32 random bytes (256 bits) in URL-safe base64. Its hash is the lookup key, so the
 database never holds anything that would let a reader call the API.
@@ -9,27 +10,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from auth_plugin.database import Database, open_sqlite
+
 PREFIX = "frs_"
 SCOPES = frozenset({"predict", "admin"})
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tokens (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    token_hash TEXT NOT NULL UNIQUE,
-    user TEXT NOT NULL,
-    scopes TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    revoked INTEGER NOT NULL DEFAULT 0
-)
-"""
 
 
 def hash_token(token: str) -> str:
@@ -50,15 +39,15 @@ class TokenRecord:
 MAX_TTL_S = 3650 * 86400  # ten years: past that, a token should be a service account's, rotated by hand
 
 
-class TokenStore:
-    """One SQLite file; safe to share between the proxy and the CLI (each opens its own connection)."""
+_COLUMNS = 'id, token_hash, "user", scopes, created_at, expires_at, revoked'  # "user" is reserved in PostgreSQL
 
-    def __init__(self, path: Path, busy_timeout_s: float = 5.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(_SCHEMA)
-        self._lock = threading.Lock()
+
+class TokenStore:
+    """Safe to share between the proxy, the CLI and other gateways: each opens its own connection. Given a path, it
+    opens (and closes) that SQLite file; given a Database, it owns that one (closed with the store)."""
+
+    def __init__(self, database: Database | Path, busy_timeout_s: float = 5.0) -> None:
+        self._db = database if isinstance(database, Database) else open_sqlite(database, busy_timeout_s)
 
     def close(self) -> None:
         self._db.close()
@@ -74,30 +63,28 @@ class TokenStore:
             raise ValueError(f"the token's lifetime must be from 1 s to {MAX_TTL_S // 86400} days, got {ttl_s!r}")
         token = PREFIX + secrets.token_urlsafe(32)
         now = time.time()
-        cursor = self._db.execute(
-            "INSERT INTO tokens (token_hash, user, scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+        row = self._db.row(
+            'INSERT INTO tokens (token_hash, "user", scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?) '
+            f"RETURNING {_COLUMNS}",
             (hash_token(token), user, " ".join(sorted(scope_set)), now, now + ttl_s),
         )
-        return token, self._get(int(cursor.lastrowid))
+        assert row is not None  # RETURNING gives the row just inserted
+        return token, _record(row)
 
     def lookup(self, token: str) -> TokenRecord | None:
         """The record of this token, whatever its state; None if unknown. The proxy calls it off its event loop
         (another process may hold the database's write lock for a while), so one connection is shared by threads."""
         wanted = hash_token(token)
-        with self._lock:
-            row = self._db.execute("SELECT * FROM tokens WHERE token_hash = ?", (wanted,)).fetchone()
+        row = self._db.row(f"SELECT {_COLUMNS} FROM tokens WHERE token_hash = ?", (wanted,))
         if row is None or not hmac.compare_digest(row[1], wanted):
             return None
         return _record(row)
 
     def revoke(self, token_id: int) -> bool:
-        return self._db.execute("UPDATE tokens SET revoked = 1 WHERE id = ?", (token_id,)).rowcount == 1
+        return self._db.run("UPDATE tokens SET revoked = 1 WHERE id = ?", (token_id,)) == 1
 
     def all(self) -> list[TokenRecord]:
-        return [_record(row) for row in self._db.execute("SELECT * FROM tokens ORDER BY id")]
-
-    def _get(self, token_id: int) -> TokenRecord:
-        return _record(self._db.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone())
+        return [_record(row) for row in self._db.rows(f"SELECT {_COLUMNS} FROM tokens ORDER BY id")]
 
 
 def _record(row: tuple) -> TokenRecord:

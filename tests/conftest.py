@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.postgres import PostgresServer, bin_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_WEIGHTS = ROOT / "weights" / "food_rotation_demo.pth"
@@ -37,3 +40,16 @@ def weights_copy(tmp_path: Path, demo_weights: Path) -> Path:
     shutil.copy(demo_weights, target)
     shutil.copy(demo_weights.with_suffix(".json"), target.with_suffix(".json"))
     return target
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL for the session, started (about 2 s) only when a test asks for it; see tests/postgres.py."""
+    binaries = bin_dir()
+    if binaries is None:
+        pytest.fail("PostgreSQL's server is not installed: scripts/ensure_postgres.sh installs it (make test runs it)")
+    server = PostgresServer(binaries)
+    try:
+        yield server.start()
+    finally:
+        server.stop()

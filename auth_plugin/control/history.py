@@ -1,5 +1,6 @@
 """Who made which version the default, when and how, and every admin action with its outcome: both persisted in
-the proxy's SQLite file beside the routing table, so a restart or a restored backup keeps them.
+the gateway's database (its SQLite file or a shared PostgreSQL) beside the routing table, so a restart or a restored
+backup keeps them.
 
 The default history is what a rollback reads. A rollback marks the version it leaves as rolled back, so the next
 rollback steps further back (3.0 -> 2.0 -> 1.0) instead of toggling between the last two defaults; a version
@@ -9,33 +10,12 @@ named explicitly may be any earlier default.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS default_history (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    model TEXT NOT NULL,
-    version TEXT NOT NULL,
-    archive TEXT NOT NULL,
-    at REAL NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    rolled_back INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    model TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    outcome TEXT NOT NULL
-);
-"""
+from auth_plugin.database import Database, open_sqlite
 
 
 @dataclass(frozen=True)
@@ -72,29 +52,26 @@ class AuditEntry:
 class History:
     """The default history and the audit log of the control plane (its only writer: one proxy per TorchServe)."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+    def __init__(self, database: Database | Path) -> None:
+        self._db = database if isinstance(database, Database) else open_sqlite(database)
 
     def close(self) -> None:
         self._db.close()
 
     def defaults(self, model: str) -> list[DefaultChange]:
         """Every default `model` has had, oldest first."""
-        rows = self._db.execute("SELECT seq, version, archive, at, actor, action, rolled_back FROM default_history "
-                                "WHERE model = ? ORDER BY seq", (model,)).fetchall()
+        rows = self._db.rows("SELECT seq, version, archive, at, actor, action, rolled_back FROM default_history "
+                             "WHERE model = ? ORDER BY seq", (model,))
         return [DefaultChange(*row[:6], bool(row[6])) for row in rows]
 
     def record_default(self, model: str, version: str, archive: str, actor: str, action: str) -> None:
-        self._db.execute("INSERT INTO default_history (model, version, archive, at, actor, action) "
-                         "VALUES (?, ?, ?, ?, ?, ?)", (model, version, archive, time.time(), actor, action))
+        self._db.run("INSERT INTO default_history (model, version, archive, at, actor, action) "
+                     "VALUES (?, ?, ?, ?, ?, ?)", (model, version, archive, time.time(), actor, action))
 
     def mark_rolled_back(self, model: str, version: str) -> None:
         """A rollback left `version`: no later plain rollback comes back to it (until it is promoted again)."""
-        self._db.execute("UPDATE default_history SET rolled_back = 1 WHERE model = ? AND version = ?",
-                         (model, version))
+        self._db.run("UPDATE default_history SET rolled_back = 1 WHERE model = ? AND version = ?",
+                     (model, version))
 
     def rollback_target(self, model: str, current: str) -> DefaultChange | None:
         """The latest earlier default that is not the current one and was not itself rolled back."""
@@ -108,12 +85,12 @@ class History:
         return next((change for change in reversed(self.defaults(model)) if change.version == version), None)
 
     def audit(self, actor: str, action: str, model: str, detail: dict[str, Any], outcome: str) -> None:
-        self._db.execute("INSERT INTO audit_log (at, actor, action, model, detail, outcome) VALUES (?, ?, ?, ?, ?, ?)",
-                         (time.time(), actor, action, model, json.dumps(detail, sort_keys=True), outcome))
+        self._db.run("INSERT INTO audit_log (at, actor, action, model, detail, outcome) VALUES (?, ?, ?, ?, ?, ?)",
+                     (time.time(), actor, action, model, json.dumps(detail, sort_keys=True), outcome))
 
     def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
         """The latest `limit` admin actions, newest first."""
-        rows = self._db.execute("SELECT seq, at, actor, action, model, detail, outcome FROM audit_log "
-                                "ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+        rows = self._db.rows("SELECT seq, at, actor, action, model, detail, outcome FROM audit_log "
+                             "ORDER BY seq DESC LIMIT ?", (limit,))
         return [AuditEntry(seq, at, actor, action, model, json.loads(detail), outcome)
                 for seq, at, actor, action, model, detail, outcome in rows]

@@ -35,6 +35,9 @@ class RolloutSettings:
     workers: int = 2
     register_timeout_s: float = 180.0
     drain_timeout_s: float = 60.0
+    # On a shared database other gateways route by the table too: before an old version is drained and unregistered,
+    # wait for them to reread it (PROXY_STATE_REFRESH_S) and to finish what they sent just before.
+    other_gateways_grace_s: float = 0.0
 
 
 class Rollouts:
@@ -237,6 +240,7 @@ class Rollouts:
         await self._drain_and_unregister(model, old)
 
     async def _drain_and_unregister(self, model: str, version: str) -> None:
+        await asyncio.sleep(self._settings.other_gateways_grace_s)
         deadline = time.monotonic() + self._settings.drain_timeout_s
         while self._registry.in_flight_count(model, version) > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

@@ -1,13 +1,16 @@
 """Which versions of a model are deployed, which one is the default and which takes a canary share.
 
-Persisted in the proxy's SQLite file so that a restart of the proxy or of TorchServe restores the same routing;
-in-flight counts per version live in memory (they only matter while this process forwards requests).
+Persisted in the gateway's database (its SQLite file, or a PostgreSQL several gateways share) so that a restart of
+the proxy or of TorchServe restores the same routing; in-flight counts per version live in memory (they only matter
+while this process forwards requests).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
-import sqlite3
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,23 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS model_versions (
-    model TEXT NOT NULL,
-    version TEXT NOT NULL,
-    archive TEXT NOT NULL,
-    deployed_at REAL NOT NULL,
-    PRIMARY KEY (model, version)
-);
-CREATE TABLE IF NOT EXISTS routes (
-    model TEXT PRIMARY KEY,
-    default_version TEXT NOT NULL,
-    canary_version TEXT,
-    canary_percent REAL NOT NULL DEFAULT 0,
-    previous_version TEXT,
-    previous_archive TEXT
-);
-"""
+from auth_plugin.database import UNAVAILABLE, Database, open_sqlite
+
+log = logging.getLogger("auth_plugin")
 
 
 @dataclass(frozen=True)
@@ -47,34 +36,74 @@ class Route:
 
 
 class VersionRegistry:
-    def __init__(self, path: Path, rng: random.Random | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+    """The routing table: a path opens that SQLite file; a Database is owned (closed with the registry)."""
+
+    def __init__(self, database: Database | Path, rng: random.Random | None = None) -> None:
+        self._db = database if isinstance(database, Database) else open_sqlite(database)
         self._rng = rng or random.Random()
         self._in_flight: Counter[tuple[str, str]] = Counter()
-        self._routes: dict[str, Route | None] = {}  # this process is the only writer: read once, then cached
+        # Read once, then cached: a request never waits on the database. This process writes through the cache; on a
+        # shared database other gateways write too, and follow() rereads the table in the background.
+        self._routes: dict[str, Route | None] = {}
         self._versions: dict[str, dict[str, str]] = {}  # the same for model_versions
+        self._cache_lock = threading.Lock()  # refresh() runs in a thread: this process's own writes win over it
+        self._writes = 0
         self._live: dict[str, dict[str, int]] = {}  # READY workers per version, as the reconciler last saw them
 
     def close(self) -> None:
         self._db.close()
 
     def route(self, model: str) -> Route | None:
-        if model in self._routes:
-            return self._routes[model]
-        row = self._db.execute("SELECT default_version, canary_version, canary_percent, previous_version, "
-                               "previous_archive FROM routes WHERE model = ?", (model,)).fetchone()
-        self._routes[model] = Route(*row) if row else None
+        if model not in self._routes:
+            self._routes[model] = self._read_route(model)
         return self._routes[model]
 
+    def _read_route(self, model: str) -> Route | None:
+        row = self._db.row("SELECT default_version, canary_version, canary_percent, previous_version, "
+                           "previous_archive FROM routes WHERE model = ?", (model,))
+        return Route(*row) if row else None
+
+    def _read_versions(self, model: str) -> dict[str, str]:
+        return dict(self._db.rows("SELECT version, archive FROM model_versions WHERE model = ? ORDER BY deployed_at",
+                                  (model,)))
+
+    def refresh(self) -> None:
+        """Reread every route and version list this process has cached (another gateway on the shared database may
+        have changed them). Runs in a thread; a write of this process made meanwhile is kept, not what was read."""
+        writes = self._writes
+        routes = {model: self._read_route(model) for model in list(self._routes)}
+        versions = {model: self._read_versions(model) for model in list(self._versions)}
+        with self._cache_lock:
+            if writes == self._writes:
+                self._routes.update(routes)
+                self._versions.update(versions)
+
+    async def follow(self, every_s: float) -> None:
+        """refresh() every `every_s`, off the event loop, for as long as the gateway runs (PROXY_STATE_REFRESH_S)."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await asyncio.to_thread(self.refresh)
+            except UNAVAILABLE as exc:  # the last routes read keep serving; the next round tries again
+                log.warning("could not reread the routing table: %s", exc)
+
+    def _cached(self, model: str, route: Route | None = None, versions_changed: bool = False) -> None:
+        with self._cache_lock:
+            self._writes += 1
+            if route is not None:
+                self._routes[model] = route
+            if versions_changed:
+                self._versions.pop(model, None)
+
     def set_route(self, model: str, route: Route) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO routes VALUES (?, ?, ?, ?, ?, ?)",
+        self._db.run(
+            "INSERT INTO routes VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (model) DO UPDATE SET "
+            "default_version = excluded.default_version, canary_version = excluded.canary_version, "
+            "canary_percent = excluded.canary_percent, previous_version = excluded.previous_version, "
+            "previous_archive = excluded.previous_archive",
             (model, route.default, route.canary, route.canary_percent, route.previous, route.previous_archive),
         )
-        self._routes[model] = route
+        self._cached(model, route=route)
 
     def versions(self, model: str) -> dict[str, str]:
         """version -> archive file name, in deployment order."""
@@ -82,19 +111,18 @@ class VersionRegistry:
 
     def _cached_versions(self, model: str) -> dict[str, str]:
         if model not in self._versions:
-            rows = self._db.execute("SELECT version, archive FROM model_versions WHERE model = ? "
-                                    "ORDER BY deployed_at", (model,))
-            self._versions[model] = dict(rows.fetchall())
+            self._versions[model] = self._read_versions(model)
         return self._versions[model]
 
     def add_version(self, model: str, version: str, archive: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO model_versions VALUES (?, ?, ?, ?)",
-                         (model, version, archive, time.time()))
-        self._versions.pop(model, None)
+        self._db.run("INSERT INTO model_versions VALUES (?, ?, ?, ?) ON CONFLICT (model, version) DO UPDATE SET "
+                     "archive = excluded.archive, deployed_at = excluded.deployed_at",
+                     (model, version, archive, time.time()))
+        self._cached(model, versions_changed=True)
 
     def remove_version(self, model: str, version: str) -> None:
-        self._db.execute("DELETE FROM model_versions WHERE model = ? AND version = ?", (model, version))
-        self._versions.pop(model, None)
+        self._db.run("DELETE FROM model_versions WHERE model = ? AND version = ?", (model, version))
+        self._cached(model, versions_changed=True)
 
     def knows(self, model: str, version: str) -> bool:
         """Whether a request may name this version: any version before the first reconcile has filled the table

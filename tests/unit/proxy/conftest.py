@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from auth_plugin.app import create_app
+from auth_plugin.database import Database, open_database, open_sqlite
 from auth_plugin.settings import ProxySettings
 from auth_plugin.token_store import TokenStore
 
@@ -105,3 +107,13 @@ def admin_auth(tmp_path) -> dict[str, str]:
     token, _ = store.issue("root", ["admin", "predict"], 3600)
     store.close()
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_db(request, tmp_path) -> Callable[[], Database]:
+    """Opens a new connection (migrated) to this test's own empty database: a SQLite file, or a database on the
+    session's real PostgreSQL. The stores' tests take it, so they run against both backends."""
+    if request.param == "sqlite":
+        return lambda: open_sqlite(tmp_path / "db.sqlite3")
+    settings = ProxySettings(database_url=request.getfixturevalue("postgres").database())
+    return lambda: open_database(settings)

@@ -5,6 +5,7 @@ the same flow on a real TorchServe under load."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -19,19 +20,22 @@ MODEL = "food_rotation"
 
 
 @pytest.fixture
-def plane(tmp_path):
-    """Version 1.0 deployed and default; archives for 2.0 and 3.0 in the model store."""
+def plane(tmp_path, open_db):
+    """Version 1.0 deployed and default; archives for 2.0 and 3.0 in the model store. The routing table and the
+    history run on SQLite and on PostgreSQL (open_db)."""
     for version in ("1.0", "2.0", "3.0"):
         write_mar(tmp_path / f"{MODEL}-v{version}.mar", MODEL, version)
     admin = FakeAdmin({"1.0": f"{MODEL}-v1.0.mar"}, "1.0")
-    registry = VersionRegistry(tmp_path / "db.sqlite3")
+    registry = VersionRegistry(open_db())
     gate = FakeGate()
     settings = RolloutSettings(model_store=tmp_path, drain_timeout_s=2.0)
-    rollouts = Rollouts(admin, registry, gate, settings, History(tmp_path / "db.sqlite3"))
+    history = History(open_db())
+    rollouts = Rollouts(admin, registry, gate, settings, history)
     registry.add_version(MODEL, "1.0", f"{MODEL}-v1.0.mar")
     registry.set_route(MODEL, Route(default="1.0"))
     yield rollouts, registry, admin, gate
     registry.close()
+    history.close()
 
 
 async def test_deploy_registers_gates_and_routes_the_canary_share(plane):
@@ -108,6 +112,22 @@ async def test_promote_waits_for_requests_in_flight_on_the_old_default_before_un
     await in_flight
     assert admin.calls[-2:] == [("set_default", "2.0"), ("unregister", "1.0")]
     assert registry.route(MODEL) == Route(default="2.0", previous="1.0", previous_archive=f"{MODEL}-v1.0.mar")
+
+
+async def test_on_a_shared_database_the_old_default_outlives_the_other_gateways_next_reread(plane, open_db):
+    rollouts, _, admin, _ = plane
+    rollouts._settings = dataclasses.replace(rollouts._settings, other_gateways_grace_s=0.4)
+    other = VersionRegistry(open_db())  # another gateway, predictions only, following the shared table
+    assert other.route(MODEL).default == "1.0"
+    follower = asyncio.create_task(other.follow(0.05))
+    await rollouts.deploy(MODEL, f"{MODEL}-v2.0.mar", canary_percent=10)
+    promotion = asyncio.create_task(rollouts.promote(MODEL))
+    await asyncio.sleep(0.25)
+    assert other.route(MODEL).default == "2.0" and "1.0" in admin.live  # it moved on; 1.0 still serves
+    assert await promotion == {"model": MODEL, "default": "2.0", "retired": "1.0"}
+    assert "1.0" not in admin.live
+    follower.cancel()
+    other.close()
 
 
 async def test_rollback_reregisters_gates_and_restores_the_previous_default(plane):

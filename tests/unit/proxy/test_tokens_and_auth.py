@@ -1,4 +1,3 @@
-import sqlite3
 import time
 
 import jwt
@@ -12,29 +11,31 @@ from auth_plugin.token_store import TokenStore, hash_token
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = TokenStore(tmp_path / "tokens.sqlite3")
+def store(open_db):
+    store = TokenStore(open_db())
     yield store
     store.close()
 
 
-def test_tokens_are_random_long_and_stored_only_as_hashes(store, tmp_path):
+def test_tokens_are_random_long_and_stored_only_as_hashes(store, open_db, tmp_path):
     token, record = store.issue("alice", ["predict"], 60)
     other, _ = store.issue("alice", ["predict"], 60)
     assert token.startswith("frs_") and len(token) >= 4 + 43 and token != other  # 32 bytes = 256 bits
-    raw = (tmp_path / "tokens.sqlite3").read_bytes() + b"".join(
-        p.read_bytes() for p in tmp_path.glob("tokens.sqlite3-*"))
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("db.sqlite3*"))  # SQLite's file, WAL included
     assert token.encode() not in raw
-    rows = sqlite3.connect(tmp_path / "tokens.sqlite3").execute("SELECT token_hash FROM tokens").fetchall()
-    assert (hash_token(token),) in rows and record.scopes == {"predict"}
+    rows = open_db().rows("SELECT * FROM tokens")
+    assert not any(token in str(value) for row in rows for value in row)
+    assert (hash_token(token),) in [(row[1],) for row in rows] and record.scopes == {"predict"}
 
 
-def test_lookup_revoke_and_list(store):
+def test_lookup_revoke_and_list(store, open_db):
     token, record = store.issue("bob", ["predict", "admin"], 60)
-    assert store.lookup(token).user == "bob" and store.lookup("frs_nope") is None
-    assert store.revoke(record.id) and store.lookup(token).revoked
+    assert store.lookup(token) == record and store.lookup("frs_nope") is None
+    other = TokenStore(open_db())  # another process (the CLI, another gateway) on the same database
+    assert other.revoke(record.id) and store.lookup(token).revoked
     assert not store.revoke(999)
-    assert [r.user for r in store.all()] == ["bob"]
+    assert [r.user for r in store.all()] == ["bob"] and other.all() == store.all()
+    other.close()
 
 
 @pytest.mark.parametrize(("user", "scopes", "ttl"), [("", ["predict"], 60), ("a", [], 60), ("a", ["root"], 60),

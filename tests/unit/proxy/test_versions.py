@@ -1,3 +1,4 @@
+import asyncio
 import json
 import random
 import zipfile
@@ -9,20 +10,53 @@ from auth_plugin.control.versions import Route, VersionRegistry
 
 
 @pytest.fixture
-def registry(tmp_path):
-    registry = VersionRegistry(tmp_path / "proxy.sqlite3", rng=random.Random(0))
+def registry(open_db):
+    registry = VersionRegistry(open_db(), rng=random.Random(0))
     yield registry
     registry.close()
 
 
-def test_routes_and_versions_survive_a_new_process(tmp_path, registry):
+def test_routes_and_versions_survive_a_new_process(open_db, registry):
     registry.add_version("m", "1.0", "m.mar")
     registry.add_version("m", "2.0", "m-v2.mar")
     registry.set_route("m", Route(default="1.0").with_canary("2.0", 25))
-    again = VersionRegistry(tmp_path / "proxy.sqlite3")
-    assert again.versions("m") == {"1.0": "m.mar", "2.0": "m-v2.mar"}
-    assert again.route("m") == Route(default="1.0", canary="2.0", canary_percent=25)
+    registry.set_route("m", registry.route("m").with_canary("2.0", 33.3))  # replaces the row: one route a model
+    registry.add_version("m", "1.0", "m.mar")  # deployed again: it moves after 2.0
+    again = VersionRegistry(open_db())
+    assert list(again.versions("m").items()) == [("2.0", "m-v2.mar"), ("1.0", "m.mar")]
+    assert again.route("m") == Route(default="1.0", canary="2.0", canary_percent=33.3)  # a double, not a float4
+    registry.remove_version("m", "2.0")
+    assert VersionRegistry(open_db()).versions("m") == {"1.0": "m.mar"}
     again.close()
+
+
+async def test_a_gateway_follows_the_routes_another_one_writes(open_db, registry):
+    registry.add_version("m", "1.0", "m.mar")
+    registry.set_route("m", Route(default="1.0"))
+    other = VersionRegistry(open_db())  # a second gateway on the same database, predictions only
+    assert other.route("m") == Route(default="1.0") and not other.knows("m", "2.0")
+    registry.add_version("m", "2.0", "m-v2.mar")
+    registry.set_route("m", Route(default="1.0").with_canary("2.0", 10))
+    assert other.route("m") == Route(default="1.0")  # cached: a request never waits on the database
+    follower = asyncio.create_task(other.follow(0.05))
+    await asyncio.sleep(0.3)
+    follower.cancel()
+    assert other.route("m").canary == "2.0" and other.knows("m", "2.0")
+    other.close()
+
+
+def test_a_refresh_never_undoes_a_write_of_this_process(registry, monkeypatch):
+    registry.set_route("m", Route(default="1.0"))
+    read = registry._read_route
+
+    def write_meanwhile(model):  # this process writes between the refresh's read and its update of the cache
+        stale = read(model)
+        registry.set_route(model, Route(default="2.0"))
+        return stale
+
+    monkeypatch.setattr(registry, "_read_route", write_meanwhile)
+    registry.refresh()
+    assert registry.route("m") == Route(default="2.0")
 
 
 def test_canary_share_is_honoured(registry):
