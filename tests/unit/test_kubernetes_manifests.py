@@ -438,3 +438,14 @@ def test_the_kserve_example_parses_and_has_the_expected_layout() -> None:
     assert properties["service_envelope"] == envelope
     snapshot = json.loads(properties["model_snapshot"])
     assert snapshot["models"]["food_rotation"]["1.0"]["marName"] == "food_rotation.mar"
+
+
+def test_the_kserve_example_in_the_docs_agrees_with_the_file() -> None:
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "InferenceService" in b]
+    documented = yaml.safe_load(block)
+    (service,) = list(yaml.safe_load_all((KUBERNETES / "kserve" / "inferenceservice.yaml").read_text()))
+    assert documented["spec"]["predictor"]["model"] == {key: value for key, value in
+                                                         service["spec"]["predictor"]["model"].items()
+                                                         if key != "resources"}
+    assert "(kubernetes.md)" in (ROOT / "docs" / "deploying.md").read_text()
