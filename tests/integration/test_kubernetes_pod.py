@@ -20,6 +20,7 @@ import requests
 from scripts.processes import alive, free_ports
 from tests.kustomize import ROOT, config_map, container, gateway_settings, rendered
 from tests.photos import encode, scene
+from tests.stack import ISSUED
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +63,7 @@ def test_the_small_pod_serves_and_stops_in_order(tmp_path: Path) -> None:
                               cwd=moved(torchserve["workingDir"]), env=env_of(torchserve),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proxy = None
+    log = (tmp_path / "logs" / "gateway.log").open("w")  # scanned for tokens by test_no_token_in_any_log.py
     try:
         startup = [moved(word) for word in torchserve["startupProbe"]["exec"]["command"]]
         for _ in range(240):
@@ -70,8 +72,7 @@ def test_the_small_pod_serves_and_stops_in_order(tmp_path: Path) -> None:
             time.sleep(0.5)
         else:
             pytest.fail("TorchServe's startup probe never passed")
-        proxy = subprocess.Popen(gateway["command"], cwd=ROOT, env=gateway_env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
+        proxy = subprocess.Popen(gateway["command"], cwd=ROOT, env=gateway_env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{gateway_port}"
         ready = gateway["readinessProbe"]["httpGet"]["path"]
         for _ in range(360):
@@ -86,6 +87,7 @@ def test_the_small_pod_serves_and_stops_in_order(tmp_path: Path) -> None:
         assert requests.get(url + gateway["livenessProbe"]["httpGet"]["path"], timeout=3).status_code == 200
         issued = subprocess.run([sys.executable, "-m", "auth_plugin", "tokens", "issue", "--user", "pod"], cwd=ROOT,
                                 env=gateway_env, capture_output=True, text=True, timeout=30)
+        ISSUED.append(issued.stdout.strip())  # tests/integration/test_no_token_in_any_log.py looks for it
         predicted = requests.post(f"{url}/predictions/food_rotation", data=encode(scene()), timeout=60,
                                   headers={"Authorization": f"Bearer {issued.stdout.strip()}",
                                            "Content-Type": "image/jpeg"})
@@ -102,3 +104,4 @@ def test_the_small_pod_serves_and_stops_in_order(tmp_path: Path) -> None:
         for process in (proxy, server):
             if process is not None and process.poll() is None:
                 process.kill()
+        log.close()
