@@ -179,8 +179,7 @@ def test_selectors_match_the_pods() -> None:
             assert selector.items() <= labels.items()
             assert {"app.kubernetes.io/name", "app.kubernetes.io/part-of"} <= set(labels)
         pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
-        for kind in ("PodDisruptionBudget",):
-            assert one(objects, kind)["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+        assert one(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
         assert one(objects, "Service", "food-rotation-serve")["spec"]["selector"].items() <= pod_labels.items()
         policy = one(objects, "NetworkPolicy", "food-rotation-serve")
         assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
