@@ -24,7 +24,7 @@ from aiohttp import web
 
 from auth_plugin.app import create_app
 from auth_plugin.settings import ProxySettings
-from scripts.serving import TorchServe, allowed_urls_for, read_properties
+from food_rotation.operations.serving import TorchServe, allowed_urls_for, read_properties
 from tests.kustomize import (
     KUBERNETES,
     ROOT,
@@ -191,7 +191,7 @@ def test_selectors_match_the_pods() -> None:
 
 @pytest.mark.parametrize(("overlay", "profile"), [("base", None), ("overlays/small", "small")])
 def test_torchserve_gets_the_configuration_make_serve_would_write(overlay: str, profile: str | None) -> None:
-    """config.properties in the ConfigMap is checked in, and must be exactly what scripts/serving.py writes for the
+    """config.properties in the ConfigMap is checked in, and must be exactly what operations/serving.py writes for the
     pod's model store (the repository's config.properties, the profile's overrides, model_store and allowed_urls
     pinned to the absolute path): nothing else is changed for Kubernetes."""
     objects = rendered(overlay)
