@@ -86,7 +86,8 @@ class TorchServeAdmin:
         return sum(status == "READY" for _, _, status in _workers(described, model))
 
     async def register(self, model: str, version: str, archive: str, workers: int, timeout_s: float) -> None:
-        """Register an archive of the model store and wait here until `workers` of its workers are READY.
+        """Register an archive of the model store and wait here until `workers` of its workers are READY (fewer
+        when the archive's own model-config asks for fewer: TorchServe starts what it says, whatever was asked).
 
         TorchServe's own `synchronous=true` waits on the netty thread that took the call, and inference shares those
         threads: every prediction connection on it stalled for the whole worker start (35 s timeouts under load).
@@ -97,8 +98,9 @@ class TorchServeAdmin:
         deadline = time.monotonic() + timeout_s
         pids: dict[str, int] = {}
         while True:
-            started = _workers(await self._call("GET", self._path(model, version)), f"{model} {version}")
-            if sum(status == "READY" for _, _, status in started) >= workers:
+            described = await self._call("GET", self._path(model, version))
+            started = _workers(described, f"{model} {version}")
+            if sum(status == "READY" for _, _, status in started) >= min(workers, _min_workers(described, workers)):
                 return
             for worker, pid, _ in started:
                 if pids.get(worker, pid) != pid:
@@ -123,3 +125,11 @@ def _workers(described: Any, what: str) -> list[tuple[str, int, str | None]]:
                 for i, w in enumerate(described[0]["workers"])]
     except (LookupError, TypeError, ValueError, AttributeError) as exc:
         raise ManagementError(0, f"TorchServe described {what} in an unexpected shape: {exc!r}") from exc
+
+
+def _min_workers(described: Any, default: int) -> int:
+    """The minWorkers TorchServe describes for a version (`default` when it says nothing usable)."""
+    try:
+        return max(1, int(described[0]["minWorkers"]))
+    except (LookupError, TypeError, ValueError):
+        return default

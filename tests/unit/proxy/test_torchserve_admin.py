@@ -25,7 +25,7 @@ def worker(status: str, pid: int) -> dict:
 
 
 async def registering(tmp_path: Path, states: list[dict], monkeypatch: pytest.MonkeyPatch,
-                      timeout_s: float = 5.0) -> list[str]:
+                      timeout_s: float = 5.0, workers: int = 1, min_workers: int = 1) -> list[str]:
     """Register against a management API that describes the version as `states`, one per call (the last repeats);
     the query strings of the registration calls it received."""
     monkeypatch.setattr(torchserve_admin, "_POLL_S", 0.01)
@@ -37,7 +37,7 @@ async def registering(tmp_path: Path, states: list[dict], monkeypatch: pytest.Mo
 
     async def describe(request: web.Request) -> web.Response:
         state = states.pop(0) if len(states) > 1 else states[0]
-        return web.json_response([{"modelVersion": "2.0", "workers": [state]}])
+        return web.json_response([{"modelVersion": "2.0", "minWorkers": min_workers, "workers": [state]}])
 
     app = web.Application()
     app.router.add_post("/models", register)
@@ -47,7 +47,7 @@ async def registering(tmp_path: Path, states: list[dict], monkeypatch: pytest.Mo
     async with TestServer(app) as server, aiohttp.ClientSession() as session:
         url = str(server.make_url(""))
         admin = TorchServeAdmin(session, TorchServeKeys(key_file, url, 60), url)
-        await admin.register("food_rotation", "2.0", "food_rotation-v2.0.mar", 1, timeout_s)
+        await admin.register("food_rotation", "2.0", "food_rotation-v2.0.mar", workers, timeout_s)
     return registered
 
 
@@ -70,3 +70,9 @@ async def test_workers_that_never_get_ready_end_the_wait_at_the_timeout(tmp_path
     with pytest.raises(ManagementError) as refused:
         await registering(tmp_path, [worker("UNLOADING", 4242)], monkeypatch, timeout_s=0.2)
     assert refused.value.status == 500 and "not ready after" in refused.value.message
+
+
+async def test_an_archive_that_asks_for_fewer_workers_is_ready_when_those_are(tmp_path, monkeypatch):
+    """TorchServe starts what the archive's model-config says (a small-profile archive: one), whatever was asked."""
+    registered = await registering(tmp_path, [worker("READY", 4242)], monkeypatch, timeout_s=1.0, workers=2)
+    assert len(registered) == 1
