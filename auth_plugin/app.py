@@ -236,7 +236,8 @@ def create_app(settings: ProxySettings) -> web.Application:
         app[AUTHENTICATOR] = Authenticator(store, verifier, settings.token_cache_s)
         app[REGISTRY] = VersionRegistry(open_database(settings))
         app[DATASETS] = DatasetStore(settings.datasets_dir, settings.max_image_pixels,
-                                     quota=Quota(settings.dataset_max_photos, settings.dataset_max_photos_per_user))
+                                     quota=Quota(settings.dataset_max_photos, settings.dataset_max_photos_per_user),
+                                     max_full_pixels=settings.max_full_decode_pixels)
         app[HELD_OUT] = HeldOutCorrections(app[DATASETS])
         app[UPLOADS] = ThreadPoolExecutor(settings.upload_threads, thread_name_prefix="upload")
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s,

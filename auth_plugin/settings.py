@@ -9,7 +9,7 @@ from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from food_rotation import MODEL_NAME
-from food_rotation.photo_io import DEFAULT_MAX_IMAGE_PIXELS
+from food_rotation.photo_io import DEFAULT_MAX_FULL_DECODE_PIXELS, DEFAULT_MAX_IMAGE_PIXELS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +83,7 @@ class ProxySettings:
     dataset_max_photos_per_user: int = 1_000  # photos one user may add to a dataset (any predict token writes labels)
     upload_threads: int = 2  # threads that parse and decode feedback uploads (the other routes keep the default pool)
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # as the handler's: what it would refuse is refused here
+    max_full_decode_pixels: int = DEFAULT_MAX_FULL_DECODE_PIXELS  # as the handler's: for images decoded whole (PNG...)
 
     def url(self, for_callers: bool = False) -> str:
         """The gateway's base URL as bound, or as a caller on this machine reaches it (a wildcard address, 0.0.0.0

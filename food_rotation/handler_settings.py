@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from food_rotation.photo_io import DEFAULT_MAX_IMAGE_PIXELS
+from food_rotation.photo_io import DEFAULT_MAX_FULL_DECODE_PIXELS, DEFAULT_MAX_IMAGE_PIXELS
 from food_rotation.rotation_model import DEFAULT_IMAGE_SIZE
 
 # Fixed by training and calibration, so read from metadata.json only, never from model-config.yaml.
@@ -26,6 +26,7 @@ class HandlerSettings:
     turn_averaging: bool = False  # the photo seen at its four turns, answers averaged (RotationNet); T assumes it
     min_confidence: float = 0.0  # below this calibrated confidence a photo is left as it is (a request may override)
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_full_decode_pixels: int = DEFAULT_MAX_FULL_DECODE_PIXELS  # see photo_io: images decoded whole
     torch_threads: int = 1  # one per worker: TorchServe runs a worker per core on a small CPU box
     jpeg_quality: int = 95
     # One answer's most bytes: TorchServe kills the worker whose answer is over max_response_size (25 MiB in

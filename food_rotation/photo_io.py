@@ -21,6 +21,10 @@ from food_rotation.service_error import ServiceError
 
 TURNS: tuple[int, ...] = (0, 90, 180, 270)  # the counter-clockwise quarter turns: the model's four classes
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # above a 50 MP phone photo, below a decompression bomb
+# What may be decoded at full size: every format but a JPEG that is only shrunk (decoded at a reduced DCT scale),
+# and every format returned upright. Its time and memory grow with the pixels: four concurrent 100 MP PNGs held a
+# prediction for 9 s. A 48 MP phone photo still passes.
+DEFAULT_MAX_FULL_DECODE_PIXELS = 50_000_000
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
 _SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
                (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
@@ -162,21 +166,35 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_upright(data: bytes, min_side: int, max_pixels: int) -> tuple[Image.Image, Orientation]:
+def load_upright(data: bytes, min_side: int, max_pixels: int,
+                 max_full_pixels: int | None = None) -> tuple[Image.Image, Orientation]:
     """Decode as an RGB image turned as its EXIF tag asks, at least `min_side` on each side where possible.
 
     A JPEG is decoded at a reduced DCT scale (`draft`): a 12 MP phone photo is never decoded in full to be
-    shrunk to model size.
+    shrunk to model size. Other formats are decoded whole, so they must also fit `max_full_pixels`.
     """
     img = open_photo(data, max_pixels)
     orientation = read_orientation(img)
     if img.format in ("JPEG", "MPO"):
         img.draft(None, (min_side, min_side))
+    else:
+        check_full_decode(img, max_full_pixels, "shrinking it decodes it whole")
     _decode(img)
     img = to_rgb(img)
     if orientation.transpose is not None:
         img = img.transpose(orientation.transpose)
     return img, orientation
+
+
+def check_full_decode(img: Image.Image, max_full_pixels: int | None, why: str) -> None:
+    """Refuse, before any pixel is decoded, an image to be decoded whole that has more than `max_full_pixels`."""
+    width, height = img.size
+    if max_full_pixels is not None and width * height > max_full_pixels:
+        raise PhotoError(
+            413, "image_too_large",
+            f"the {img.format} image is {width}x{height} = {width * height} pixels and {why}; the limit for that is "
+            f"{max_full_pixels} pixels (a JPEG sent for a JSON answer is decoded at a reduced scale)",
+        )
 
 
 def turn(img: Image.Image, degree: int) -> Image.Image:
@@ -203,13 +221,14 @@ class _CappedBuffer(io.BytesIO):
 
 
 def render_upright(data: bytes, model_degree: int, image_format: str, max_pixels: int, jpeg_quality: int,
-                   max_bytes: int) -> bytes:
+                   max_bytes: int, max_full_pixels: int | None = None) -> bytes:
     """The full-resolution photo made upright (EXIF turn, then the model's), EXIF orientation cleared, ICC kept.
 
     At most `max_bytes` long: TorchServe kills the worker whose answer is over its max_response_size, so a
     larger encoding is refused here as the caller's 422 rather than a dead worker's 500.
     """
     img = open_photo(data, max_pixels)
+    check_full_decode(img, max_full_pixels, "returning it upright decodes it whole")
     orientation = read_orientation(img)
     _decode(img)
     icc_profile = img.info.get("icc_profile")

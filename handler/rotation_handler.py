@@ -56,7 +56,7 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
             try:
                 payload = parse_item(request, self.context.get_all_request_header(idx))
                 image, orientation = load_upright(payload.image, self.settings.image_size,
-                                                  self.settings.max_image_pixels)
+                                                  self.settings.max_image_pixels, self.settings.max_full_decode_pixels)
                 items.append(Prepared(payload, to_pixels(image, self.settings.image_size),
                                    orientation.degree, orientation.mirrored))
             except PhotoError as error:
@@ -113,7 +113,7 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
             return json.dumps(prediction)
         upright = render_upright(item.payload.image, verdict.applied_degree, image_format,
                                  self.settings.max_image_pixels, self.settings.jpeg_quality,
-                                 self.settings.max_answer_bytes)
+                                 self.settings.max_answer_bytes, self.settings.max_full_decode_pixels)
         self.context.set_response_content_type(idx, _CONTENT_TYPES[image_format])
         for key in ("model_degree", "exif_degree", "confidence", "model_version", "applied_degree"):
             self.context.set_response_header(idx, "X-" + key.replace("_", "-").title(), str(prediction[key]))

@@ -83,9 +83,10 @@ class DatasetStore:
     an add costs the same with 5 photos or 50,000: this process is the datasets' only writer."""
 
     def __init__(self, root: Path, max_pixels: int, photo_side: int = 1024, thumb_side: int = 192,
-                 quota: Quota = DEFAULT_QUOTA) -> None:
+                 quota: Quota = DEFAULT_QUOTA, max_full_pixels: int | None = None) -> None:
         self.root = root
         self._max_pixels = max_pixels
+        self._max_full_pixels = max_full_pixels
         self._photo_side = photo_side
         self._thumb_side = thumb_side
         self._quota = quota
@@ -254,7 +255,7 @@ class DatasetStore:
             return dropped
 
     def _store_upright(self, folder: Path, sha: str, image: bytes, true_degree: int) -> None:
-        upright, _ = load_upright(image, self._photo_side, self._max_pixels)  # EXIF turn applied
+        upright, _ = load_upright(image, self._photo_side, self._max_pixels, self._max_full_pixels)  # EXIF turn too
         upright = turn(upright, true_degree)
         for kind, side, quality in (("photos", self._photo_side, 92), ("thumbs", self._thumb_side, 80)):
             copy = upright.copy()

@@ -130,6 +130,21 @@ def test_pixel_limit_is_the_one_passed_in():
     assert caught.value.code == "image_too_large" and "1000" in caught.value.message
 
 
+def test_only_what_is_decoded_whole_meets_the_full_decode_limit():
+    """A PNG is decoded whole to be shrunk, a JPEG at a reduced scale; any image returned upright is decoded whole."""
+    pixels = scene().width * scene().height
+    png, jpeg = encode(scene(), "PNG"), encode(scene(), "JPEG")
+    with pytest.raises(PhotoError) as caught:
+        load_upright(png, 224, LIMIT, max_full_pixels=pixels - 1)
+    assert (caught.value.status, caught.value.code) == (413, "image_too_large")
+    assert "decodes it whole" in caught.value.message and str(pixels - 1) in caught.value.message
+    assert load_upright(png, 224, LIMIT, max_full_pixels=pixels)[0].size == scene().size
+    assert load_upright(jpeg, 32, LIMIT, max_full_pixels=pixels - 1)[0].width < scene().width  # drafted, no refusal
+    with pytest.raises(PhotoError) as caught:
+        render_upright(jpeg, 90, "jpeg", LIMIT, 90, 2**24, max_full_pixels=pixels - 1)
+    assert caught.value.code == "image_too_large" and "returning it upright" in caught.value.message
+
+
 @pytest.mark.parametrize("degree", [0, 90, 180, 270])
 def test_turn_matches_pil_rotate_with_expand(degree):
     img = scene()
