@@ -12,7 +12,8 @@ DEMO_WEIGHTS := weights/food_rotation_demo.pth
 DEFAULT_VERSION := 1.0
 REAL_DATA := data/real
 ROTATION_SET := data/rotation_set
-HANDLER_FILES := $(wildcard handler/*.py) handler/model-config.yaml
+# What every .mar carries: the adapter, its config and the library it adapts (not training/ or operations/).
+HANDLER_FILES := $(wildcard handler/*.py) handler/model-config.yaml $(wildcard food_rotation/*.py)
 # PROFILE=small make serve: the 1 vCPU / 2 GiB profile (deploy/profiles/small: one worker, a smaller JVM).
 PROFILE ?=
 export PROFILE
