@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from auth_plugin.access import authorize, requires
@@ -57,7 +56,7 @@ from auth_plugin.database import open_database
 from auth_plugin.feedback import feedback_api
 from auth_plugin.feedback.datasets import DatasetStore, Quota
 from auth_plugin.feedback.gate_photos import HeldOutCorrections
-from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers, forwarded_query
+from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers, forwarded_query, upstream_session
 from auth_plugin.log_safety import TracebackLimiter
 from auth_plugin.proxy_metrics import ProxyMetrics
 from auth_plugin.rate_limit import RateLimiter
@@ -216,6 +215,29 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": ProxyMetrics.content_type})
 
 
+def _feedback_store(settings: ProxySettings) -> DatasetStore:
+    return DatasetStore(settings.datasets_dir, settings.max_image_pixels,
+                        quota=Quota(settings.dataset_max_photos, settings.dataset_max_photos_per_user),
+                        max_full_pixels=settings.max_full_decode_pixels)
+
+
+def _rollout_settings(settings: ProxySettings) -> RolloutSettings:
+    return RolloutSettings(settings.model_store, settings.deploy_workers, settings.register_timeout_s,
+                           settings.drain_timeout_s, 2 * settings.state_refresh_s if settings.database_url else 0.0)
+
+
+def _background_tasks(app: web.Application, settings: ProxySettings, history: History,
+                      rollout_settings: RolloutSettings) -> list[asyncio.Task]:
+    """The routing table's follower (other gateways change a shared one) and the control plane's reconciler."""
+    tasks = []
+    if settings.database_url:
+        tasks.append(asyncio.create_task(app[REGISTRY].follow(settings.state_refresh_s)))
+    if settings.control_plane:
+        reconciler = Reconciler(app[TORCHSERVE], app[REGISTRY], history, rollout_settings, app[ROLLOUTS].lock)
+        tasks.append(asyncio.create_task(reconciler.forever(settings.model_name, settings.reconcile_interval_s)))
+    return tasks
+
+
 def create_app(settings: ProxySettings) -> web.Application:
     app = web.Application(middlewares=[request_id_and_errors, authorize], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
@@ -235,37 +257,25 @@ def create_app(settings: ProxySettings) -> web.Application:
         verifier = JwtVerifier(settings.jwt) if settings.jwt.enabled else None
         app[AUTHENTICATOR] = Authenticator(store, verifier, settings.token_cache_s)
         app[REGISTRY] = VersionRegistry(open_database(settings))
-        app[DATASETS] = DatasetStore(settings.datasets_dir, settings.max_image_pixels,
-                                     quota=Quota(settings.dataset_max_photos, settings.dataset_max_photos_per_user),
-                                     max_full_pixels=settings.max_full_decode_pixels)
+        app[DATASETS] = _feedback_store(settings)
         app[HELD_OUT] = HeldOutCorrections(app[DATASETS])
         app[UPLOADS] = ThreadPoolExecutor(settings.upload_threads, thread_name_prefix="upload")
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout_s,
-                                        sock_read=settings.read_timeout_s)
-        app[SESSION] = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64),
-                                             auto_decompress=False)
+        app[SESSION] = upstream_session(settings.connect_timeout_s, settings.read_timeout_s)
         gate = SmokeGate(app[SESSION], app[KEYS], settings.inference_url, settings.gate_dir,
                          settings.gate_min_accuracy, settings.gate_real_dir, settings.gate_tolerance)
         app[TORCHSERVE] = TorchServeAdmin(app[SESSION], app[KEYS], settings.management_url)
-        rollout_settings = RolloutSettings(settings.model_store, settings.deploy_workers,
-                                           settings.register_timeout_s, settings.drain_timeout_s,
-                                           2 * settings.state_refresh_s if settings.database_url else 0.0)
+        rollout_settings = _rollout_settings(settings)
         history = History(open_database(settings))
         app[ROLLOUTS] = Rollouts(app[TORCHSERVE], app[REGISTRY], gate, rollout_settings, history)
         app[ANALYST] = CanaryAnalyst(app[ROLLOUTS], app[REGISTRY], app[SIGNALS])
         app[READINESS] = Readiness(readiness_check(app), settings.readiness_cache_s)
-        follower = asyncio.create_task(app[REGISTRY].follow(settings.state_refresh_s)) if settings.database_url \
-            else None  # other gateways change the shared routing table
-        reconciler = asyncio.create_task(
-            Reconciler(app[TORCHSERVE], app[REGISTRY], history, rollout_settings, app[ROLLOUTS].lock).forever(
-                settings.model_name, settings.reconcile_interval_s)) if settings.control_plane else None
+        tasks = _background_tasks(app, settings, history, rollout_settings)
         yield
         await app[ANALYST].stop()
-        for task in (reconciler, follower):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await app[SESSION].close()
         app[UPLOADS].shutdown(wait=True)
         app[REGISTRY].close()

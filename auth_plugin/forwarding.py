@@ -59,6 +59,12 @@ def returned_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
     return CIMultiDict((name, value) for name, value in headers.items() if name.lower() not in _NOT_RETURNED)
 
 
+def upstream_session(connect_timeout_s: float, read_timeout_s: float) -> aiohttp.ClientSession:
+    """One pool of connections to TorchServe; bodies pass through as they are (no decompression)."""
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s)
+    return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64), auto_decompress=False)
+
+
 async def forward(session: aiohttp.ClientSession, keys: TorchServeKeys, url: str, body: bytes,
                   headers: Mapping[str, str], params: Sequence[tuple[str, str]] = ()) -> UpstreamAnswer:
     """POST with TorchServe's inference key (re-read once if TorchServe refuses it); again once if TorchServe
