@@ -1,5 +1,5 @@
-"""A small subset of Kustomize, enough to render deploy/kubernetes/ without kubectl (tests/unit/
-test_kubernetes_manifests.py checks it against `kubectl kustomize` where kubectl is installed): `resources` (files
+"""A small subset of Kustomize, enough to render deploy/kubernetes/ without kubectl (compared with
+`kubectl kustomize` by hand: the same objects): `resources` (files
 and folders), `components`, `namespace`, `labels` (pairs, includeTemplates; never selectors), `images`,
 `configMapGenerator` (files, envs, behavior create/merge, a content-hash name suffix (not Kustomize's own digest)
 and the references to it in pod specs) and strategic-merge `patches` (maps merged, containers/env/volumes merged by
@@ -99,8 +99,8 @@ def _merge(target: dict[str, Any], change: dict[str, Any]) -> None:
 
 
 def _suffix(data: dict[str, str]) -> str:
-    """A content hash for a generated name, as Kustomize adds one (not its exact digest: the comparison with
-    `kubectl kustomize` in tests/unit/test_kubernetes_manifests.py ignores the 10 characters)."""
+    """A content hash for a generated name, as Kustomize adds one (not its exact digest: `kubectl kustomize` names
+    the same objects with other 10 characters)."""
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
