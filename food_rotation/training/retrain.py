@@ -56,13 +56,13 @@ from food_rotation.rotation_model import CLASSES, RotationNet
 from food_rotation.training import evaluate, extract_model_weight, make_demo_data, train
 from food_rotation.training.archive import build_archive
 from food_rotation.training.calibration import expected_calibration_error, fit_temperature, nll
+from food_rotation.training.retrain_plan import MIN_TRAINING_PHOTOS, Plan
 from food_rotation.training.retrain_start import starting_weights
 from food_rotation.training.rotation_data import find_photos
 from food_rotation.training.served_weights import archives_of
 from food_rotation.training.train_end_to_end import held_out_accuracy
 from food_rotation.training.train_pretrained import FineTuning, fine_tune
 
-MIN_TRAINING_PHOTOS = 8
 CORRECTION_VIEWS = 4  # augmented views of each correction in efficientnet_lite0's cache (a demo scene gets 1)
 REFIT_MIN_PHOTOS = 50  # held-out corrections needed to refit the temperature rather than carry it
 
@@ -90,6 +90,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--version", help="the new version (default: one major above the model store's highest)")
     parser.add_argument("--canary", type=float, default=10.0, help="percent of traffic for the new version")
     parser.add_argument("--no-deploy", action="store_true", help="stop after the archive")
+    parser.add_argument("--plan", action="store_true",
+                        help="say what the retrain would do and whether the data suffices, then stop")
     parser.add_argument("--url", default=default_url(), help="the token proxy")
     parser.add_argument("--token", help="admin-scope token (default: PROXY_ADMIN_TOKEN or .run/proxy/admin_token)")
     parser.set_defaults(max_image_pixels=settings.max_image_pixels)  # the proxy's own cap, as it stored them
@@ -210,11 +212,14 @@ def train_version(args: argparse.Namespace, version: str, split: Any, named: str
         init_info = json.loads(init.with_suffix(".json").read_text())
         start = Start(init_info.get("version"), hashlib.sha256(init.read_bytes()).hexdigest(),
                       init_info.get("temperature"))
-        mixed = demo_scenes(args.demo_scenes, args.seed)
         began = (f"{start.init_version} ({init_info.get('archive', init.name)}, {init_info['arch']})"
                  if start.init_version else f"{init} ({init_info['arch']})")
-        print(f"retraining {args.model} {version} on {named}: {len(split.train)} corrections + {len(mixed)} demo "
-              f"scenes, {len(split.held_out)} held out; fine-tuning {began}")
+        plan = Plan(args.model, version, named, len(split.train), len(split.held_out), max(args.demo_scenes, 0),
+                    began, args.epochs, None if args.no_deploy else args.canary)
+        print("\n".join(plan.lines()), flush=True)
+        if args.plan:
+            raise SystemExit(0)
+        mixed = demo_scenes(args.demo_scenes, args.seed)
         checkpoint = Path(scratch) / "retrain.tar"
         trainer = fine_tune_top if init_info["arch"] == "efficientnet_lite0" else fine_tune_whole
         started = time.perf_counter()

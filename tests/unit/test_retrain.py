@@ -157,7 +157,7 @@ def test_lite0_learns_on_top_of_its_frozen_blocks_into_a_checkpoint_the_extracto
     assert not torch.equal(trained["head.3.weight"], start["head.3.weight"])  # the four-turn head learnt
 
 
-def test_an_offline_retrain_starts_from_the_newest_archive_and_says_so_in_the_next(tmp_path, monkeypatch):
+def test_an_offline_retrain_starts_from_the_newest_archive_and_says_so_in_the_next(tmp_path, monkeypatch, capsys):
     """main end to end, --no-deploy with no proxy: 1.0 (efficientnet_lite0, T=1.5) -> 2.0 carrying where it began."""
     model_store, weights = tmp_path / "model_store", tmp_path / "weights" / "lite0.pth"
     weights.parent.mkdir()
@@ -173,9 +173,16 @@ def test_an_offline_retrain_starts_from_the_newest_archive_and_says_so_in_the_ne
         if len(split.train) >= retrain.MIN_TRAINING_PHOTOS and split.held_out:
             break
     monkeypatch.setenv("TQDM_DISABLE", "1")
-    assert retrain.main(["--no-deploy", "--epochs", "1", "--demo-scenes", "0", "--datasets-dir",
-                         str(tmp_path / "datasets"), "--model-store", str(model_store), "--weights-dir",
-                         str(tmp_path / "retrained"), "--url", "http://127.0.0.1:9", "--token", "t"]) == 0
+    arguments = ["--no-deploy", "--epochs", "1", "--demo-scenes", "0", "--datasets-dir", str(tmp_path / "datasets"),
+                 "--model-store", str(model_store), "--weights-dir", str(tmp_path / "retrained"),
+                 "--url", "http://127.0.0.1:9", "--token", "t"]
+    with pytest.raises(SystemExit) as planned:  # --plan: says what it would do, trains nothing
+        retrain.main([*arguments, "--plan"])
+    said = capsys.readouterr().out
+    assert planned.value.code == 0 and not (model_store / "food_rotation-v2.0.mar").exists()
+    assert "plan: fine-tune 1.0 (food_rotation.mar, efficientnet_lite0) for 1 epochs" in said
+    assert "data: too few to expect a measurable change" in said
+    assert retrain.main(arguments) == 0
     with zipfile.ZipFile(model_store / "food_rotation-v2.0.mar") as mar:
         metadata = json.loads(mar.read("metadata.json"))
     assert (metadata["version"], metadata["arch"], metadata["image_size"]) == ("2.0", "efficientnet_lite0", 64)
