@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import aiohttp
 from multidict import CIMultiDict
 
+from auth_plugin.bodies import Pieces
 from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys, send_with_key
 from food_rotation.service_error import ServiceError
 
@@ -15,7 +16,9 @@ from food_rotation.service_error import ServiceError
 # the client library recomputes.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "transfer-encoding", "upgrade", "proxy-connection"})
-_NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "authorization", "access_token", "cookie"}
+# Nor "Expect: 100-continue" (curl sends it for bodies over 1 MB): the proxy has the whole body already, and
+# TorchServe's "100 Continue" would only add a round trip.
+_NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "authorization", "access_token", "cookie", "expect"}
 _NOT_RETURNED = HOP_BY_HOP | {"content-length", "server", "date"}
 # What curl --data-binary sends by default: TorchServe would parse the photo as a form and mangle or refuse it.
 _FORM = "application/x-www-form-urlencoded"
@@ -65,10 +68,12 @@ def upstream_session(connect_timeout_s: float, read_timeout_s: float) -> aiohttp
     return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64), auto_decompress=False)
 
 
-async def forward(session: aiohttp.ClientSession, keys: TorchServeKeys, url: str, body: bytes,
+async def forward(session: aiohttp.ClientSession, keys: TorchServeKeys, url: str, body: bytes | Pieces,
                   headers: Mapping[str, str], params: Sequence[tuple[str, str]] = ()) -> UpstreamAnswer:
     """POST with TorchServe's inference key (re-read once if TorchServe refuses it); again once if TorchServe
-    dropped a pooled connection."""
+    dropped a pooled connection. Pieces go as they are, under their total length (never chunked)."""
+    if isinstance(body, Pieces):
+        headers = {**headers, "Content-Length": str(body.size)}
 
     async def inference_key(refused: str | None) -> str:
         return await keys.inference(session, refused)

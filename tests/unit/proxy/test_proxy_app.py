@@ -84,6 +84,27 @@ async def test_renewed_key_is_picked_up_after_a_refusal(setup):
     assert fake.seen[-1]["Authorization"] == "Bearer rotated9"
 
 
+async def test_a_body_in_many_pieces_is_relayed_whole_under_its_length_and_again_after_a_key_refusal(setup):
+    """Pieces as the socket gave them, never joined: TorchServe still gets one length-delimited body (not chunked,
+    no Expect round trip), and the resend after a refused key carries all of it again."""
+    fake, client, auth = setup
+    proxy = await client()
+    fake.renew("rotated9")  # the proxy's cached key is refused first
+
+    async def pieces():
+        for index in range(10):
+            yield bytes([index]) * 20_000
+
+    answer = await proxy.post("/predictions/food_rotation", data=pieces(),
+                              headers={**auth, "Expect": "100-continue"})
+    assert answer.status == 200 and (await answer.json())["bytes"] == 200_000
+    sent = fake.seen[-1]
+    assert sent["Content-Length"] == "200000" and "Transfer-Encoding" not in sent and "Expect" not in sent
+    assert sent["Authorization"] == "Bearer rotated9"
+    empty = await proxy.post("/predictions/food_rotation", data=b"", headers=auth)
+    assert (await empty.json())["bytes"] == 0 and fake.seen[-1]["Content-Length"] == "0"
+
+
 @pytest.mark.parametrize("meanwhile", ["old", "truncated"])
 async def test_a_key_renewed_while_torchserve_writes_its_file_loses_no_request(setup, meanwhile):
     """TorchServe checks the new key before key_file.json holds it: the proxy waits for the file, not 503."""
