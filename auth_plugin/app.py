@@ -30,6 +30,7 @@ from auth_plugin.app_keys import (
     KEYS,
     LIMITER,
     METRICS,
+    PODS,
     READINESS,
     REGISTRY,
     ROLLOUTS,
@@ -46,6 +47,7 @@ from auth_plugin.control import admin_api
 from auth_plugin.control.canary_analysis import CanaryAnalyst
 from auth_plugin.control.history import History
 from auth_plugin.control.plane_lock import ControlPlaneLock
+from auth_plugin.control.pods import coordination, heartbeat
 from auth_plugin.control.reconciler import Reconciler
 from auth_plugin.control.rollout import Rollouts, RolloutSettings
 from auth_plugin.control.signals import VersionSignals
@@ -228,10 +230,14 @@ def _rollout_settings(settings: ProxySettings) -> RolloutSettings:
 
 def _background_tasks(app: web.Application, settings: ProxySettings, history: History,
                       rollout_settings: RolloutSettings) -> list[asyncio.Task]:
-    """The routing table's follower (other gateways change a shared one) and the control plane's reconciler."""
+    """The routing table's follower (other gateways change a shared one), the control plane's reconciler and, on a
+    shared database, its pod's heartbeat."""
     tasks = []
     if settings.database_url:
         tasks.append(asyncio.create_task(app[REGISTRY].follow(settings.state_refresh_s)))
+    if settings.database_url and settings.control_plane:
+        tasks.append(asyncio.create_task(heartbeat(app[PODS], app[TORCHSERVE], app[REGISTRY], settings.model_name,
+                                                   settings.state_refresh_s)))
     if settings.control_plane:
         reconciler = Reconciler(app[TORCHSERVE], app[REGISTRY], history, rollout_settings, app[ROLLOUTS].lock)
         tasks.append(asyncio.create_task(reconciler.forever(settings.model_name, settings.reconcile_interval_s)))
@@ -266,7 +272,9 @@ def create_app(settings: ProxySettings) -> web.Application:
         app[TORCHSERVE] = TorchServeAdmin(app[SESSION], app[KEYS], settings.management_url)
         rollout_settings = _rollout_settings(settings)
         history = History(open_database(settings))
-        app[ROLLOUTS] = Rollouts(app[TORCHSERVE], app[REGISTRY], gate, rollout_settings, history)
+        app[PODS], driver = coordination(settings)
+        app[ROLLOUTS] = Rollouts(app[TORCHSERVE], app[REGISTRY], gate, rollout_settings, history, pods=app[PODS],
+                                 driver=driver)
         app[ANALYST] = CanaryAnalyst(app[ROLLOUTS], app[REGISTRY], app[SIGNALS])
         app[READINESS] = Readiness(readiness_check(app), settings.readiness_cache_s)
         tasks = _background_tasks(app, settings, history, rollout_settings)
@@ -280,6 +288,8 @@ def create_app(settings: ProxySettings) -> web.Application:
         app[UPLOADS].shutdown(wait=True)
         app[REGISTRY].close()
         history.close()
+        app[PODS].close()
+        driver.close()
         store.close()
         plane.release()
 

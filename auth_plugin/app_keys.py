@@ -9,6 +9,7 @@ from aiohttp import web
 
 from auth_plugin.auth import Authenticator
 from auth_plugin.control.canary_analysis import CanaryAnalyst
+from auth_plugin.control.pods import PodReports
 from auth_plugin.control.rollout import Rollouts
 from auth_plugin.control.signals import VersionSignals
 from auth_plugin.control.smoke_gate import HeldOutSource
@@ -30,6 +31,7 @@ METRICS = web.AppKey("metrics", ProxyMetrics)
 REGISTRY = web.AppKey("registry", VersionRegistry)  # the routing table: default, canary, in flight
 TORCHSERVE = web.AppKey("torchserve", TorchServeAdmin)
 ROLLOUTS = web.AppKey("rollouts", Rollouts)
+PODS = web.AppKey("pods", PodReports)  # the pods' reports of their own TorchServe (a shared database only)
 ANALYST = web.AppKey("analyst", CanaryAnalyst)  # the automatic canary analyses, one per model at a time
 DATASETS = web.AppKey("datasets", DatasetStore)
 HELD_OUT = web.AppKey("held_out", HeldOutSource)  # the feedback store's held-out corrections, as the gate asks

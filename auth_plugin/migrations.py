@@ -119,6 +119,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             detail TEXT NOT NULL,
             outcome TEXT NOT NULL
         )""")),
+    # Each pod's report of its own TorchServe (control/pods.py): versions -> workers and requests in flight, as JSON.
+    Migration(4, "pod reports", sqlite=("""
+        CREATE TABLE IF NOT EXISTS pod_reports (
+            pod TEXT NOT NULL,
+            model TEXT NOT NULL,
+            versions TEXT NOT NULL,
+            reported_at REAL NOT NULL,
+            PRIMARY KEY (pod, model)
+        )""",), postgresql=("""
+        CREATE TABLE pod_reports (
+            pod TEXT NOT NULL,
+            model TEXT NOT NULL,
+            versions TEXT NOT NULL,
+            reported_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (pod, model)
+        )""",)),
 )
 
 _LEDGER = """

@@ -49,6 +49,7 @@ class ProxySettings:
     # it (docs/scale-out.md) instead of the token_db file; never logged or shown (the password is masked)
     database_url: str | None = field(default=None, repr=False)
     state_refresh_s: float = 1.0  # with a database URL: how often a gateway rereads the routing table others change
+    pod_name: str = ""  # with a database URL: this pod's name in the pods' reports (empty: the host name)
     model_name: str = MODEL_NAME  # the one model this gateway serves
     # Raw and multipart photos up to 16 MiB; base64 JSON inflates by 4/3, so about 12 MB photos that way.
     max_body_bytes: int = 16 * 1024 * 1024

@@ -15,6 +15,7 @@
     POST /admin/models/{model}/retire           {"version": "1.0"}
     DELETE /admin/models/{model}/archives/{archive}   an archive nothing needs (not deployed, never a default)
     GET  /admin/models/{model}/signals?window=300   each version's requests, errors, p95, unsure, corrections
+    GET  /admin/models/{model}/pods             on a shared database: each live pod's versions, workers, in flight
     GET  /admin/audit?limit=100                 every admin action: who, what, when, outcome (newest first)
 
 Every POST and DELETE is recorded in the audit log, refused or not; GET /admin/models/{model} also returns the default
@@ -23,13 +24,15 @@ history and where a rollback would go.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from auth_plugin.access import PRINCIPAL, Handler, requires
-from auth_plugin.app_keys import ANALYST, HELD_OUT, METRICS, REGISTRY, ROLLOUTS, SETTINGS, SIGNALS
+from auth_plugin.app_keys import ANALYST, HELD_OUT, METRICS, PODS, REGISTRY, ROLLOUTS, SETTINGS, SIGNALS
 from auth_plugin.bodies import read_json_object
 from auth_plugin.control import version_views
 from auth_plugin.control.canary_analysis import CanaryPolicy
@@ -94,6 +97,17 @@ async def signals(request: web.Request) -> web.Response:
              "canary" if route and version == route.canary else "other"}
             for version in request.app[REGISTRY].versions(model)]
     return web.json_response({"model": model, "window_s": int(window), "versions": rows})
+
+
+async def pods(request: web.Request) -> web.Response:
+    """Every live pod's last report of its own TorchServe (a shared database; [] on one machine): what a rollout
+    step waits for."""
+    model = _model(request)
+    reports = request.app[PODS]
+    live = await asyncio.to_thread(reports.live, model)
+    now = time.time()
+    return web.json_response({"model": model, "shared": reports.shared, "live_after_s": reports.live_after_s,
+                              "pods": [report.as_json(now) for report in live]})
 
 
 async def remove_archive(request: web.Request) -> web.Response:
@@ -200,6 +214,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/models/{model}", guarded(list_versions))
     app.router.add_get("/admin/models/{model}/archives", guarded(list_archives))
     app.router.add_get("/admin/models/{model}/signals", guarded(signals))
+    app.router.add_get("/admin/models/{model}/pods", guarded(pods))
     app.router.add_get("/admin/audit", guarded(audit_log))
     for action, handler in (("deploy", deploy), ("canary", canary), ("promote", promote), ("rollback", rollback),
                             ("retire", retire)):

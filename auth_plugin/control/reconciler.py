@@ -1,6 +1,8 @@
 """Keep TorchServe serving what the routing table says, after a restart of either: register what is missing,
-set the default, unregister what is not in the table (such as what load_models registered at TorchServe's start).
-On the very first run, with an empty table, TorchServe's state is adopted instead."""
+set the default, unregister what is not in the table (such as what load_models registered at TorchServe's start)
+once no request is in flight on it. On the very first run, with an empty table, TorchServe's state is adopted
+instead. On a shared database every pod runs one for its own TorchServe: that is how a version deployed through
+one pod reaches the others (control/pods.py)."""
 
 from __future__ import annotations
 
@@ -54,9 +56,14 @@ class Reconciler:
             if route.default in live and not live[route.default].is_default:
                 await self._admin.set_default(model, route.default)
             for version in live:
-                if version not in wanted:
-                    log.info("unregistering %s %s: not in the routing table", model, version)
-                    await self._admin.unregister(model, version)
+                if version in wanted:
+                    continue
+                if self._registry.in_flight_count(model, version):  # drained first: the next round tries again
+                    log.info("%s %s is gone from the routing table; unregistering it once its requests in flight "
+                             "are answered", model, version)
+                    continue
+                log.info("unregistering %s %s: not in the routing table", model, version)
+                await self._admin.unregister(model, version)
 
     async def forever(self, model: str, interval_s: float) -> None:
         """Reconcile every `interval_s`; a failed round (TorchServe down, no key yet) is retried, never fatal."""

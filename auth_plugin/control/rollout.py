@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from auth_plugin.control.archive_catalogue import ArchiveCatalogue
 from auth_plugin.control.history import DefaultChange, History
+from auth_plugin.control.pods import DriverLock, PodReports
 from auth_plugin.control.smoke_gate import GateRefused, SmokeGate
 from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
 from auth_plugin.control.versions import Route, VersionRegistry
@@ -45,7 +47,8 @@ class Rollouts:
     one change at a time)."""
 
     def __init__(self, admin: TorchServeAdmin, registry: VersionRegistry, gate: SmokeGate,
-                 settings: RolloutSettings, history: History, lock: asyncio.Lock | None = None) -> None:
+                 settings: RolloutSettings, history: History, lock: asyncio.Lock | None = None,
+                 pods: PodReports | None = None, driver: DriverLock | None = None) -> None:
         self._admin = admin
         self._registry = registry
         self.history = history
@@ -53,6 +56,25 @@ class Rollouts:
         self._settings = settings
         self.catalogue = ArchiveCatalogue(settings.model_store)
         self.lock = lock or asyncio.Lock()
+        self._pods = pods or PodReports(None, "", 0)
+        self._driver = driver or DriverLock(None)
+
+    @asynccontextmanager
+    async def _transition(self, model: str) -> AsyncIterator[None]:
+        """One change at a time: in this process (shared with the reconciler), and across the pods of a shared
+        database (the driver's lock)."""
+        async with self.lock, self._driver.held(model):
+            yield
+
+    async def _loaded_everywhere(self, model: str, version: str) -> None:
+        """Wait until every live pod has `version` loaded (at once on one machine); a 504 naming the pods that did
+        not within the register timeout."""
+        waiting = await self._pods.wait_for(model, lambda report: report.workers(version) > 0,
+                                            self._settings.register_timeout_s)
+        if waiting:
+            raise RolloutError(504, "pods_not_ready", f"{model} {version} is not loaded on every pod after "
+                               f"{self._settings.register_timeout_s:g} s (still waiting: {', '.join(waiting)}); "
+                               "nothing was routed to it: try again once they report it")
 
     async def _torchserve(self, call: Any, *args: Any) -> Any:
         try:
@@ -113,14 +135,16 @@ class Rollouts:
         if info.model != model:
             raise RolloutError(400, "wrong_model", f"{archive} holds model {info.model!r}, not {model!r}")
         version = info.version
-        async with self.lock:
+        async with self._transition(model):
             route = self._route(model)
             live = {state.version for state in await self._torchserve(self._admin.versions, model)}
             if version in self._registry.versions(model) or version in live:
                 raise RolloutError(409, "version_exists", f"{model} {version} is already deployed")
             accuracy = await self._register_and_gate(model, version, archive, held_out, baseline=route.default)
-            self._registry.add_version(model, version, archive)
+            self._registry.mark_live(model, version, 1)
+            self._registry.add_version(model, version, archive)  # the other pods load it now
             if canary_percent > 0:
+                await self._loaded_everywhere(model, version)
                 self._registry.set_route(model, route.with_canary(version, canary_percent))
         log.info("deployed %s %s from %s (%s, canary %s%%)", model, version, archive, accuracy, canary_percent)
         return {"model": model, "version": version, **accuracy, "canary_percent": canary_percent}
@@ -128,16 +152,18 @@ class Rollouts:
     async def set_canary(self, model: str, version: str, percent: float) -> dict[str, Any]:
         if not 0 <= percent <= 100:
             raise RolloutError(400, "bad_canary", "canary must be a percentage between 0 and 100")
-        async with self.lock:
+        async with self._transition(model):
             route = self._route(model)
             self._known(model, version)
             if version == route.default:
                 raise RolloutError(409, "is_default", f"{version} is the default; a canary is another version")
+            if percent > 0:
+                await self._loaded_everywhere(model, version)
             self._registry.set_route(model, route.with_canary(version, percent))
         return {"model": model, "canary": version if percent else None, "canary_percent": percent}
 
     async def promote(self, model: str, version: str | None = None, actor: str = "admin") -> dict[str, Any]:
-        async with self.lock:
+        async with self._transition(model):
             route = self._route(model)
             version = version or route.canary
             if version is None:
@@ -146,6 +172,7 @@ class Rollouts:
             if version == route.default:
                 raise RolloutError(409, "is_default", f"{version} is already the default")
             self._start_history(model, route)
+            await self._loaded_everywhere(model, version)
             await self._switch(model, route, version)
             self.history.record_default(model, version, archive, actor, "promote")
         return {"model": model, "default": version, "retired": route.default}
@@ -153,7 +180,7 @@ class Rollouts:
     async def rollback(self, model: str, version: str | None = None, actor: str = "admin") -> dict[str, Any]:
         """Make `version`, an earlier default, the default again; by default the one before the current default
         (the default history's, so that rolling back twice steps back twice instead of toggling)."""
-        async with self.lock:
+        async with self._transition(model):
             route = self._route(model)
             self._start_history(model, route)
             target = self._rollback_target(model, route, version)
@@ -163,7 +190,9 @@ class Rollouts:
                 if previous not in live:
                     await self.catalogue.read(archive)  # still there, still an archive
                     await self._register_and_gate(model, previous, archive)
+                self._registry.mark_live(model, previous, 1)
                 self._registry.add_version(model, previous, archive)
+            await self._loaded_everywhere(model, previous)
             await self._switch(model, route, previous)
             self.history.mark_rolled_back(model, route.default)
             self.history.record_default(model, previous, archive, actor, "rollback")
@@ -204,7 +233,7 @@ class Rollouts:
             self.history.record_default(model, route.default, archive, "before the history", "adopted")
 
     async def retire(self, model: str, version: str) -> dict[str, Any]:
-        async with self.lock:
+        async with self._transition(model):
             route = self._route(model)
             self._known(model, version)
             if version == route.default:
@@ -220,7 +249,7 @@ class Rollouts:
         info = await self.catalogue.read(archive)
         if info.model != model:
             raise RolloutError(400, "wrong_model", f"{archive} holds model {info.model!r}, not {model!r}")
-        async with self.lock:
+        async with self._transition(model):
             if archive in self._registry.versions(model).values():
                 raise RolloutError(409, "archive_deployed", f"{archive} is deployed ({model} {info.version}): "
                                    "retire that version first")
@@ -240,12 +269,17 @@ class Rollouts:
         await self._drain_and_unregister(model, old)
 
     async def _drain_and_unregister(self, model: str, version: str) -> None:
+        """Leave the table once nothing is in flight on `version`: here, and on every live pod (each reporting after
+        the other gateways have reread the route), then leave this TorchServe; the other pods' reconcilers unload
+        it when they see it gone from the table."""
         await asyncio.sleep(self._settings.other_gateways_grace_s)
         deadline = time.monotonic() + self._settings.drain_timeout_s
+        busy = await self._pods.wait_for(model, lambda report: report.in_flight(version) == 0,
+                                         self._settings.drain_timeout_s, since=time.time())
         while self._registry.in_flight_count(model, version) > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        if self._registry.in_flight_count(model, version) > 0:
-            log.warning("%s %s still had requests in flight after %ss", model, version,
-                        self._settings.drain_timeout_s)
+        if busy or self._registry.in_flight_count(model, version) > 0:
+            log.warning("%s %s still had requests in flight after %ss (pods: %s)", model, version,
+                        self._settings.drain_timeout_s, ", ".join(busy) or "this one")
         self._registry.remove_version(model, version)
         await self._torchserve(self._admin.unregister, model, version)

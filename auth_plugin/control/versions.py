@@ -130,12 +130,19 @@ class VersionRegistry:
         return self.route(model) is None or version in self._cached_versions(model)  # no copy per request
 
     def choose(self, model: str) -> str | None:
-        """The version for one request: the canary with its share of the traffic, else the default."""
+        """The version for one request: the canary with its share of the traffic, else the default. A control
+        plane, which knows what its own TorchServe has live, never picks a version that has no live worker there
+        (on a shared table another pod may have routed to a version this pod is still loading): then no canary, and
+        the previous default while the new one loads."""
         route = self.route(model)
         if route is None:
             return None
-        if route.canary and self._rng.random() * 100 < route.canary_percent:
+        live = self._live.get(model)
+        canary_turn = route.canary and self._rng.random() * 100 < route.canary_percent
+        if canary_turn and (live is None or live.get(route.canary)):
             return route.canary
+        if live is not None and not live.get(route.default) and route.previous and live.get(route.previous):
+            return route.previous
         return route.default
 
     @contextmanager
@@ -152,8 +159,15 @@ class VersionRegistry:
     def in_flight_count(self, model: str, version: str) -> int:
         return self._in_flight[(model, version)]
 
+    def in_flight_by_version(self, model: str) -> dict[str, int]:
+        return {version: count for (name, version), count in list(self._in_flight.items()) if name == model}
+
     def observe_live(self, model: str, workers: dict[str, int]) -> None:
         self._live[model] = dict(workers)
+
+    def mark_live(self, model: str, version: str, workers: int) -> None:
+        """A version this process just registered and saw ready, before the next observe_live."""
+        self._live.setdefault(model, {})[version] = workers
 
     def live_workers(self, model: str) -> dict[str, int]:
         return dict(self._live.get(model, {}))

@@ -1,0 +1,165 @@
+"""Pods on one shared database: their reports, the waits a rollout makes on them, the one-driver lock, and the
+routing and reconciling that keep a pod from sending traffic to a version it has not loaded (or unloading one
+it still has requests on). The reports and rollouts run on SQLite and a real PostgreSQL (open_db); the lock on
+PostgreSQL only, the one backend that has it."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import pytest
+
+from auth_plugin.control.history import History
+from auth_plugin.control.pods import DriverBusy, DriverLock, PodReports
+from auth_plugin.control.reconciler import Reconciler
+from auth_plugin.control.rollout import Rollouts, RolloutSettings
+from auth_plugin.control.versions import Route, VersionRegistry
+from auth_plugin.database import open_database
+from auth_plugin.settings import ProxySettings
+from food_rotation.service_error import ServiceError
+from tests.archives import write_mar
+from tests.unit.proxy.fakes import FakeAdmin, FakeGate
+
+MODEL = "food_rotation"
+
+
+@pytest.fixture
+def reports(open_db):
+    """Two pods' reports on one database: (pod-a's, pod-b's)."""
+    pods = PodReports(open_db(), "pod-a", live_after_s=5.0), PodReports(open_db(), "pod-b", live_after_s=5.0)
+    yield pods
+    for pod in pods:
+        pod.close()
+
+
+def test_each_pod_reports_its_own_row_and_a_stale_or_withdrawn_pod_is_not_live(reports):
+    a, b = reports
+    a.report(MODEL, {"1.0": 2, "2.0": 1}, {"1.0": 3})
+    b.report(MODEL, {"1.0": 2}, {})
+    a.report(MODEL, {"1.0": 2, "2.0": 2}, {"2.0": 1})  # the next heartbeat replaces the row
+    live = {report.pod: report for report in a.live(MODEL)}
+    assert set(live) == {"pod-a", "pod-b"}
+    assert (live["pod-a"].workers("2.0"), live["pod-a"].in_flight("1.0"), live["pod-a"].in_flight("2.0")) == (2, 0, 1)
+    assert live["pod-b"].workers("2.0") == 0 and a.live("another_model") == []
+    b.withdraw(MODEL)
+    assert [report.pod for report in a.live(MODEL)] == ["pod-a"]
+    stale = PodReports(None, "", 0.0)
+    assert not stale.shared and stale.live(MODEL) == []  # one machine: nothing is reported or read
+    a.live_after_s = 0.0
+    assert a.live(MODEL) == []  # no heartbeat within live_after_s: a dead pod is not waited for
+
+
+async def test_a_wait_ends_when_every_live_pod_is_done_and_names_the_ones_that_are_not(reports):
+    a, b = reports
+    a.report(MODEL, {"1.0": 1, "2.0": 1}, {})
+    b.report(MODEL, {"1.0": 1}, {})
+    loaded = lambda report: report.workers("2.0") > 0  # noqa: E731
+    assert await a.wait_for(MODEL, loaded, timeout_s=0.3) == ["pod-b"]
+    asyncio.get_running_loop().call_later(0.3, b.report, MODEL, {"1.0": 1, "2.0": 1}, {})
+    assert await a.wait_for(MODEL, loaded, timeout_s=5.0) == []
+    since = time.time() + 0.01  # reports made before a change do not count as done with it
+    await asyncio.sleep(0.02)
+    a.report(MODEL, {"1.0": 1, "2.0": 1}, {})
+    assert await a.wait_for(MODEL, lambda report: True, timeout_s=0.3, since=since) == ["pod-b"]
+
+
+async def test_one_driver_at_a_time_and_a_dead_drivers_lock_is_taken_over(postgres):
+    settings = ProxySettings(database_url=postgres.database())
+    first, second = DriverLock(open_database(settings)), DriverLock(open_database(settings))
+    async with first.held(MODEL):
+        with pytest.raises(DriverBusy) as busy:
+            async with second.held(MODEL, wait_s=0.3):
+                pass
+        assert (busy.value.status, busy.value.code) == (409, "another_driver")
+        async with second.held("another_model", wait_s=0.3):  # a lock per model
+            pass
+    async with second.held(MODEL, wait_s=0.3):  # released at the end of the transition
+        pass
+    crashed = DriverLock(open_database(settings))
+    entered = crashed.held(MODEL)
+    await entered.__aenter__()  # a driver that dies mid-rollout never leaves the block...
+    crashed.close()  # ...but its connection goes, and PostgreSQL drops its lock
+    async with second.held(MODEL, wait_s=2.0):
+        pass
+    first.close()
+    second.close()
+
+
+def test_a_pod_routes_only_to_versions_its_own_torchserve_has_live(tmp_path):
+    registry = VersionRegistry(tmp_path / "db.sqlite3", rng=random.Random(0))
+    registry.add_version(MODEL, "1.0", "a.mar")
+    registry.add_version(MODEL, "2.0", "b.mar")
+    registry.set_route(MODEL, Route(default="1.0").with_canary("2.0", 50))
+    assert {registry.choose(MODEL) for _ in range(50)} == {"1.0", "2.0"}  # live state unknown: the table decides
+    registry.observe_live(MODEL, {"1.0": 2, "2.0": 0})  # 2.0 still loading on this pod
+    assert {registry.choose(MODEL) for _ in range(50)} == {"1.0"}
+    registry.mark_live(MODEL, "2.0", 1)
+    assert {registry.choose(MODEL) for _ in range(50)} == {"1.0", "2.0"}
+    registry.set_route(MODEL, Route(default="3.0", previous="1.0", previous_archive="a.mar"))
+    assert registry.choose(MODEL) == "1.0"  # the new default is not loaded here yet: the previous one serves
+    registry.close()
+
+
+async def test_a_reconciler_unloads_a_version_gone_from_the_table_only_once_its_requests_are_answered(tmp_path):
+    admin = FakeAdmin({"1.0": "a.mar", "2.0": "b.mar"}, "2.0")
+    registry = VersionRegistry(tmp_path / "db.sqlite3")
+    registry.add_version(MODEL, "2.0", "b.mar")
+    registry.set_route(MODEL, Route(default="2.0"))
+    history = History(tmp_path / "db.sqlite3")
+    reconciler = Reconciler(admin, registry, history, RolloutSettings(model_store=tmp_path), asyncio.Lock())
+    with registry.in_flight(MODEL, "1.0"):
+        await reconciler.reconcile(MODEL)
+        assert ("unregister", "1.0") not in admin.calls and "1.0" in admin.live
+    await reconciler.reconcile(MODEL)
+    assert ("unregister", "1.0") in admin.calls
+    registry.close()
+    history.close()
+
+
+@pytest.fixture
+def driver(tmp_path, open_db, reports):
+    """pod-a drives (1.0 deployed and default; an archive for 2.0); pod-b is another live pod."""
+    write_mar(tmp_path / f"{MODEL}-v2.0.mar", MODEL, "2.0")
+    admin = FakeAdmin({"1.0": f"{MODEL}-v1.0.mar"}, "1.0")
+    registry = VersionRegistry(open_db())
+    history = History(open_db())
+    settings = RolloutSettings(model_store=tmp_path, register_timeout_s=0.5, drain_timeout_s=2.0)
+    rollouts = Rollouts(admin, registry, FakeGate(), settings, history, pods=reports[0])
+    registry.add_version(MODEL, "1.0", f"{MODEL}-v1.0.mar")
+    registry.set_route(MODEL, Route(default="1.0"))
+    yield rollouts, registry, reports
+    registry.close()
+    history.close()
+
+
+async def test_a_canary_is_routed_only_once_every_live_pod_has_loaded_it(driver):
+    rollouts, registry, (a, b) = driver
+    a.report(MODEL, {"1.0": 1}, {})
+    b.report(MODEL, {"1.0": 1}, {})
+    with pytest.raises(ServiceError) as not_ready:
+        await rollouts.deploy(MODEL, f"{MODEL}-v2.0.mar", canary_percent=10)
+    assert (not_ready.value.status, not_ready.value.code) == (504, "pods_not_ready")
+    assert "pod-a, pod-b" in not_ready.value.message
+    assert "2.0" in registry.versions(MODEL) and registry.route(MODEL) == Route(default="1.0")  # loaded, no share
+    for pod in (a, b):
+        pod.report(MODEL, {"1.0": 1, "2.0": 1}, {})
+    assert (await rollouts.set_canary(MODEL, "2.0", 10))["canary_percent"] == 10
+    assert registry.route(MODEL) == Route(default="1.0", canary="2.0", canary_percent=10)
+
+
+async def test_an_old_default_leaves_the_table_once_no_pod_has_requests_on_it(driver):
+    rollouts, registry, (a, b) = driver
+    registry.add_version(MODEL, "2.0", f"{MODEL}-v2.0.mar")
+    for pod in (a, b):
+        pod.report(MODEL, {"1.0": 1, "2.0": 1}, {})
+    loop = asyncio.get_running_loop()
+    for delay in (0.1, 0.2):  # heartbeats made after the switch: pod-b still answering one request on 1.0
+        loop.call_later(delay, b.report, MODEL, {"1.0": 1, "2.0": 1}, {"1.0": 1})
+        loop.call_later(delay, a.report, MODEL, {"1.0": 1, "2.0": 1}, {})
+    loop.call_later(0.35, b.report, MODEL, {"1.0": 1, "2.0": 1}, {})  # answered
+    started = time.monotonic()
+    await rollouts.promote(MODEL, "2.0")
+    assert 0.3 <= time.monotonic() - started < 1.5  # waited for pod-b, not for the drain timeout (2 s)
+    assert set(registry.versions(MODEL)) == {"2.0"} and registry.route(MODEL).default == "2.0"
