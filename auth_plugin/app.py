@@ -16,7 +16,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -52,7 +51,7 @@ from auth_plugin.control.reconciler import Reconciler
 from auth_plugin.control.rollout import Rollouts, RolloutSettings
 from auth_plugin.control.signals import VersionSignals
 from auth_plugin.control.smoke_gate import SmokeGate
-from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin
+from auth_plugin.control.torchserve_admin import TorchServeAdmin
 from auth_plugin.control.versions import VersionRegistry
 from auth_plugin.database import open_database
 from auth_plugin.feedback import feedback_api
@@ -60,6 +59,7 @@ from auth_plugin.feedback.datasets import DatasetStore, Quota
 from auth_plugin.feedback.gate_photos import HeldOutCorrections
 from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers, forwarded_query, upstream_session
 from auth_plugin.log_safety import TracebackLimiter
+from auth_plugin.probes import healthz, metrics, readiness_check, readyz
 from auth_plugin.proxy_metrics import ProxyMetrics
 from auth_plugin.rate_limit import RateLimiter
 from auth_plugin.readiness import Readiness
@@ -188,33 +188,6 @@ async def page(request: web.Request) -> web.FileResponse:
 
 async def no_icon(request: web.Request) -> web.Response:
     return web.Response(status=204)  # browsers ask for one; an empty answer keeps 404s out of the log
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    body, status = await request.app[READINESS].answer()
-    return web.json_response(body, status=status)
-
-
-def readiness_check(app: web.Application) -> Callable[[], Awaitable[tuple[dict[str, Any], int]]]:
-    """Ready when TorchServe answers and the version the routing table sends traffic to has a live worker."""
-    async def check() -> tuple[dict[str, Any], int]:
-        route = app[REGISTRY].route(app[SETTINGS].model_name)
-        try:
-            live = await app[TORCHSERVE].live_workers(app[SETTINGS].model_name, route.default if route else None,
-                                                      2.0)
-        except ManagementError as exc:
-            return {"status": "unavailable", "reason": exc.message}, 503
-        return {"status": "ready" if live else "no_live_workers", "workers": live}, 200 if live else 503
-    return check
-
-
-async def metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
-    return web.Response(body=body, headers={"Content-Type": ProxyMetrics.content_type})
 
 
 def _feedback_store(settings: ProxySettings) -> DatasetStore:

@@ -1,0 +1,40 @@
+"""The routes a platform probes without a token: liveness (the gateway's own event loop), readiness (TorchServe
+and the default version's workers, cached: readiness.py) and the Prometheus metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from auth_plugin.app_keys import METRICS, READINESS, REGISTRY, SETTINGS, TORCHSERVE
+from auth_plugin.control.torchserve_admin import ManagementError
+from auth_plugin.proxy_metrics import ProxyMetrics
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    body, status = await request.app[READINESS].answer()
+    return web.json_response(body, status=status)
+
+
+def readiness_check(app: web.Application) -> Callable[[], Awaitable[tuple[dict[str, Any], int]]]:
+    """Ready when TorchServe answers and the version the routing table sends traffic to has a live worker."""
+    async def check() -> tuple[dict[str, Any], int]:
+        route = app[REGISTRY].route(app[SETTINGS].model_name)
+        try:
+            live = await app[TORCHSERVE].live_workers(app[SETTINGS].model_name, route.default if route else None,
+                                                      2.0)
+        except ManagementError as exc:
+            return {"status": "unavailable", "reason": exc.message}, 503
+        return {"status": "ready" if live else "no_live_workers", "workers": live}, 200 if live else 503
+    return check
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": ProxyMetrics.content_type})
