@@ -212,7 +212,8 @@ def _background_tasks(app: web.Application, settings: ProxySettings, history: Hi
         tasks.append(asyncio.create_task(heartbeat(app[PODS], app[TORCHSERVE], app[REGISTRY], settings.model_name,
                                                    settings.state_refresh_s)))
     if settings.control_plane:
-        reconciler = Reconciler(app[TORCHSERVE], app[REGISTRY], history, rollout_settings, app[ROLLOUTS].lock)
+        reconciler = Reconciler(app[TORCHSERVE], app[REGISTRY], history, rollout_settings, app[ROLLOUTS].lock,
+                                app[ROLLOUTS].gate)
         tasks.append(asyncio.create_task(reconciler.forever(settings.model_name, settings.reconcile_interval_s)))
     return tasks
 

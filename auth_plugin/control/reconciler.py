@@ -12,6 +12,7 @@ import logging
 from auth_plugin.control.archive_catalogue import ArchiveCatalogue
 from auth_plugin.control.history import History
 from auth_plugin.control.rollout import RolloutSettings
+from auth_plugin.control.smoke_gate import GateRefused, SmokeGate
 from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
 from auth_plugin.control.versions import Route, VersionRegistry
 from auth_plugin.torchserve_keys import KeysUnavailable
@@ -22,13 +23,15 @@ log = logging.getLogger("auth_plugin.control.reconciler")
 
 class Reconciler:
     def __init__(self, admin: TorchServeAdmin, registry: VersionRegistry, history: History,
-                 settings: RolloutSettings, lock: asyncio.Lock) -> None:
+                 settings: RolloutSettings, lock: asyncio.Lock, gate: SmokeGate | None = None) -> None:
         self._admin = admin
         self._registry = registry
         self._history = history
         self._settings = settings
         self._catalogue = ArchiveCatalogue(settings.model_store)
         self._lock = lock  # the rollouts' own: a reconcile never runs in the middle of a transition
+        self._gate = gate  # each version it registers is gated on this TorchServe before it counts as live
+        self._refused: set[tuple[str, str]] = set()  # (version, archive) this pod's gate refused: not retried
 
     async def reconcile(self, model: str) -> None:
         async with self._lock:
@@ -42,14 +45,16 @@ class Reconciler:
                     self._history.record_default(model, default.version, default.archive, "reconciler", "adopted")
                 return
             for version, archive in self._registry.versions(model).items():
-                if version in live:
+                if version in live or (version, archive) in self._refused:
                     continue
                 if not self._catalogue.exists(archive):
                     route = self._forget_lost_version(model, route, version, archive, live)
                     continue
                 log.info("restoring %s %s from %s", model, version, archive)
-                await self._admin.register(model, version, archive, self._settings.workers,
-                                           self._settings.register_timeout_s)
+                with self._registry.pending(model, version):
+                    await self._admin.register(model, version, archive, self._settings.workers,
+                                               self._settings.register_timeout_s)
+                    await self._gate_here(model, version, archive)
             wanted = self._registry.versions(model)
             live = {state.version: state for state in await self._admin.versions(model)}
             self._registry.observe_live(model, {version: state.workers for version, state in live.items()})
@@ -64,6 +69,19 @@ class Reconciler:
                     continue
                 log.info("unregistering %s %s: not in the routing table", model, version)
                 await self._admin.unregister(model, version)
+
+    async def _gate_here(self, model: str, version: str, archive: str) -> None:
+        """This TorchServe's copy must answer the gate's sets (no comparison: the driver compared the version when
+        it was deployed): a pod whose copy cannot serve it unloads it, and never reports it loaded."""
+        if self._gate is None:
+            return
+        try:
+            await self._gate.check(model, version)
+        except GateRefused as exc:
+            log.error("%s %s refused by this pod's smoke gate, unloaded here (not retried until its archive "
+                      "changes): %s", model, version, exc)
+            self._refused.add((version, archive))
+            await self._admin.unregister(model, version)
 
     async def forever(self, model: str, interval_s: float) -> None:
         """Reconcile every `interval_s`; a failed round (TorchServe down, no key yet) is retried, never fatal."""

@@ -59,6 +59,10 @@ class Rollouts:
         self._pods = pods or PodReports(None, "", 0)
         self._driver = driver or DriverLock(None)
 
+    @property
+    def gate(self) -> SmokeGate:
+        return self._gate
+
     @asynccontextmanager
     async def _transition(self, model: str) -> AsyncIterator[None]:
         """One change at a time: in this process (shared with the reconciler), and across the pods of a shared

@@ -49,6 +49,7 @@ class VersionRegistry:
         self._cache_lock = threading.Lock()  # refresh() runs in a thread: this process's own writes win over it
         self._writes = 0
         self._live: dict[str, dict[str, int]] = {}  # READY workers per version, as the reconciler last saw them
+        self._pending: set[tuple[str, str]] = set()  # (model, version) loaded here but not gated yet: not live
 
     def close(self) -> None:
         self._db.close()
@@ -163,7 +164,17 @@ class VersionRegistry:
         return {version: count for (name, version), count in list(self._in_flight.items()) if name == model}
 
     def observe_live(self, model: str, workers: dict[str, int]) -> None:
-        self._live[model] = dict(workers)
+        self._live[model] = {version: count for version, count in workers.items()
+                             if (model, version) not in self._pending}
+
+    @contextmanager
+    def pending(self, model: str, version: str) -> Iterator[None]:
+        """While a version loads and is gated here, it is not live, whatever TorchServe says of its workers."""
+        self._pending.add((model, version))
+        try:
+            yield
+        finally:
+            self._pending.discard((model, version))
 
     def mark_live(self, model: str, version: str, workers: int) -> None:
         """A version this process just registered and saw ready, before the next observe_live."""

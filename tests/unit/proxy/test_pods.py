@@ -118,6 +118,37 @@ async def test_a_reconciler_unloads_a_version_gone_from_the_table_only_once_its_
     history.close()
 
 
+async def test_a_pod_gates_what_its_reconciler_loads_and_keeps_it_out_of_traffic_until_then(tmp_path):
+    """Registered but not yet gated, a version is not live here (the heartbeat may describe it meanwhile); a version
+    this pod's copy fails is unloaded, never reported, and not loaded again every round."""
+    for version in ("2.0", "3.0"):
+        (tmp_path / f"m-v{version}.mar").write_bytes(b"archive")
+    admin = FakeAdmin({"1.0": "m.mar"}, "1.0")
+    registry = VersionRegistry(tmp_path / "db.sqlite3")
+    for version, archive in (("1.0", "m.mar"), ("2.0", "m-v2.0.mar"), ("3.0", "m-v3.0.mar")):
+        registry.add_version(MODEL, version, archive)
+    registry.set_route(MODEL, Route(default="1.0"))
+    seen_while_gating = []
+
+    class Gate(FakeGate):
+        async def check(self, model, version, held_out=(), baseline=None):
+            registry.observe_live(MODEL, {state.version: state.workers for state in await admin.versions(MODEL)})
+            seen_while_gating.append(dict(registry.live_workers(MODEL)))  # what a heartbeat would route by
+            return await super().check(model, version, held_out, baseline)
+
+    gate = Gate(refuse=["3.0"])
+    history = History(tmp_path / "db.sqlite3")
+    reconciler = Reconciler(admin, registry, history, RolloutSettings(model_store=tmp_path), asyncio.Lock(), gate)
+    await reconciler.reconcile(MODEL)
+    assert gate.checked == ["2.0", "3.0"] and gate.baselines == [None, None]  # absolute checks, no comparison
+    assert "2.0" not in seen_while_gating[0] and "3.0" not in seen_while_gating[1]
+    assert set(admin.live) == {"1.0", "2.0"} and set(registry.live_workers(MODEL)) == {"1.0", "2.0"}
+    await reconciler.reconcile(MODEL)
+    assert gate.checked == ["2.0", "3.0"] and admin.calls.count(("register", "m-v3.0.mar")) == 1
+    registry.close()
+    history.close()
+
+
 @pytest.fixture
 def driver(tmp_path, open_db, reports):
     """pod-a drives (1.0 deployed and default; an archive for 2.0); pod-b is another live pod."""
