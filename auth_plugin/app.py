@@ -53,7 +53,7 @@ from auth_plugin.control.signals import VersionSignals
 from auth_plugin.control.smoke_gate import SmokeGate
 from auth_plugin.control.torchserve_admin import TorchServeAdmin
 from auth_plugin.control.versions import VersionRegistry
-from auth_plugin.database import open_database
+from auth_plugin.database import AdvisoryLock, open_database
 from auth_plugin.feedback import feedback_api
 from auth_plugin.feedback.datasets import DatasetStore, Quota
 from auth_plugin.feedback.gate_photos import HeldOutCorrections
@@ -191,9 +191,11 @@ async def no_icon(request: web.Request) -> web.Response:
 
 
 def _feedback_store(settings: ProxySettings) -> DatasetStore:
+    """On a shared database the datasets' folder is shared too (pods on one claim): one writer at a time."""
+    shared = AdvisoryLock(open_database(settings)) if settings.database_url else None
     return DatasetStore(settings.datasets_dir, settings.max_image_pixels,
                         quota=Quota(settings.dataset_max_photos, settings.dataset_max_photos_per_user),
-                        max_full_pixels=settings.max_full_decode_pixels)
+                        max_full_pixels=settings.max_full_decode_pixels, shared=shared)
 
 
 def _rollout_settings(settings: ProxySettings) -> RolloutSettings:
@@ -263,6 +265,7 @@ def create_app(settings: ProxySettings) -> web.Application:
         app[REGISTRY].close()
         history.close()
         app[PODS].close()
+        app[DATASETS].close()
         driver.close()
         store.close()
         plane.release()

@@ -13,9 +13,11 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import time
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote, urlsplit
@@ -201,6 +203,45 @@ class PostgresDatabase(Database):
 
     def __repr__(self) -> str:
         return f"<PostgresDatabase {describe_url(self._url)}>"
+
+
+class AdvisoryLock:
+    """PostgreSQL session-level advisory locks, on a connection of their own: held across statements and
+    transactions until released, and dropped by the server when the connection dies (a crashed holder never
+    leaves one behind). What several gateways on one database take to do one thing at a time."""
+
+    def __init__(self, database: Database) -> None:
+        if database.backend != "postgresql":
+            raise ValueError("advisory locks need PostgreSQL")
+        self._db = database
+
+    @staticmethod
+    def key(namespace: int, name: str) -> int:
+        """A 64-bit key: a 32-bit namespace (one per kind of lock) and the crc32 of the name locked."""
+        return (namespace << 32) | zlib.crc32(name.encode())
+
+    def try_acquire(self, key: int) -> bool:
+        return bool(self._db.row("SELECT pg_try_advisory_lock(?)", (key,))[0])
+
+    def release(self, key: int) -> None:
+        self._db.row("SELECT pg_advisory_unlock(?)", (key,))
+
+    @contextmanager
+    def held(self, key: int, wait_s: float, poll_s: float = 0.05) -> Iterator[bool]:
+        """Blocks (this thread) up to `wait_s` for the lock; yields whether it was taken (held until the block
+        ends), so the caller says what "busy" means in its own terms."""
+        deadline = time.monotonic() + wait_s
+        while not (taken := self.try_acquire(key)) and time.monotonic() < deadline:
+            time.sleep(poll_s)
+        try:
+            yield taken
+        finally:
+            if taken:
+                with suppress(*UNAVAILABLE):  # the connection is gone, and the lock with it
+                    self.release(key)
+
+    def close(self) -> None:
+        self._db.close()
 
 
 def to_postgres(sql: str) -> str:

@@ -19,14 +19,13 @@ import json
 import logging
 import socket
 import time
-import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin
 from auth_plugin.control.versions import VersionRegistry
-from auth_plugin.database import UNAVAILABLE, Database, open_database
+from auth_plugin.database import UNAVAILABLE, AdvisoryLock, Database, open_database
 from auth_plugin.settings import ProxySettings
 from auth_plugin.torchserve_keys import KeysUnavailable
 from food_rotation.service_error import ServiceError
@@ -116,29 +115,26 @@ class DriverBusy(ServiceError):
 
 
 class DriverLock:
-    """One rollout driver at a time on a shared PostgreSQL: a session-level advisory lock, per model, on this
-    gateway's own connection, held for one transition. PostgreSQL drops it when the connection dies, so a driver
-    that crashed mid-rollout is taken over by whichever gateway gets the next admin call. On SQLite there is one
-    control plane already (plane_lock.py): nothing to take."""
+    """One rollout driver at a time on a shared PostgreSQL: an advisory lock per model (database.AdvisoryLock),
+    held for one transition. PostgreSQL drops it when the connection dies, so a driver that crashed mid-rollout is
+    taken over by whichever gateway gets the next admin call. On SQLite there is one control plane already
+    (plane_lock.py): nothing to take."""
 
-    def __init__(self, database: Database | None) -> None:
-        self._db = database
+    def __init__(self, locks: AdvisoryLock | None) -> None:
+        self._locks = locks
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-
-    @staticmethod
-    def key(model: str) -> int:
-        return (_DRIVER_NAMESPACE << 32) | zlib.crc32(model.encode())
+        if self._locks is not None:
+            self._locks.close()
 
     @asynccontextmanager
     async def held(self, model: str, wait_s: float = 2.0) -> AsyncIterator[None]:
-        if self._db is None:
+        if self._locks is None:
             yield
             return
+        key = AdvisoryLock.key(_DRIVER_NAMESPACE, model)
         deadline = time.monotonic() + wait_s
-        while not (await asyncio.to_thread(self._db.row, "SELECT pg_try_advisory_lock(?)", (self.key(model),)))[0]:
+        while not await asyncio.to_thread(self._locks.try_acquire, key):
             if time.monotonic() >= deadline:
                 raise DriverBusy(model)
             await asyncio.sleep(_POLL_S)
@@ -146,7 +142,7 @@ class DriverLock:
             yield
         finally:
             try:
-                await asyncio.to_thread(self._db.row, "SELECT pg_advisory_unlock(?)", (self.key(model),))
+                await asyncio.to_thread(self._locks.release, key)
             except UNAVAILABLE as exc:  # the connection is gone, and the lock with it
                 log.warning("could not release the rollout driver's lock: %s", exc)
 
@@ -176,4 +172,4 @@ def coordination(settings: ProxySettings) -> tuple[PodReports, DriverLock]:
         return PodReports(None, "", 0.0), DriverLock(None)
     pod = settings.pod_name or socket.gethostname()
     return (PodReports(open_database(settings), pod, max(5.0, 5 * settings.state_refresh_s)),
-            DriverLock(open_database(settings)))
+            DriverLock(AdvisoryLock(open_database(settings))))

@@ -21,27 +21,26 @@ import json
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from auth_plugin.feedback.manifest import append_event, read_events, write_whole
+from auth_plugin.database import AdvisoryLock
+from auth_plugin.feedback.manifest import append_event, manifest_size, read_events, write_whole
+from auth_plugin.feedback.splits import Split, is_held_out
 from food_rotation.photo_io import TURNS, load_upright, turn
 from food_rotation.service_error import ServiceError
 
-HELD_OUT_SHARE = 5  # one photo in five (by its sha256) is never trained on: the smoke gate checks it
+_WRITER_NAMESPACE = 0x66727377  # "frsw": the advisory lock of the datasets' one writer
+SHARED_WAIT_S = 10.0  # how long a write waits for another gateway's before 503 datasets_busy
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class DatasetError(ServiceError):
     """A refused dataset operation: `status` (400/404/409) and a code naming why."""
-
-
-def is_held_out(sha256: str) -> bool:
-    """Stable across runs and machines: the same photo is always on the same side of the split."""
-    return int(sha256[:8], 16) % HELD_OUT_SHARE == 0
 
 
 def now() -> str:
@@ -62,13 +61,6 @@ class Correction:
 
 
 @dataclass(frozen=True)
-class Split:
-    train: list[Path]
-    held_out: list[Path]
-    manifest_sha256: str  # identifies exactly what was trained on
-
-
-@dataclass(frozen=True)
 class Quota:
     """How much one dataset takes: photos in all, and photos from one user (any predict token may write labels)."""
 
@@ -80,10 +72,14 @@ DEFAULT_QUOTA = Quota()
 
 class DatasetStore:
     """Datasets on disk (an append-only manifest each), with every dataset's current photos indexed in memory, so
-    an add costs the same with 5 photos or 50,000: this process is the datasets' only writer."""
+    an add costs the same with 5 photos or 50,000. Several gateways may share the folder (pods on one claim): with
+    `shared` (an advisory lock on their PostgreSQL) one of them writes at a time, and an index is folded again
+    when its manifest has grown under another writer, so duplicates, quotas and "which dataset is active" hold
+    across pods."""
 
     def __init__(self, root: Path, max_pixels: int, photo_side: int = 1024, thumb_side: int = 192,
-                 quota: Quota = DEFAULT_QUOTA, max_full_pixels: int | None = None) -> None:
+                 quota: Quota = DEFAULT_QUOTA, max_full_pixels: int | None = None,
+                 shared: AdvisoryLock | None = None) -> None:
         self.root = root
         self._max_pixels = max_pixels
         self._max_full_pixels = max_full_pixels
@@ -91,7 +87,26 @@ class DatasetStore:
         self._thumb_side = thumb_side
         self._quota = quota
         self._lock = threading.RLock()  # one writer at a time; the proxy calls in from worker threads
-        self._index: dict[str, dict[str, Correction]] = {}  # dataset -> sha256 -> its correction, oldest first
+        self._shared = shared
+        # dataset -> (the manifest's size when folded, sha256 -> its correction, oldest first)
+        self._index: dict[str, tuple[int, dict[str, Correction]]] = {}
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The one writer: of this process, and with `shared`, of every gateway on the folder."""
+        with self._lock:
+            if self._shared is None:
+                yield
+                return
+            with self._shared.held(AdvisoryLock.key(_WRITER_NAMESPACE, str(self.root)), SHARED_WAIT_S) as taken:
+                if not taken:
+                    raise DatasetError(503, "datasets_busy", "another gateway has been writing the datasets for "
+                                                             f"{SHARED_WAIT_S:g} s; try again")
+                yield
+
+    def close(self) -> None:
+        if self._shared is not None:
+            self._shared.close()
 
     # -- reading ----------------------------------------------------------------------------------------------
 
@@ -114,11 +129,20 @@ class DatasetStore:
         return list(self._held(name).values())
 
     def _held(self, name: str) -> dict[str, Correction]:
-        """The dataset's index: the fold over its manifest, read once."""
+        """The dataset's index: the fold over its manifest, read again only when the manifest has grown since
+        (another gateway wrote to it; this one keeps its index up to date as it writes)."""
         with self._lock:
-            if name not in self._index:
-                self._index[name] = self._fold(self._folder(name))
-            return self._index[name]
+            folder = self._folder(name)
+            size = manifest_size(folder / "manifest.jsonl")
+            if name not in self._index or self._index[name][0] != size:
+                self._index[name] = (size, self._fold(folder))
+            return self._index[name][1]
+
+    def _appended(self, name: str, event: dict[str, Any]) -> None:
+        """`event` on disk, and the index's size mark moved past it (the caller has updated the index)."""
+        manifest = self.root / name / "manifest.jsonl"
+        append_event(manifest, event)
+        self._index[name] = (manifest_size(manifest), self._index[name][1])
 
     def _fold(self, folder: Path) -> dict[str, Correction]:
         held: dict[str, Correction] = {}
@@ -185,7 +209,7 @@ class DatasetStore:
 
     def start_new(self, name: str | None = None) -> str:
         """Close the active dataset (if any) and open a new, empty one."""
-        with self._lock:
+        with self._writing():
             existing = self.names()
             if name is None:
                 numbers = [int(n.rsplit("-", 1)[1]) for n in existing if re.fullmatch(r"feedback-\d+", n)]
@@ -212,7 +236,7 @@ class DatasetStore:
         PhotoError when the bytes are not a usable image, exactly as a prediction would be refused.
         """
         sha = hashlib.sha256(image).hexdigest()
-        with self._lock:
+        with self._writing():
             name = self.active() or self.start_new()
             folder = self.root / name
             held = self._held(name)
@@ -223,7 +247,7 @@ class DatasetStore:
                 self._store_upright(folder, sha, image, true_degree)
             event = {"event": "correction", "sha256": sha, "true_degree": true_degree, "user": user, "time": now(),
                      "model_version": model_version, "model_degree": model_degree}
-            append_event(folder / "manifest.jsonl", event)
+            self._appended(name, event)  # on disk before the index says so
             count = previous.count + 1 if previous else 1
             correction = Correction(sha, true_degree, count, user, event["time"], model_version, model_degree)
             held[sha] = correction
@@ -238,17 +262,18 @@ class DatasetStore:
                                                            f"dataset {name!r}, the most one user may")
 
     def remove(self, name: str, sha256: str, user: str) -> None:
-        with self._lock:
+        with self._writing():
             self.photo(name, sha256, thumbnail=False)
             folder = self._folder(name)
-            append_event(folder / "manifest.jsonl", {"event": "removed", "sha256": sha256, "user": user, "time": now()})
+            self._held(name)  # up to date before the size mark moves past this event
+            self._appended(name, {"event": "removed", "sha256": sha256, "user": user, "time": now()})
             self._held(name).pop(sha256, None)
             for kind in ("photos", "thumbs"):
                 (folder / kind / f"{sha256}.jpg").unlink(missing_ok=True)
 
     def remove_user(self, name: str, contributor: str, user: str) -> list[str]:
         """Drop every photo whose latest correction came from `contributor` (a token gone bad); their sha256."""
-        with self._lock:
+        with self._writing():
             dropped = [c.sha256 for c in self._held(name).values() if c.user == contributor]
             for sha256 in dropped:
                 self.remove(name, sha256, user)
@@ -267,16 +292,3 @@ class DatasetStore:
     @staticmethod
     def _write_info(folder: Path, info: dict[str, Any]) -> None:
         write_whole(folder / "dataset.json", (json.dumps(info, indent=2) + "\n").encode())
-
-
-def union(splits: list[Split]) -> Split:
-    """Several datasets' splits as one. A photo collected in two of them (the same sha256) is on the same side in
-    both, since the photo chooses its side, and counts once: the later dataset's copy, the latest correction."""
-
-    def once(paths: list[Path]) -> list[Path]:
-        return list({path.name: path for path in paths}.values())
-
-    if len(splits) == 1:
-        return splits[0]
-    digest = hashlib.sha256("".join(split.manifest_sha256 for split in splits).encode()).hexdigest()
-    return Split(once([p for s in splits for p in s.train]), once([p for s in splits for p in s.held_out]), digest)

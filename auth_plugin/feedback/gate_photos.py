@@ -10,7 +10,8 @@ import asyncio
 import logging
 from pathlib import Path
 
-from auth_plugin.feedback.datasets import DatasetError, DatasetStore, union
+from auth_plugin.feedback.datasets import DatasetError, DatasetStore
+from auth_plugin.feedback.splits import union
 from food_rotation.provenance import Provenance
 from food_rotation.service_error import ServiceError
 

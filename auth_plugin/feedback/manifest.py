@@ -49,3 +49,11 @@ def write_whole(path: Path, data: bytes) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(data)
     partial.replace(path)
+
+
+def manifest_size(manifest: Path) -> int:
+    """Bytes in the manifest (0 before its first event): it only grows, so a new size means new events."""
+    try:
+        return manifest.stat().st_size
+    except FileNotFoundError:
+        return 0

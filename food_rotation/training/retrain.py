@@ -48,7 +48,8 @@ import torch
 from torch import Tensor
 
 from auth_plugin.control.models_cli import Refused, admin_call, admin_token, default_url
-from auth_plugin.feedback.datasets import DatasetError, DatasetStore, union
+from auth_plugin.feedback.datasets import DatasetError, DatasetStore
+from auth_plugin.feedback.splits import union
 from auth_plugin.settings import ROOT, ProxySettings
 from food_rotation.abstention import calibrated
 from food_rotation.provenance import DatasetUse, Provenance

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 
 import pytest
 from PIL import Image
 
-from auth_plugin.feedback.datasets import DatasetError, DatasetStore, Quota, is_held_out, union
+from auth_plugin.database import AdvisoryLock, open_database
+from auth_plugin.feedback.datasets import DatasetError, DatasetStore, Quota
+from auth_plugin.feedback.splits import is_held_out, union
+from auth_plugin.settings import ProxySettings
 from food_rotation.photo_io import PhotoError
 from tests.photos import encode, jpeg_with_orientation, rotated, same_picture, scene
 
@@ -189,3 +193,43 @@ def test_an_add_costs_the_same_however_large_the_dataset(store, monkeypatch):
     for seed in range(2, 6):
         store.add(encode(scene(seed=seed)), 0, "cook")  # the index answers; the manifest is only appended to
     assert len(store.corrections(store.active())) == 5
+
+
+def test_two_gateways_on_one_folder_write_one_at_a_time_and_see_each_others_photos(tmp_path, postgres):
+    """Pods sharing the datasets' folder (a ReadWriteMany claim) and a PostgreSQL: the quota, duplicates and the
+    active dataset hold across both, as if one process wrote everything (without the lock, both stores let 20
+    photos in and each sees only its own)."""
+    settings = ProxySettings(database_url=postgres.database())
+    stores = [DatasetStore(tmp_path / "datasets", LIMIT, photo_side=128, thumb_side=32, quota=Quota(20, 1000),
+                           shared=AdvisoryLock(open_database(settings))) for _ in range(2)]
+    photos = [encode(scene(seed).resize((96, 72))) for seed in range(30)]
+    outcomes: list[str] = []
+
+    def send(store: DatasetStore, batch: list[bytes]) -> None:
+        for photo in batch:
+            try:
+                outcomes.append("duplicate" if store.add(photo, 0, "cook")[2] else "stored")
+            except DatasetError as exc:
+                outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=send, args=(stores[index % 2], photos[index * 10:(index + 1) * 10]))
+               for index in range(3)]
+    threads.append(threading.Thread(target=send, args=(stores[1], photos[:10])))  # sent again, through the other
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    held = [{c.sha256 for c in store.corrections("feedback-1")} for store in stores]
+    assert held[0] == held[1] and len(held[0]) == 20 and [s.names() for s in stores] == [["feedback-1"]] * 2
+    assert sorted(set(outcomes)) <= ["dataset_full", "duplicate", "stored"] and outcomes.count("stored") == 20
+    lines = (tmp_path / "datasets" / "feedback-1" / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 20 + outcomes.count("duplicate")  # one whole line per acknowledged event
+    started = []
+    racers = [threading.Thread(target=lambda store=store: started.append(store.start_new())) for store in stores]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join()
+    assert sorted(started) == ["feedback-2", "feedback-3"] and stores[0].active() == "feedback-3"
+    for store in stores:
+        store.close()

@@ -16,7 +16,7 @@ from auth_plugin.control.pods import DriverBusy, DriverLock, PodReports
 from auth_plugin.control.reconciler import Reconciler
 from auth_plugin.control.rollout import Rollouts, RolloutSettings
 from auth_plugin.control.versions import Route, VersionRegistry
-from auth_plugin.database import open_database
+from auth_plugin.database import AdvisoryLock, open_database
 from auth_plugin.settings import ProxySettings
 from food_rotation.service_error import ServiceError
 from tests.archives import write_mar
@@ -67,7 +67,7 @@ async def test_a_wait_ends_when_every_live_pod_is_done_and_names_the_ones_that_a
 
 async def test_one_driver_at_a_time_and_a_dead_drivers_lock_is_taken_over(postgres):
     settings = ProxySettings(database_url=postgres.database())
-    first, second = DriverLock(open_database(settings)), DriverLock(open_database(settings))
+    first, second = (DriverLock(AdvisoryLock(open_database(settings))) for _ in range(2))
     async with first.held(MODEL):
         with pytest.raises(DriverBusy) as busy:
             async with second.held(MODEL, wait_s=0.3):
@@ -77,7 +77,7 @@ async def test_one_driver_at_a_time_and_a_dead_drivers_lock_is_taken_over(postgr
             pass
     async with second.held(MODEL, wait_s=0.3):  # released at the end of the transition
         pass
-    crashed = DriverLock(open_database(settings))
+    crashed = DriverLock(AdvisoryLock(open_database(settings)))
     entered = crashed.held(MODEL)
     await entered.__aenter__()  # a driver that dies mid-rollout never leaves the block...
     crashed.close()  # ...but its connection goes, and PostgreSQL drops its lock
