@@ -217,6 +217,8 @@ def _background_tasks(app: web.Application, settings: ProxySettings, history: Hi
         reconciler = Reconciler(app[TORCHSERVE], app[REGISTRY], history, rollout_settings, app[ROLLOUTS].lock,
                                 app[ROLLOUTS].gate)
         tasks.append(asyncio.create_task(reconciler.forever(settings.model_name, settings.reconcile_interval_s)))
+        tasks.append(asyncio.create_task(app[ROLLOUTS].recover_forever(settings.model_name,
+                                                                       settings.reconcile_interval_s)))
     return tasks
 
 
@@ -248,9 +250,9 @@ def create_app(settings: ProxySettings) -> web.Application:
         app[TORCHSERVE] = TorchServeAdmin(app[SESSION], app[KEYS], settings.management_url)
         rollout_settings = _rollout_settings(settings)
         history = History(open_database(settings))
-        app[PODS], driver = coordination(settings)
+        app[PODS], driver, intents = coordination(settings)
         app[ROLLOUTS] = Rollouts(app[TORCHSERVE], app[REGISTRY], gate, rollout_settings, history, pods=app[PODS],
-                                 driver=driver)
+                                 driver=driver, intents=intents)
         app[ANALYST] = CanaryAnalyst(app[ROLLOUTS], app[REGISTRY], app[SIGNALS])
         app[READINESS] = Readiness(readiness_check(app), settings.readiness_cache_s)
         tasks = _background_tasks(app, settings, history, rollout_settings)
@@ -267,6 +269,7 @@ def create_app(settings: ProxySettings) -> web.Application:
         app[PODS].close()
         app[DATASETS].close()
         driver.close()
+        intents.close()
         store.close()
         plane.release()
 

@@ -135,6 +135,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             reported_at DOUBLE PRECISION NOT NULL,
             PRIMARY KEY (pod, model)
         )""",)),
+    # The transition a rollout driver is in the middle of (control/intents.py): another one finishes it.
+    Migration(5, "rollout intents", sqlite=("""
+        CREATE TABLE IF NOT EXISTS rollout_intents (
+            model TEXT PRIMARY KEY,
+            action TEXT NOT NULL,
+            version TEXT NOT NULL,
+            previous TEXT,
+            pod TEXT NOT NULL,
+            started_at REAL NOT NULL
+        )""",), postgresql=("""
+        CREATE TABLE rollout_intents (
+            model TEXT PRIMARY KEY,
+            action TEXT NOT NULL,
+            version TEXT NOT NULL,
+            previous TEXT,
+            pod TEXT NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL
+        )""",)),
 )
 
 _LEDGER = """

@@ -23,15 +23,22 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def readiness_check(app: web.Application) -> Callable[[], Awaitable[tuple[dict[str, Any], int]]]:
-    """Ready when TorchServe answers and the version the routing table sends traffic to has a live worker."""
+    """Ready when TorchServe answers and every version the routing table sends traffic to (the default, and a
+    canary with a share) has a live worker here and has passed this pod's gate: a new pod converges to the
+    table's state before the Service sends it anything."""
     async def check() -> tuple[dict[str, Any], int]:
-        route = app[REGISTRY].route(app[SETTINGS].model_name)
+        model, registry = app[SETTINGS].model_name, app[REGISTRY]
+        route = registry.route(model)
         try:
-            live = await app[TORCHSERVE].live_workers(app[SETTINGS].model_name, route.default if route else None,
-                                                      2.0)
+            live = await app[TORCHSERVE].live_workers(model, route.default if route else None, 2.0)
         except ManagementError as exc:
             return {"status": "unavailable", "reason": exc.message}, 503
-        return {"status": "ready" if live else "no_live_workers", "workers": live}, 200 if live else 503
+        routed = [] if route is None else [route.default, *([route.canary] if route.canary else [])]
+        converging = [version for version in routed if not registry.serving(model, version)]
+        if not live or converging:
+            return {"status": "no_live_workers" if not live else "converging", "workers": live,
+                    "waiting_for": converging}, 503
+        return {"status": "ready", "workers": live}, 200
     return check
 
 

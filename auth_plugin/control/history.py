@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from auth_plugin.control.versions import Route
 from auth_plugin.database import Database, open_sqlite
+from food_rotation.service_error import ServiceError
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,32 @@ class History:
     def earlier_default(self, model: str, version: str) -> DefaultChange | None:
         """The latest entry of `version` as a default, rolled back or not: a rollback may name any of them."""
         return next((change for change in reversed(self.defaults(model)) if change.version == version), None)
+
+    def start(self, model: str, route: Route, archives: dict[str, str]) -> None:
+        """A routing table older than the default history: its default (and the one before it) start the history."""
+        if self.defaults(model):
+            return
+        if route.previous is not None and route.previous_archive is not None:
+            self.record_default(model, route.previous, route.previous_archive, "before the history", "adopted")
+        if route.default in archives:
+            self.record_default(model, route.default, archives[route.default], "before the history", "adopted")
+
+    def rollback_to(self, model: str, route: Route, version: str | None) -> DefaultChange:
+        """Where a rollback goes: `version`'s latest time as the default, or by default rollback_target's; a
+        ServiceError saying why there is none."""
+        if version is None:
+            target = self.rollback_target(model, route.default)
+            if target is None:
+                raise ServiceError(409, "no_previous_version", "there is no earlier default to roll back to (a "
+                                   "default already rolled back is skipped: name a version to return to it)")
+            return target
+        if version == route.default:
+            raise ServiceError(409, "is_default", f"{version} is already the default")
+        target = self.earlier_default(model, version)
+        if target is None:
+            raise ServiceError(404, "not_an_earlier_default", f"{model} {version} has never been the default: "
+                               "deploy and promote it instead")
+        return target
 
     def audit(self, actor: str, action: str, model: str, detail: dict[str, Any], outcome: str) -> None:
         self._db.run("INSERT INTO audit_log (at, actor, action, model, detail, outcome) VALUES (?, ?, ?, ?, ?, ?)",

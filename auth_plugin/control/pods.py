@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from auth_plugin.control.intents import RolloutIntents
 from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin
 from auth_plugin.control.versions import VersionRegistry
 from auth_plugin.database import UNAVAILABLE, AdvisoryLock, Database, open_database
@@ -165,11 +166,13 @@ async def heartbeat(reports: PodReports, admin: TorchServeAdmin, registry: Versi
             await asyncio.to_thread(reports.withdraw, model)
 
 
-def coordination(settings: ProxySettings) -> tuple[PodReports, DriverLock]:
-    """On a shared database, this pod's reports and the driver's lock, each on a connection of its own (a session
-    lock must not share one with the routing table's rereads); on SQLite, the ones that do nothing."""
-    if not settings.database_url:
-        return PodReports(None, "", 0.0), DriverLock(None)
+def coordination(settings: ProxySettings) -> tuple[PodReports, DriverLock, RolloutIntents]:
+    """This pod's reports, the driver's lock and the drivers' intents. On a shared database each has a
+    connection of its own (a session lock must not share one with the routing table's rereads); on SQLite the
+    reports and the lock do nothing, and the intents still let a restarted gateway end what a crash left half done."""
     pod = settings.pod_name or socket.gethostname()
+    intents = RolloutIntents(open_database(settings), pod)
+    if not settings.database_url:
+        return PodReports(None, "", 0.0), DriverLock(None), intents
     return (PodReports(open_database(settings), pod, max(5.0, 5 * settings.state_refresh_s)),
-            DriverLock(AdvisoryLock(open_database(settings))))
+            DriverLock(AdvisoryLock(open_database(settings))), intents)

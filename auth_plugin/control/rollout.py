@@ -18,10 +18,12 @@ from typing import Any
 
 from auth_plugin.control.archive_catalogue import ArchiveCatalogue
 from auth_plugin.control.history import DefaultChange, History
+from auth_plugin.control.intents import RolloutIntents
 from auth_plugin.control.pods import DriverLock, PodReports
 from auth_plugin.control.smoke_gate import GateRefused, SmokeGate
 from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
 from auth_plugin.control.versions import Route, VersionRegistry
+from auth_plugin.database import UNAVAILABLE
 from food_rotation.service_error import ServiceError
 
 log = logging.getLogger("auth_plugin.control.rollout")
@@ -48,7 +50,8 @@ class Rollouts:
 
     def __init__(self, admin: TorchServeAdmin, registry: VersionRegistry, gate: SmokeGate,
                  settings: RolloutSettings, history: History, lock: asyncio.Lock | None = None,
-                 pods: PodReports | None = None, driver: DriverLock | None = None) -> None:
+                 pods: PodReports | None = None, driver: DriverLock | None = None,
+                 intents: RolloutIntents | None = None) -> None:
         self._admin = admin
         self._registry = registry
         self.history = history
@@ -58,6 +61,7 @@ class Rollouts:
         self.lock = lock or asyncio.Lock()
         self._pods = pods or PodReports(None, "", 0)
         self._driver = driver or DriverLock(None)
+        self._intents = intents
 
     @property
     def gate(self) -> SmokeGate:
@@ -66,9 +70,55 @@ class Rollouts:
     @asynccontextmanager
     async def _transition(self, model: str) -> AsyncIterator[None]:
         """One change at a time: in this process (shared with the reconciler), and across the pods of a shared
-        database (the driver's lock)."""
+        database (the driver's lock). A transition a dead driver left half done is ended first; what this one
+        records of itself (_intend) is cleared when it ends, however it ends."""
         async with self.lock, self._driver.held(model):
-            yield
+            await self._finish_abandoned(model)
+            try:
+                yield
+            finally:
+                if self._intents is not None:
+                    self._intents.end(model)
+
+    def _intend(self, model: str, action: str, version: str, previous: str | None) -> None:
+        if self._intents is not None:
+            self._intents.begin(model, action, version, previous)
+
+    async def recover_forever(self, model: str, every_s: float) -> None:
+        """Every `every_s`: a transition left half done by a driver that died is ended (intents.py), unless a
+        live driver holds the lock (it is still at work)."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                if self._intents is not None and await asyncio.to_thread(self._intents.pending, model):
+                    async with self._transition(model):
+                        pass
+            except (ServiceError, *UNAVAILABLE) as exc:  # busy (a live driver) or unreachable: the next round
+                log.info("no recovery of %s this round: %s", model, exc)
+
+    async def _finish_abandoned(self, model: str) -> None:
+        intent = None if self._intents is None else self._intents.pending(model)
+        route = self._registry.route(model)
+        if intent is None or route is None:
+            return
+        versions, outcome = self._registry.versions(model), "nothing had changed yet"
+        untouched = intent.version in versions and intent.version not in (route.default, route.canary)
+        if intent.action == "deploy" and untouched:  # in the table, never given traffic: out again
+            self._registry.remove_version(model, intent.version)
+            await self._unregister_quietly(model, intent.version)
+            outcome = f"{intent.version} taken out again (it never took traffic)"
+        elif intent.action in ("promote", "rollback") and route.default == intent.version and \
+                intent.previous in versions and intent.previous != intent.version:
+            await self._drain_and_unregister(model, intent.previous)
+            outcome = f"{intent.previous} drained and removed ({intent.version} was the default already)"
+        elif intent.action == "retire" and untouched:
+            await self._drain_and_unregister(model, intent.version)
+            outcome = f"{intent.version} drained and removed"
+        self._intents.end(model)
+        log.warning("%s %s of %s by %s was left half done; ended it: %s", model, intent.action, intent.version,
+                    intent.pod, outcome)
+        self.history.audit(f"{self._intents.pod} (took over from {intent.pod})", f"recover {intent.action}", model,
+                           {"version": intent.version, "previous": intent.previous}, outcome)
 
     async def _loaded_everywhere(self, model: str, version: str) -> None:
         """Wait until every live pod has `version` loaded (at once on one machine); a 504 naming the pods that did
@@ -144,6 +194,7 @@ class Rollouts:
             live = {state.version for state in await self._torchserve(self._admin.versions, model)}
             if version in self._registry.versions(model) or version in live:
                 raise RolloutError(409, "version_exists", f"{model} {version} is already deployed")
+            self._intend(model, "deploy", version, route.default)
             accuracy = await self._register_and_gate(model, version, archive, held_out, baseline=route.default)
             self._registry.mark_live(model, version, 1)
             self._registry.add_version(model, version, archive)  # the other pods load it now
@@ -175,6 +226,7 @@ class Rollouts:
             archive = self._known(model, version)
             if version == route.default:
                 raise RolloutError(409, "is_default", f"{version} is already the default")
+            self._intend(model, "promote", version, route.default)
             self._start_history(model, route)
             await self._loaded_everywhere(model, version)
             await self._switch(model, route, version)
@@ -187,8 +239,9 @@ class Rollouts:
         async with self._transition(model):
             route = self._route(model)
             self._start_history(model, route)
-            target = self._rollback_target(model, route, version)
+            target = self.history.rollback_to(model, route, version)
             previous, archive = target.version, target.archive
+            self._intend(model, "rollback", previous, route.default)
             if previous not in self._registry.versions(model):
                 live = {state.version for state in await self._torchserve(self._admin.versions, model)}
                 if previous not in live:
@@ -210,31 +263,8 @@ class Rollouts:
         self._start_history(model, route)
         return self.history.rollback_target(model, route.default)
 
-    def _rollback_target(self, model: str, route: Route, version: str | None) -> DefaultChange:
-        if version is None:
-            target = self.history.rollback_target(model, route.default)
-            if target is None:
-                raise RolloutError(409, "no_previous_version", "there is no earlier default to roll back to (a "
-                                   "default already rolled back is skipped: name a version to return to it)")
-            return target
-        if version == route.default:
-            raise RolloutError(409, "is_default", f"{version} is already the default")
-        target = self.history.earlier_default(model, version)
-        if target is None:
-            raise RolloutError(404, "not_an_earlier_default", f"{model} {version} has never been the default: "
-                               "deploy and promote it instead")
-        return target
-
     def _start_history(self, model: str, route: Route) -> None:
-        """A routing table older than the default history: its default (and the one before it) start the history."""
-        if self.history.defaults(model):
-            return
-        if route.previous is not None and route.previous_archive is not None:
-            self.history.record_default(model, route.previous, route.previous_archive, "before the history",
-                                        "adopted")
-        archive = self._registry.versions(model).get(route.default)
-        if archive is not None:
-            self.history.record_default(model, route.default, archive, "before the history", "adopted")
+        self.history.start(model, route, self._registry.versions(model))
 
     async def retire(self, model: str, version: str) -> dict[str, Any]:
         async with self._transition(model):
@@ -242,6 +272,7 @@ class Rollouts:
             self._known(model, version)
             if version == route.default:
                 raise RolloutError(409, "is_default", f"{version} is the default: promote another version first")
+            self._intend(model, "retire", version, route.default)
             if route.canary == version:
                 self._registry.set_route(model, route.with_canary(None, 0))
             await self._drain_and_unregister(model, version)
@@ -286,4 +317,4 @@ class Rollouts:
             log.warning("%s %s still had requests in flight after %ss (pods: %s)", model, version,
                         self._settings.drain_timeout_s, ", ".join(busy) or "this one")
         self._registry.remove_version(model, version)
-        await self._torchserve(self._admin.unregister, model, version)
+        await self._unregister_quietly(model, version)  # out of the table already: the reconciler retries

@@ -167,6 +167,14 @@ class VersionRegistry:
         self._live[model] = {version: count for version, count in workers.items()
                              if (model, version) not in self._pending}
 
+    def serving(self, model: str, version: str) -> bool:
+        """Whether this process may send `version` traffic: not still being gated here, and live on its TorchServe
+        as last seen (always, for a gateway that never looks: PROXY_CONTROL_PLANE=false)."""
+        if (model, version) in self._pending:
+            return False
+        live = self._live.get(model)
+        return live is None or live.get(version, 0) > 0
+
     @contextmanager
     def pending(self, model: str, version: str) -> Iterator[None]:
         """While a version loads and is gated here, it is not live, whatever TorchServe says of its workers."""

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from auth_plugin.control.history import History
+from auth_plugin.control.intents import RolloutIntents
 from auth_plugin.control.pods import DriverBusy, DriverLock, PodReports
 from auth_plugin.control.reconciler import Reconciler
 from auth_plugin.control.rollout import Rollouts, RolloutSettings
@@ -95,6 +96,9 @@ def test_a_pod_routes_only_to_versions_its_own_torchserve_has_live(tmp_path):
     assert {registry.choose(MODEL) for _ in range(50)} == {"1.0", "2.0"}  # live state unknown: the table decides
     registry.observe_live(MODEL, {"1.0": 2, "2.0": 0})  # 2.0 still loading on this pod
     assert {registry.choose(MODEL) for _ in range(50)} == {"1.0"}
+    assert registry.serving(MODEL, "1.0") and not registry.serving(MODEL, "2.0")  # /readyz waits for it
+    with registry.pending(MODEL, "1.0"):
+        assert not registry.serving(MODEL, "1.0")  # loaded, not gated yet
     registry.mark_live(MODEL, "2.0", 1)
     assert {registry.choose(MODEL) for _ in range(50)} == {"1.0", "2.0"}
     registry.set_route(MODEL, Route(default="3.0", previous="1.0", previous_archive="a.mar"))
@@ -194,3 +198,46 @@ async def test_an_old_default_leaves_the_table_once_no_pod_has_requests_on_it(dr
     await rollouts.promote(MODEL, "2.0")
     assert 0.3 <= time.monotonic() - started < 1.5  # waited for pod-b, not for the drain timeout (2 s)
     assert set(registry.versions(MODEL)) == {"2.0"} and registry.route(MODEL).default == "2.0"
+
+
+@pytest.fixture
+def takeover(tmp_path, open_db):
+    """pod-b's control plane on a table a dead driver (pod-a) left: 1.0 and 2.0 deployed."""
+    write_mar(tmp_path / f"{MODEL}-v2.0.mar", MODEL, "2.0")
+    admin = FakeAdmin({"1.0": f"{MODEL}-v1.0.mar", "2.0": f"{MODEL}-v2.0.mar"}, "1.0")
+    registry, history = VersionRegistry(open_db()), History(open_db())
+    dead, intents = RolloutIntents(open_db(), "pod-a"), RolloutIntents(open_db(), "pod-b")
+    rollouts = Rollouts(admin, registry, FakeGate(), RolloutSettings(model_store=tmp_path, drain_timeout_s=0.5),
+                        history, intents=intents)
+    registry.add_version(MODEL, "1.0", f"{MODEL}-v1.0.mar")
+    registry.add_version(MODEL, "2.0", f"{MODEL}-v2.0.mar")
+    yield rollouts, registry, admin, dead, history
+    for resource in (registry, history, dead, intents):
+        resource.close()
+
+
+@pytest.mark.parametrize(("action", "route", "left"), [
+    ("promote", Route(default="2.0", previous="1.0"), {"2.0"}),  # switched, died draining: 1.0 drained and out
+    ("deploy", Route(default="1.0"), {"1.0"}),  # in the table, never given traffic: out again
+    ("promote", Route(default="1.0", canary="2.0", canary_percent=10), {"1.0", "2.0"}),  # nothing had changed
+])
+async def test_a_transition_a_dead_driver_left_half_done_is_ended_by_the_next_one(takeover, action, route, left):
+    rollouts, registry, admin, dead, history = takeover
+    registry.set_route(MODEL, route)
+    dead.begin(MODEL, action, "2.0", "1.0")  # then pod-a died: its lock went with its connection
+    task = asyncio.create_task(rollouts.recover_forever(MODEL, every_s=0.05))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    assert set(registry.versions(MODEL)) == left and set(admin.live) == left
+    assert dead.pending(MODEL) is None
+    entry = history.audit_entries(1)[0]
+    assert (entry.actor, entry.action) == ("pod-b (took over from pod-a)", f"recover {action}")
+
+
+async def test_a_driver_clears_what_it_recorded_however_its_transition_ends(takeover):
+    rollouts, registry, _, dead, _ = takeover
+    registry.set_route(MODEL, Route(default="1.0", canary="2.0", canary_percent=10))
+    await rollouts.promote(MODEL, "2.0")
+    with pytest.raises(ServiceError):
+        await rollouts.retire(MODEL, "2.0")  # refused: the default
+    assert dead.pending(MODEL) is None and set(registry.versions(MODEL)) == {"2.0"}
