@@ -60,5 +60,6 @@ class Plan:
             said = f"enough: at {USUALLY_ENOUGH}+ corrections of a kind the gate usually passed the new version"
         if self.held_out < COARSE_HELD_OUT:
             said += (f"; the held-out score rests on {self.held_out} photo(s), each {100 / self.held_out:.0f} "
-                     "points of it, so a refusal may be bad luck of the split rather than a worse model")
+                     "points of it, so a refusal may be bad luck of the split rather than a worse model "
+                     "(--cross-validate 5 scores every training correction once, for 5 more trainings)")
         return said

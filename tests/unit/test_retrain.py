@@ -182,12 +182,15 @@ def test_an_offline_retrain_starts_from_the_newest_archive_and_says_so_in_the_ne
     assert planned.value.code == 0 and not (model_store / "food_rotation-v2.0.mar").exists()
     assert "plan: fine-tune 1.0 (food_rotation.mar, efficientnet_lite0) for 1 epochs" in said
     assert "data: too few to expect a measurable change" in said
-    assert retrain.main(arguments) == 0
+    assert retrain.main([*arguments, "--cross-validate", "2"]) == 0
+    assert "cross-validation, 2 folds of" in capsys.readouterr().out
     with zipfile.ZipFile(model_store / "food_rotation-v2.0.mar") as mar:
         metadata = json.loads(mar.read("metadata.json"))
     assert (metadata["version"], metadata["arch"], metadata["image_size"]) == ("2.0", "efficientnet_lite0", 64)
     assert metadata["init_version"] == "1.0" and metadata["temperature"] == 1.5
     assert metadata["init_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    sidecar = json.loads((tmp_path / "retrained" / "food_rotation-v2.0.json").read_text())
+    assert len(sidecar["cross_validation"]["folds"]) == 2
 
 
 def test_a_refused_archive_leaves_the_store_so_its_version_is_not_spent(tmp_path, monkeypatch):
