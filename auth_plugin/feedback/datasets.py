@@ -139,7 +139,7 @@ class DatasetStore:
             return self._index[name][1]
 
     def _appended(self, name: str, event: dict[str, Any]) -> None:
-        """`event` on disk, and the index's size mark moved past it (the caller has updated the index)."""
+        """`event` on disk, and the index's size mark moved past it (the caller updates the index to match)."""
         manifest = self.root / name / "manifest.jsonl"
         append_event(manifest, event)
         self._index[name] = (manifest_size(manifest), self._index[name][1])
