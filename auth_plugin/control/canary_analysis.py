@@ -120,6 +120,7 @@ class CanaryAnalyst:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     async def _run(self, model: str, analysis: Analysis) -> None:
+        self._rollouts.analysis_started(model, analysis.version)
         try:
             await self._steps(model, analysis)
         except ServiceError as exc:
@@ -127,6 +128,8 @@ class CanaryAnalyst:
         except Exception as exc:
             log.exception("canary analysis of %s %s failed", model, analysis.version)
             self._finish(model, analysis, "failed", repr(exc))
+        # Not when cancelled (the gateway stops): its record stays, and whoever drives next rolls the canary back.
+        self._rollouts.analysis_ended(model)
 
     async def _steps(self, model: str, analysis: Analysis) -> None:
         policy, version = analysis.policy, analysis.version

@@ -20,10 +20,10 @@ from auth_plugin.control.archive_catalogue import ArchiveCatalogue
 from auth_plugin.control.history import DefaultChange, History
 from auth_plugin.control.intents import RolloutIntents
 from auth_plugin.control.pods import DriverLock, PodReports
+from auth_plugin.control.recovery import Recovery
 from auth_plugin.control.smoke_gate import GateRefused, SmokeGate
 from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
 from auth_plugin.control.versions import Route, VersionRegistry
-from auth_plugin.database import UNAVAILABLE
 from food_rotation.service_error import ServiceError
 
 log = logging.getLogger("auth_plugin.control.rollout")
@@ -44,7 +44,7 @@ class RolloutSettings:
     other_gateways_grace_s: float = 0.0
 
 
-class Rollouts:
+class Rollouts(Recovery):
     """The state machine of versions: each call is one transition, under `lock` (shared with the reconciler:
     one change at a time)."""
 
@@ -62,6 +62,8 @@ class Rollouts:
         self._pods = pods or PodReports(None, "", 0)
         self._driver = driver or DriverLock(None)
         self._intents = intents
+        self._recorded = False  # whether the transition under way recorded an intent (only it clears one)
+        self.analysing: set[str] = set()  # models whose automatic canary analysis runs in this process
 
     @property
     def gate(self) -> SmokeGate:
@@ -74,51 +76,17 @@ class Rollouts:
         records of itself (_intend) is cleared when it ends, however it ends."""
         async with self.lock, self._driver.held(model):
             await self._finish_abandoned(model)
+            self._recorded = False
             try:
                 yield
             finally:
-                if self._intents is not None:
+                if self._recorded:
                     self._intents.end(model)
 
     def _intend(self, model: str, action: str, version: str, previous: str | None) -> None:
         if self._intents is not None:
             self._intents.begin(model, action, version, previous)
-
-    async def recover_forever(self, model: str, every_s: float) -> None:
-        """Every `every_s`: a transition left half done by a driver that died is ended (intents.py), unless a
-        live driver holds the lock (it is still at work)."""
-        while True:
-            await asyncio.sleep(every_s)
-            try:
-                if self._intents is not None and await asyncio.to_thread(self._intents.pending, model):
-                    async with self._transition(model):
-                        pass
-            except (ServiceError, *UNAVAILABLE) as exc:  # busy (a live driver) or unreachable: the next round
-                log.info("no recovery of %s this round: %s", model, exc)
-
-    async def _finish_abandoned(self, model: str) -> None:
-        intent = None if self._intents is None else self._intents.pending(model)
-        route = self._registry.route(model)
-        if intent is None or route is None:
-            return
-        versions, outcome = self._registry.versions(model), "nothing had changed yet"
-        untouched = intent.version in versions and intent.version not in (route.default, route.canary)
-        if intent.action == "deploy" and untouched:  # in the table, never given traffic: out again
-            self._registry.remove_version(model, intent.version)
-            await self._unregister_quietly(model, intent.version)
-            outcome = f"{intent.version} taken out again (it never took traffic)"
-        elif intent.action in ("promote", "rollback") and route.default == intent.version and \
-                intent.previous in versions and intent.previous != intent.version:
-            await self._drain_and_unregister(model, intent.previous)
-            outcome = f"{intent.previous} drained and removed ({intent.version} was the default already)"
-        elif intent.action == "retire" and untouched:
-            await self._drain_and_unregister(model, intent.version)
-            outcome = f"{intent.version} drained and removed"
-        self._intents.end(model)
-        log.warning("%s %s of %s by %s was left half done; ended it: %s", model, intent.action, intent.version,
-                    intent.pod, outcome)
-        self.history.audit(f"{self._intents.pod} (took over from {intent.pod})", f"recover {intent.action}", model,
-                           {"version": intent.version, "previous": intent.previous}, outcome)
+            self._recorded = True
 
     async def _loaded_everywhere(self, model: str, version: str) -> None:
         """Wait until every live pod has `version` loaded (at once on one machine); a 504 naming the pods that did

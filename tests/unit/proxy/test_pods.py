@@ -201,14 +201,14 @@ async def test_an_old_default_leaves_the_table_once_no_pod_has_requests_on_it(dr
 
 
 @pytest.fixture
-def takeover(tmp_path, open_db):
+def takeover(tmp_path, open_db, reports):
     """pod-b's control plane on a table a dead driver (pod-a) left: 1.0 and 2.0 deployed."""
     write_mar(tmp_path / f"{MODEL}-v2.0.mar", MODEL, "2.0")
     admin = FakeAdmin({"1.0": f"{MODEL}-v1.0.mar", "2.0": f"{MODEL}-v2.0.mar"}, "1.0")
     registry, history = VersionRegistry(open_db()), History(open_db())
     dead, intents = RolloutIntents(open_db(), "pod-a"), RolloutIntents(open_db(), "pod-b")
     rollouts = Rollouts(admin, registry, FakeGate(), RolloutSettings(model_store=tmp_path, drain_timeout_s=0.5),
-                        history, intents=intents)
+                        history, pods=reports[1], intents=intents)
     registry.add_version(MODEL, "1.0", f"{MODEL}-v1.0.mar")
     registry.add_version(MODEL, "2.0", f"{MODEL}-v2.0.mar")
     yield rollouts, registry, admin, dead, history
@@ -241,3 +241,34 @@ async def test_a_driver_clears_what_it_recorded_however_its_transition_ends(take
     with pytest.raises(ServiceError):
         await rollouts.retire(MODEL, "2.0")  # refused: the default
     assert dead.pending(MODEL) is None and set(registry.versions(MODEL)) == {"2.0"}
+
+
+async def recover_for_a_while(rollouts: Rollouts) -> None:
+    task = asyncio.create_task(rollouts.recover_forever(MODEL, every_s=0.05))
+    await asyncio.sleep(0.5)
+    task.cancel()
+
+
+async def test_a_canary_whose_analysis_died_with_its_gateway_is_rolled_back_and_a_live_one_is_left_alone(
+        takeover, reports):
+    rollouts, registry, _, dead, history = takeover
+    registry.set_route(MODEL, Route(default="1.0", canary="2.0", canary_percent=10))
+    dead.begin(MODEL, "analyse", "2.0", "1.0")
+    reports[0].report(MODEL, {"1.0": 1, "2.0": 1}, {})  # pod-a still reports: its analysis is at work
+    await recover_for_a_while(rollouts)
+    assert registry.route(MODEL).canary == "2.0" and dead.pending(MODEL) is not None
+    reports[0].withdraw(MODEL)  # pod-a gone
+    await recover_for_a_while(rollouts)
+    assert registry.route(MODEL) == Route(default="1.0") and set(registry.versions(MODEL)) == {"1.0"}
+    assert history.audit_entries(1)[0].action == "recover analyse" and dead.pending(MODEL) is None
+
+
+async def test_this_gateways_own_running_analysis_is_not_taken_for_a_dead_one(takeover):
+    rollouts, registry, _, dead, _ = takeover
+    registry.set_route(MODEL, Route(default="1.0", canary="2.0", canary_percent=10))
+    rollouts.analysis_started(MODEL, "2.0")
+    await rollouts.set_canary(MODEL, "2.0", 50)  # a step of the analysis: a transition that records nothing
+    await recover_for_a_while(rollouts)
+    assert registry.route(MODEL).canary_percent == 50 and dead.pending(MODEL).action == "analyse"
+    rollouts.analysis_ended(MODEL)
+    assert dead.pending(MODEL) is None
