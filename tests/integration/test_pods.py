@@ -182,9 +182,14 @@ def cluster(tmp_path_factory, demo_weights, postgres) -> Iterator[Cluster]:
                                    "PROXY_GATE_REAL_DIR": str(base / "no-real-photos")})
         pods.append(Pod(name, torchserve, gateway))
     with ExitStack() as stack:
-        for pod in pods:
+        for pod in pods:  # both TorchServes start at once: their Java and worker start-ups overlap
             stack.callback(pod.stop)
-            pod.start()
+            pod.torchserve.start()
+        for pod in pods:
+            pod.torchserve.wait_ready(timeout=240)
+            pod.gateway.start()
+        for pod in pods:
+            pod.gateway.wait_ready(timeout=240)
         balancer = Balancer(pods)
         stack.callback(balancer.close)
         yield Cluster(pods, balancer, issue_token(url, "admin,predict"), issue_token(url, "predict"))
@@ -261,7 +266,7 @@ def test_kill_9_of_a_pod_mid_rollout_fails_only_its_requests_in_flight_and_it_re
         assert loaded(b) == {default, "2.0"}  # ready only once converged to the table
         wait_until(lambda: cluster.balancer.ready == [a, b], 60, "pod-b in the balancer again")
         back_at = time.monotonic()
-        time.sleep(3)
+        time.sleep(2)
     failures = [answer for answer in load.failures() if answer[0] >= killed_at - 1]
     assert load.failures() == failures and len(failures) <= CLIENTS, failures  # what was in flight on pod-b
     assert all(status == 200 for _, status, _ in load.since(killed_at + 2))
