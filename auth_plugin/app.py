@@ -41,7 +41,7 @@ from auth_plugin.app_keys import (
     UPLOADS,
 )
 from auth_plugin.auth import Authenticator, AuthError, JwtVerifier
-from auth_plugin.bodies import read_pieces
+from auth_plugin.bodies import read_body
 from auth_plugin.control import admin_api
 from auth_plugin.control.canary_analysis import CanaryAnalyst
 from auth_plugin.control.history import History
@@ -145,7 +145,7 @@ async def predict(request: web.Request) -> web.Response:
     if version is not None and not (_NAME.fullmatch(version) and registry.knows(model, version)):
         raise ServiceError(404, "unknown_version", f"{model} has no version {version[:40]!r} "
                                                    f"(GET /admin/models/{model} lists them)")
-    body = await read_pieces(request, settings.max_body_bytes, settings.body_timeout_s)
+    body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
     version = version or registry.choose(model)  # an explicit version, so drains know what is in flight
     request[SERVED_VERSION] = version or "none"
     path = f"/predictions/{model}" + (f"/{version}" if version else "")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -19,27 +17,7 @@ class TooLarge(ServiceError):
         super().__init__(413, "body_too_large", f"the body is over {limit} bytes")
 
 
-@dataclass(frozen=True)
-class Pieces:
-    """A request body as the socket delivered it, never joined: relayed as it is (with its length), a 12 MP photo
-    is not copied again in Python, where joining it and then aiohttp's joining it with the request's headers
-    (Python < 3.12.9) each copied it whole (bench/TUNING.md). Iterable any number of times, so a retry resends it."""
-
-    chunks: tuple[bytes, ...]
-
-    @property
-    def size(self) -> int:
-        return sum(len(chunk) for chunk in self.chunks)
-
-    def joined(self) -> bytes:
-        return b"".join(self.chunks)
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self.chunks:
-            yield chunk
-
-
-async def read_pieces(request: web.Request, limit: int, timeout_s: float) -> Pieces:
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
     """The whole body; TooLarge as soon as it is known to exceed `limit` (before reading it all), and a 408
     when the client takes longer than `timeout_s` to send it (a slow-loris upload must not hold a slot)."""
     if request.content_length is not None and request.content_length > limit:
@@ -56,12 +34,7 @@ async def read_pieces(request: web.Request, limit: int, timeout_s: float) -> Pie
                 chunks.append(chunk)
     except TimeoutError as exc:
         raise web.HTTPRequestTimeout() from exc
-    return Pieces(tuple(chunks))
-
-
-async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
-    """read_pieces(), joined: for the code that reads the body itself."""
-    return (await read_pieces(request, limit, timeout_s)).joined()
+    return b"".join(chunks)
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import aiohttp
 from multidict import CIMultiDict
 
-from auth_plugin.bodies import Pieces
 from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys, send_with_key
 from food_rotation.service_error import ServiceError
 
@@ -68,12 +67,10 @@ def upstream_session(connect_timeout_s: float, read_timeout_s: float) -> aiohttp
     return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64), auto_decompress=False)
 
 
-async def forward(session: aiohttp.ClientSession, keys: TorchServeKeys, url: str, body: bytes | Pieces,
+async def forward(session: aiohttp.ClientSession, keys: TorchServeKeys, url: str, body: bytes,
                   headers: Mapping[str, str], params: Sequence[tuple[str, str]] = ()) -> UpstreamAnswer:
     """POST with TorchServe's inference key (re-read once if TorchServe refuses it); again once if TorchServe
-    dropped a pooled connection. Pieces go as they are, under their total length (never chunked)."""
-    if isinstance(body, Pieces):
-        headers = {**headers, "Content-Length": str(body.size)}
+    dropped a pooled connection."""
 
     async def inference_key(refused: str | None) -> str:
         return await keys.inference(session, refused)

@@ -85,8 +85,8 @@ async def test_renewed_key_is_picked_up_after_a_refusal(setup):
 
 
 async def test_a_body_in_many_pieces_is_relayed_whole_under_its_length_and_again_after_a_key_refusal(setup):
-    """Pieces as the socket gave them, never joined: TorchServe still gets one length-delimited body (not chunked,
-    no Expect round trip), and the resend after a refused key carries all of it again."""
+    """A chunked upload reaches TorchServe as one length-delimited body (no Expect round trip), and the resend
+    after a refused key carries all of it again."""
     fake, client, auth = setup
     proxy = await client()
     fake.renew("rotated9")  # the proxy's cached key is refused first
