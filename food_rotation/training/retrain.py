@@ -58,7 +58,7 @@ from food_rotation.training import evaluate, extract_model_weight, make_demo_dat
 from food_rotation.training.archive import build_archive
 from food_rotation.training.calibration import expected_calibration_error, fit_temperature, nll
 from food_rotation.training.cross_validation import cross_validate
-from food_rotation.training.retrain_plan import MIN_TRAINING_PHOTOS, Plan
+from food_rotation.training.retrain_plan import Plan, shortfall
 from food_rotation.training.retrain_start import starting_weights
 from food_rotation.training.rotation_data import find_photos
 from food_rotation.training.served_weights import archives_of
@@ -193,9 +193,9 @@ def selected_datasets(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     if not splits:
         raise SystemExit(f"error: no datasets in {args.datasets_dir}: collect corrections first (POST /feedback)")
     split = union(list(splits.values()))
-    if len(split.train) < MIN_TRAINING_PHOTOS or not split.held_out:
-        raise SystemExit(f"error: {', '.join(splits)} holds {len(split.train)} training and {len(split.held_out)} "
-                         f"held-out photos; at least {MIN_TRAINING_PHOTOS} and 1 are needed")
+    refused = shortfall(len(split.train), len(split.held_out))
+    if refused is not None:
+        raise SystemExit(f"error: {', '.join(splits)}: {refused}")
     return splits, split
 
 

@@ -15,6 +15,14 @@ USUALLY_ENOUGH = 50  # corrections at which the gate usually passes the new vers
 COARSE_HELD_OUT = 10  # held-out photos below which one photo moves the gate's score by 10 points or more
 
 
+def shortfall(corrections: int, held_out: int) -> str | None:
+    """Why a retrain cannot run on this data at all (retrain.py refuses before anything else), or None."""
+    if corrections >= MIN_TRAINING_PHOTOS and held_out > 0:
+        return None
+    return (f"not enough: at least {MIN_TRAINING_PHOTOS} training and 1 held-out correction are needed "
+            f"(there are {corrections} and {held_out}); collect more on the admin page")
+
+
 @dataclass(frozen=True)
 class Plan:
     """The retrain about to run, as `make retrain` prints it before training."""
@@ -31,7 +39,7 @@ class Plan:
 
     @property
     def enough(self) -> bool:
-        return self.corrections >= MIN_TRAINING_PHOTOS and self.held_out > 0
+        return shortfall(self.corrections, self.held_out) is None
 
     def lines(self) -> list[str]:
         archived = f"archive it as {self.model} {self.version}"
@@ -46,9 +54,9 @@ class Plan:
         ]
 
     def verdict(self) -> str:
-        if not self.enough:
-            return (f"not enough: at least {MIN_TRAINING_PHOTOS} training and 1 held-out correction are needed "
-                    f"(there are {self.corrections} and {self.held_out}); collect more on the admin page")
+        refused = shortfall(self.corrections, self.held_out)
+        if refused is not None:
+            return refused
         if self.corrections < HELPS_FROM:
             said = (f"too few to expect a measurable change ({self.corrections} < {HELPS_FROM}); it will run, but "
                     f"collect about {USUALLY_ENOUGH} corrections of a kind before relying on it")

@@ -36,6 +36,7 @@ def test_each_fold_trains_on_the_others_and_scores_its_own(tmp_path):
     seen = []
 
     def train_fold(train: list[Path], scored: list[Path], out: Path) -> dict[str, float]:
+        assert scored and not set(train) & set(scored)  # trained on the other folds only
         seen.append((len(train), len(scored), out.parent.is_dir()))
         return {"init_val_acc": 0.25, "val_acc": 0.5 + 0.1 * len(seen)}
 

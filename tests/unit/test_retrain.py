@@ -19,6 +19,7 @@ from food_rotation.rotation_model import RotationNet
 from food_rotation.training import extract_model_weight, retrain, retrain_start, served_weights
 from food_rotation.training.calibration import fit_temperature
 from food_rotation.training.retrain import REFIT_MIN_PHOTOS, next_version, starting_weights, temperature_fields
+from food_rotation.training.retrain_plan import shortfall
 from tests.archives import state_bytes, write_mar
 from tests.conftest import ROOT
 from tests.photos import encode, scene
@@ -170,7 +171,7 @@ def test_an_offline_retrain_starts_from_the_newest_archive_and_says_so_in_the_ne
     for seed in itertools.count():  # until at least 8 photos are for training and 1 is held out
         datasets.add(encode(scene(seed).resize((96, 72))), 0, "cook")
         split = datasets.split("feedback-1")
-        if len(split.train) >= retrain.MIN_TRAINING_PHOTOS and split.held_out:
+        if shortfall(len(split.train), len(split.held_out)) is None:
             break
     monkeypatch.setenv("TQDM_DISABLE", "1")
     arguments = ["--no-deploy", "--epochs", "1", "--demo-scenes", "0", "--datasets-dir", str(tmp_path / "datasets"),
