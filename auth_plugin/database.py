@@ -226,13 +226,18 @@ class AdvisoryLock:
     def release(self, key: int) -> None:
         self._db.row("SELECT pg_advisory_unlock(?)", (key,))
 
-    @contextmanager
-    def held(self, key: int, wait_s: float, poll_s: float = 0.05) -> Iterator[bool]:
-        """Blocks (this thread) up to `wait_s` for the lock; yields whether it was taken (held until the block
-        ends), so the caller says what "busy" means in its own terms."""
+    def acquire(self, key: int, wait_s: float, poll_s: float = 0.05) -> bool:
+        """Blocks (this thread) up to `wait_s` for the lock; whether it was taken."""
         deadline = time.monotonic() + wait_s
         while not (taken := self.try_acquire(key)) and time.monotonic() < deadline:
             time.sleep(poll_s)
+        return taken
+
+    @contextmanager
+    def held(self, key: int, wait_s: float) -> Iterator[bool]:
+        """acquire(), held until the block ends; yields whether it was taken, so the caller says what "busy" means
+        in its own terms."""
+        taken = self.acquire(key, wait_s)
         try:
             yield taken
         finally:

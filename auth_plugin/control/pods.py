@@ -134,11 +134,8 @@ class DriverLock:
             yield
             return
         key = AdvisoryLock.key(_DRIVER_NAMESPACE, model)
-        deadline = time.monotonic() + wait_s
-        while not await asyncio.to_thread(self._locks.try_acquire, key):
-            if time.monotonic() >= deadline:
-                raise DriverBusy(model)
-            await asyncio.sleep(_POLL_S)
+        if not await asyncio.to_thread(self._locks.acquire, key, wait_s):
+            raise DriverBusy(model)
         try:
             yield
         finally:

@@ -31,7 +31,7 @@ class Reconciler:
         self._catalogue = ArchiveCatalogue(settings.model_store)
         self._lock = lock  # the rollouts' own: a reconcile never runs in the middle of a transition
         self._gate = gate  # each version it registers is gated on this TorchServe before it counts as live
-        self._refused: set[tuple[str, str]] = set()  # (version, archive) this pod's gate refused: not retried
+        self._refused: set[tuple[str, str]] = set()  # (version, archive) this pod's gate refused: not retried here
 
     async def reconcile(self, model: str) -> None:
         async with self._lock:
@@ -78,8 +78,8 @@ class Reconciler:
         try:
             await self._gate.check(model, version)
         except GateRefused as exc:
-            log.error("%s %s refused by this pod's smoke gate, unloaded here (not retried until its archive "
-                      "changes): %s", model, version, exc)
+            log.error("%s %s refused by this pod's smoke gate, unloaded here and not retried by this gateway: %s",
+                      model, version, exc)
             self._refused.add((version, archive))
             await self._admin.unregister(model, version)
 

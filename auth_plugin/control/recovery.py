@@ -80,6 +80,7 @@ class Recovery:
         await self._unregister_quietly(model, version)
 
     async def drain_and_remove(self, model: str, version: str) -> None:
+        """No more traffic for `version` (its canary share closed), then out of the table once drained."""
         route = self._registry.route(model)
         if route is not None and route.canary == version:
             self._registry.set_route(model, route.with_canary(None, 0))

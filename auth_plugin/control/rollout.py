@@ -164,7 +164,7 @@ class Rollouts(Recovery):
                 raise RolloutError(409, "version_exists", f"{model} {version} is already deployed")
             self._intend(model, "deploy", version, route.default)
             accuracy = await self._register_and_gate(model, version, archive, held_out, baseline=route.default)
-            self._registry.mark_live(model, version, 1)
+            self._registry.mark_live(model, version)
             self._registry.add_version(model, version, archive)  # the other pods load it now
             if canary_percent > 0:
                 await self._loaded_everywhere(model, version)
@@ -215,7 +215,7 @@ class Rollouts(Recovery):
                 if previous not in live:
                     await self.catalogue.read(archive)  # still there, still an archive
                     await self._register_and_gate(model, previous, archive)
-                self._registry.mark_live(model, previous, 1)
+                self._registry.mark_live(model, previous)
                 self._registry.add_version(model, previous, archive)
             await self._loaded_everywhere(model, previous)
             await self._switch(model, route, previous)
@@ -241,9 +241,7 @@ class Rollouts(Recovery):
             if version == route.default:
                 raise RolloutError(409, "is_default", f"{version} is the default: promote another version first")
             self._intend(model, "retire", version, route.default)
-            if route.canary == version:
-                self._registry.set_route(model, route.with_canary(None, 0))
-            await self._drain_and_unregister(model, version)
+            await self.drain_and_remove(model, version)
         return {"model": model, "retired": version}
 
     async def remove_archive(self, model: str, archive: str) -> dict[str, Any]:

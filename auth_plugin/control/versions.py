@@ -138,11 +138,9 @@ class VersionRegistry:
         route = self.route(model)
         if route is None:
             return None
-        live = self._live.get(model)
-        canary_turn = route.canary and self._rng.random() * 100 < route.canary_percent
-        if canary_turn and (live is None or live.get(route.canary)):
+        if route.canary and self._rng.random() * 100 < route.canary_percent and self.serving(model, route.canary):
             return route.canary
-        if live is not None and not live.get(route.default) and route.previous and live.get(route.previous):
+        if route.previous and not self.serving(model, route.default) and self.serving(model, route.previous):
             return route.previous
         return route.default
 
@@ -184,9 +182,9 @@ class VersionRegistry:
         finally:
             self._pending.discard((model, version))
 
-    def mark_live(self, model: str, version: str, workers: int) -> None:
+    def mark_live(self, model: str, version: str) -> None:
         """A version this process just registered and saw ready, before the next observe_live."""
-        self._live.setdefault(model, {})[version] = workers
+        self._live.setdefault(model, {})[version] = max(1, self._live.get(model, {}).get(version, 0))
 
     def live_workers(self, model: str) -> dict[str, int]:
         return dict(self._live.get(model, {}))

@@ -265,9 +265,9 @@ class DatasetStore:
         with self._writing():
             self.photo(name, sha256, thumbnail=False)
             folder = self._folder(name)
-            self._held(name)  # up to date before the size mark moves past this event
+            held = self._held(name)  # up to date before the size mark moves past this event
             self._appended(name, {"event": "removed", "sha256": sha256, "user": user, "time": now()})
-            self._held(name).pop(sha256, None)
+            held.pop(sha256, None)
             for kind in ("photos", "thumbs"):
                 (folder / kind / f"{sha256}.jpg").unlink(missing_ok=True)
 

@@ -99,7 +99,7 @@ def test_a_pod_routes_only_to_versions_its_own_torchserve_has_live(tmp_path):
     assert registry.serving(MODEL, "1.0") and not registry.serving(MODEL, "2.0")  # /readyz waits for it
     with registry.pending(MODEL, "1.0"):
         assert not registry.serving(MODEL, "1.0")  # loaded, not gated yet
-    registry.mark_live(MODEL, "2.0", 1)
+    registry.mark_live(MODEL, "2.0")
     assert {registry.choose(MODEL) for _ in range(50)} == {"1.0", "2.0"}
     registry.set_route(MODEL, Route(default="3.0", previous="1.0", previous_archive="a.mar"))
     assert registry.choose(MODEL) == "1.0"  # the new default is not loaded here yet: the previous one serves
