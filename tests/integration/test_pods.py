@@ -6,12 +6,15 @@ on the next pod, as Kubernetes' Service proxies and Envoy do), under constant lo
   both pods serve the mix; promoted through the other pod, then rolled back: not one request fails, and each
   TorchServe ends up holding only the default;
 - kill -9 of one pod (its TorchServe, workers and gateway) during a canary: only what was in flight on it fails;
-  started again, it loads and gates both versions before it reports ready, then serves the same mix.
+  started again, it loads and gates both versions before it reports ready, then serves the same mix;
+- kill -9 of the gateway driving a promotion, half done: the other pod takes the driver's lock over and finishes
+  it, and only what was in flight on the dead gateway fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import signal
 import subprocess
@@ -129,10 +132,10 @@ class Balancer:
         body = await request.read()
         headers = {name: value for name, value in request.headers.items() if name.lower() in
                    ("authorization", "content-type")}
-        for _ in range(len(self.pods)):
-            pods = self.ready or self.pods
-            self._turn += 1
-            pod = pods[self._turn % len(pods)]
+        pods = self.ready or self.pods
+        self._turn += 1
+        first = self._turn  # each request tries the pods in order from its own turn, whatever others do meanwhile
+        for pod in (pods[(first + i) % len(pods)] for i in range(len(pods))):
             try:
                 async with self._session.request(request.method, pod.gateway.url + request.path_qs, data=body,
                                                  headers=headers) as answer:
@@ -210,11 +213,11 @@ def admin(pod: Pod, token: str, action: str, body: dict) -> requests.Response:
                          headers={"Authorization": f"Bearer {token}"})
 
 
-def wait_until(condition, timeout_s: float, what: str) -> None:
+def wait_until(condition, timeout_s: float, what: str, every_s: float = 0.5) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, f"not within {timeout_s:.0f} s: {what}"
-        time.sleep(0.5)
+        time.sleep(every_s)
 
 
 def loaded(pod: Pod) -> set[str]:
@@ -274,3 +277,38 @@ def test_kill_9_of_a_pod_mid_rollout_fails_only_its_requests_in_flight_and_it_re
     assert b.served(cluster.user_token, 12) == {default, "2.0"}
     retired = admin(b, cluster.admin_token, "retire", {"version": "2.0"})
     assert retired.status_code == 200, retired.text
+
+
+def test_kill_9_of_the_gateway_driving_a_promotion_lets_the_other_pod_finish_it(cluster):
+    """pod-a's gateway dies after its promotion of 2.0 switched the default, while it waits for every pod to reread
+    the table before it drains the old default: PostgreSQL frees the driver's lock with the dead connection, pod-b's
+    recovery finds the abandoned promotion and finishes it (the old default drained and unloaded)."""
+    a, b = cluster.pods
+    old = next(version for version, row in b.versions(cluster.admin_token).items() if row["default"])
+    for pod in (a, b):  # what an earlier test retired is unloaded everywhere first
+        wait_until(lambda pod=pod: loaded(pod) == {old}, 60, f"{pod.name} holding only {old}")
+    deployed = admin(a, cluster.admin_token, "deploy", {"archive": "food_rotation-v2.0.mar", "canary": 30})
+    assert deployed.status_code == 201, deployed.text
+    with Load(cluster.balancer, cluster.user_token) as load, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        time.sleep(1)
+        promotion = pool.submit(admin, a, cluster.admin_token, "promote", {"version": "2.0"})
+        wait_until(lambda: a.versions(cluster.admin_token)["2.0"]["default"], 20, "pod-a switching the default",
+                   every_s=0.05)  # it then waits 2 s for every pod to reread the table: the kill lands in there
+        killed_at = time.monotonic()
+        gateway = psutil.Process(a.gateway.pid())
+        gateway.kill()
+        gateway.wait(10)
+        with pytest.raises(requests.ConnectionError):
+            promotion.result(timeout=30)  # the driver died before it answered
+        wait_until(lambda: loaded(b) == {"2.0"} and old not in b.versions(cluster.admin_token), 60,
+                   f"pod-b finishing the promotion: {old} drained and unloaded")
+        finished_at = time.monotonic()
+        time.sleep(1)
+    recovered = requests.get(f"{b.gateway.url}/admin/audit", headers={"Authorization": f"Bearer {cluster.admin_token}"},
+                             timeout=30).json()
+    assert any(entry["action"] == "recover promote" and "pod-b" in entry["actor"] for entry in recovered["entries"]), \
+        recovered
+    failures = load.failures()
+    assert all(at >= killed_at - 1 for at, _, _ in failures) and len(failures) <= CLIENTS, failures  # in flight on a
+    assert set(load.versions_since(finished_at)) == {"2.0"}
+    print(f"\npromotion finished by pod-b {finished_at - killed_at:.1f} s after its driver died")
