@@ -87,8 +87,8 @@ def make_images(sizes: tuple[str, ...]) -> dict[str, list[Path]]:
     return files
 
 
-def _limit_worker(weights: str, paths: list[str], handler_config: dict, batch: int, threads: int, seconds: float,
-                  start, out) -> None:
+def _limit_worker(weights: str, handler_config: dict, threads: int, jobs, out) -> None:
+    """One worker of the in-process limit: the served model loaded once, then each job's loop until told to stop."""
     torch.set_num_threads(threads)
     from food_rotation.handler_settings import HandlerSettings
     from food_rotation.photo_io import load_upright
@@ -99,39 +99,57 @@ def _limit_worker(weights: str, paths: list[str], handler_config: dict, batch: i
     model = RotationNet(settings.arch, settings.turn_averaging)
     model.load_state_dict(torch.load(weights, weights_only=True))
     model = for_inference(model, torch.device("cpu"), settings.channels_last, settings.freeze, settings.image_size)
-    images = [Path(p).read_bytes() for p in paths]
-    start.wait()
-    done, latencies, began, index = 0, [], time.perf_counter(), 0
-    while time.perf_counter() - began < seconds:
-        t0 = time.perf_counter()
-        pixels = []
-        for _ in range(batch):
-            image, _ = load_upright(images[index % len(images)], settings.image_size, settings.max_image_pixels)
-            pixels.append(to_pixels(image, settings.image_size))
-            index += 1
-        with torch.inference_mode():
-            model(as_batch(pixels, torch.device("cpu"), settings.channels_last)).softmax(dim=1)
-        latencies.extend([(time.perf_counter() - t0) * 1000] * batch)
-        done += batch
-    out.put((done, time.perf_counter() - began, latencies))
+    out.put("loaded")
+    while (job := jobs.get()) is not None:
+        paths, batch, seconds, start_at = job
+        images = [Path(p).read_bytes() for p in paths]
+        time.sleep(max(0.0, start_at - time.time()))  # the active workers start together
+        done, latencies, began, index = 0, [], time.perf_counter(), 0
+        while time.perf_counter() - began < seconds:
+            t0 = time.perf_counter()
+            pixels = []
+            for _ in range(batch):
+                image, _ = load_upright(images[index % len(images)], settings.image_size, settings.max_image_pixels)
+                pixels.append(to_pixels(image, settings.image_size))
+                index += 1
+            with torch.inference_mode():
+                model(as_batch(pixels, torch.device("cpu"), settings.channels_last)).softmax(dim=1)
+            latencies.extend([(time.perf_counter() - t0) * 1000] * batch)
+            done += batch
+        out.put((done, time.perf_counter() - began, latencies))
 
 
-def limit(weights: Path, paths: list[Path], handler_config: dict, workers: int, threads: int, max_batch: int,
-          concurrency: int, seconds: float) -> Sample:
-    """`concurrency` requests spread over the workers, each worker batching what it holds (as TorchServe does)."""
-    active = min(workers, concurrency)
-    batch = min(max_batch, -(-concurrency // active))
-    ctx = mp.get_context("spawn")
-    start, out = ctx.Barrier(active), ctx.Queue()
-    procs = [ctx.Process(target=_limit_worker, args=(str(weights), [str(p) for p in paths], handler_config, batch,
-                                                       threads, seconds, start, out)) for _ in range(active)]
-    for proc in procs:
-        proc.start()
-    results = [out.get() for _ in procs]
-    for proc in procs:
-        proc.join()
-    return Sample(sum(done for done, _, _ in results), statistics.fmean(elapsed for _, elapsed, _ in results),
-                  [latency for _, _, lat in results for latency in lat])
+class LimitPool:
+    """The in-process limit's workers, as many as TorchServe's and with its threads, each holding the served model,
+    started once for the whole run: a process and a model per measurement cost about 10 s of every cell."""
+
+    def __init__(self, weights: Path, handler_config: dict, workers: int, threads: int) -> None:
+        ctx = mp.get_context("spawn")
+        self._out = ctx.Queue()
+        self._jobs = [ctx.Queue() for _ in range(workers)]
+        self._procs = [ctx.Process(target=_limit_worker, args=(str(weights), handler_config, threads, jobs, self._out),
+                                   daemon=True) for jobs in self._jobs]
+        for proc in self._procs:
+            proc.start()
+        for _ in self._procs:
+            self._out.get(timeout=300)
+
+    def run(self, paths: list[Path], max_batch: int, concurrency: int, seconds: float) -> Sample:
+        """`concurrency` requests spread over the workers, each worker batching what it holds (as TorchServe does)."""
+        active = min(len(self._procs), concurrency)
+        batch = min(max_batch, -(-concurrency // active))
+        start_at = time.time() + 0.2
+        for jobs in self._jobs[:active]:
+            jobs.put(([str(p) for p in paths], batch, seconds, start_at))
+        results = [self._out.get(timeout=seconds + 300) for _ in range(active)]
+        return Sample(sum(done for done, _, _ in results), statistics.fmean(elapsed for _, elapsed, _ in results),
+                      [latency for _, _, lat in results for latency in lat])
+
+    def close(self) -> None:
+        for jobs in self._jobs:
+            jobs.put(None)
+        for proc in self._procs:
+            proc.join(timeout=30)
 
 
 def ab(url: str, photo: Path, concurrency: int, headers: dict[str, str], seconds: float | None = None,

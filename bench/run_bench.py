@@ -34,12 +34,12 @@ from pathlib import Path
 
 import yaml
 from bench_instruments import (
+    LimitPool,
     Measure,
     Sample,
     ServerTime,
     ab,
     cpu_seconds,
-    limit,
     make_images,
     preprocess_ms,
     server_counters,
@@ -139,6 +139,7 @@ def measure(plan: Plan, config_file: Path, weights: Path) -> Run:
     results: dict[tuple[str, str, int], Measure] = {}
     server_times: dict[Cell, ServerTime] = {}
     cpu_ms: dict[Cell, dict[str, float]] = {}
+    pool: LimitPool | None = None
     try:
         server.start()
         for model in (MODEL_NAME, *peers):
@@ -146,6 +147,7 @@ def measure(plan: Plan, config_file: Path, weights: Path) -> Run:
         proxy.start()
         proxy.wait_ready()
         token = proxy.saved_token("bench_token", "bench", ["predict"])
+        pool = LimitPool(weights, config.get("handler", {}), workers, threads)
         targets = {
             "direct": (f"{server.inference_url}/predictions/food_rotation", "inference"),
             "proxy": (f"{proxy.url}/predictions/food_rotation", None),
@@ -157,8 +159,7 @@ def measure(plan: Plan, config_file: Path, weights: Path) -> Run:
             for concurrency in plan.concurrency:
                 cell = (label, concurrency)
                 measured = measure_cell(plan, cell, paths, targets, server, proxy, token,
-                                        partial(limit, weights, paths, config.get("handler", {}), workers, threads,
-                                                batch, concurrency))
+                                        partial(pool.run, paths, batch, concurrency))
                 results.update({(name, *cell): measure for name, measure in measured.results.items()})
                 server_times[cell], cpu_ms[cell] = measured.server, measured.cpu_ms
                 print(f"{label} c={concurrency}: " + ", ".join(
@@ -175,6 +176,8 @@ def measure(plan: Plan, config_file: Path, weights: Path) -> Run:
         print(f"bench failed; logs kept in {base}", file=sys.stderr)
         raise
     finally:
+        if pool is not None:
+            pool.close()
         proxy.stop()
         server.stop()
     shutil.rmtree(base, ignore_errors=True)

@@ -13,10 +13,11 @@ from food_rotation.operations.serving import Proxy
 from tests.photos import CLEAR_SCENES, encode, rotated, scene
 
 CLIENTS = 6
-# Each client waits this long between its requests: a constant load that keeps both workers busy but leaves the
-# cores some room, as real traffic does. Clients that never paused saturated both cores, and every worker start
-# under them (each deploy, rollback and restart in these tests) took 20-25 s instead of 8-10.
-THINK_S = 0.1
+# Each client waits this long between its requests: a constant load (about 13 requests a second from the six
+# clients on the demo weights) that keeps both workers busy but leaves the cores room for what the tests do under
+# it. Clients that never paused saturated both cores and every worker start took 20-25 s instead of 8-10; at 0.1 s
+# a deploy, a refused deploy and a rollback in test_rollout still took 23-27 s each, at 0.25 s 16-18 s.
+THINK_S = 0.25
 
 
 @dataclass
