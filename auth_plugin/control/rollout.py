@@ -75,6 +75,7 @@ class Rollouts(Recovery):
         database (the driver's lock). A transition a dead driver left half done is ended first; what this one
         records of itself (_intend) is cleared when it ends, however it ends."""
         async with self.lock, self._driver.held(model):
+            await asyncio.to_thread(self._registry.reload, model)  # as the last driver left it, not as cached
             await self._finish_abandoned(model)
             self._recorded = False
             try:

@@ -79,6 +79,16 @@ class VersionRegistry:
                 self._routes.update(routes)
                 self._versions.update(versions)
 
+    def reload(self, model: str) -> None:
+        """`model`'s route and versions as the database holds them now, whatever this process wrote or read: what a
+        driver acts on once it holds the driver's lock (the background reread may be a refresh interval old, and a
+        dead driver's last change younger than that)."""
+        route, versions = self._read_route(model), self._read_versions(model)
+        with self._cache_lock:
+            self._writes += 1
+            self._routes[model] = route
+            self._versions[model] = versions
+
     async def follow(self, every_s: float) -> None:
         """refresh() every `every_s`, off the event loop, for as long as the gateway runs (PROXY_STATE_REFRESH_S)."""
         while True:

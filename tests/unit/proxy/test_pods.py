@@ -234,6 +234,20 @@ async def test_a_transition_a_dead_driver_left_half_done_is_ended_by_the_next_on
     assert (entry.actor, entry.action) == ("pod-b (took over from pod-a)", f"recover {action}")
 
 
+async def test_the_next_driver_acts_on_the_table_the_dead_one_left_not_on_its_own_cached_copy(takeover, open_db):
+    """pod-b's cached route still has 1.0 as the default when pod-a, having just switched it to 2.0, dies: its
+    background reread is up to a second old, and the lock frees at once. The promotion is finished all the same."""
+    rollouts, registry, admin, dead, history = takeover
+    registry.set_route(MODEL, Route(default="1.0", canary="2.0", canary_percent=10))  # what pod-b has cached
+    pod_a = VersionRegistry(open_db())
+    pod_a.set_route(MODEL, Route(default="2.0", previous="1.0"))  # pod-a's switch, which pod-b has not reread
+    dead.begin(MODEL, "promote", "2.0", "1.0")
+    pod_a.close()
+    await recover_for_a_while(rollouts)
+    assert set(registry.versions(MODEL)) == {"2.0"} and set(admin.live) == {"2.0"}
+    assert registry.route(MODEL).default == "2.0" and history.audit_entries(1)[0].action == "recover promote"
+
+
 async def test_a_driver_clears_what_it_recorded_however_its_transition_ends(takeover):
     rollouts, registry, _, dead, _ = takeover
     registry.set_route(MODEL, Route(default="1.0", canary="2.0", canary_percent=10))
