@@ -194,7 +194,8 @@ class VersionRegistry:
 
     def mark_live(self, model: str, version: str) -> None:
         """A version this process just registered and saw ready, before the next observe_live."""
-        self._live.setdefault(model, {})[version] = max(1, self._live.get(model, {}).get(version, 0))
+        live = self._live.setdefault(model, {})
+        live[version] = max(1, live.get(version, 0))
 
     def live_workers(self, model: str) -> dict[str, int]:
         return dict(self._live.get(model, {}))
