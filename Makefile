@@ -105,8 +105,10 @@ retrain: install
 	$(PY) scripts/retrain.py $(if $(DATASET),--dataset $(DATASET)) $(RETRAIN_ARGS)
 
 # The real upright photos of four Debian packages (apt-get download, no root needed); idempotent, checksummed.
+# Their held-out split is linked into $(ROTATION_SET)/heldout/real: the smoke gate's real photos (PROXY_GATE_REAL_DIR).
 real-data: install
 	@$(PY) scripts/real_data.py $(REAL_DATA)
+	@$(PY) -m food_rotation.training.real_scenes $(REAL_DATA) $(ROTATION_SET) --photos-only
 
 # Reproduces the shipped weights from the real photos, composites, rendered text and demo scenes (EfficientNet-Lite0
 # at 160 px, fine-tuned end to end for 12 epochs: about 2 hours on 2 CPU cores, a few minutes on a GPU); then fits

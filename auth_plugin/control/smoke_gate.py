@@ -43,8 +43,12 @@ class GateRefused(Exception):
 
 
 def upright_photos(folder: Path, max_photos: int) -> list[Path]:
-    """The first `max_photos` photos below `folder`, in a stable order; none for a folder that is not there."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in _SUFFIXES)[:max_photos]
+    """`max_photos` photos below `folder`, spread evenly over its sorted list (the held-out real photos are sorted
+    by source: the first twelve would all be fish); none for a folder that is not there."""
+    photos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _SUFFIXES)
+    if len(photos) <= max_photos:
+        return photos
+    return [photos[i * len(photos) // max_photos] for i in range(max_photos)]
 
 
 def gate_photos(folder: Path, max_photos: int) -> list[Path]:
@@ -89,9 +93,10 @@ NEXT_STEP = ("Next step: see which photos it gets wrong (scripts/evaluate.py on 
 class SmokeGate:
     """Every new version is scored through its own TorchServe version on the gate's sets: the generated samples
     (PROXY_GATE_DIR), real upright photos never trained on (PROXY_GATE_REAL_DIR: the held-out split of the
-    training sources, when `make real-data` has fetched them) and, for a retrained version, the corrections held
-    out of its training. It must reach min_accuracy on the samples and the corrections, and be no worse than the
-    current default on every set, on accuracy and on harm, within `tolerance`."""
+    training sources, which `make real-data` fetches and links there; `make serve` says when it is missing)
+    and, for a retrained version, the corrections held out of its training. It must reach min_accuracy on the
+    samples and the corrections, and be no worse than the current default on every set, on accuracy and on harm,
+    within `tolerance`."""
 
     def __init__(self, session: aiohttp.ClientSession, keys: TorchServeKeys, inference_url: str, folder: Path,
                  min_accuracy: float, real_folder: Path | None = None, tolerance: float = 0.05,

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from auth_plugin.control.smoke_gate import upright_photos
 from auth_plugin.settings import ProxySettings
 from food_rotation import MODEL_NAME
 from food_rotation.operations.gateway_process import Proxy
@@ -241,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
           f"  {admin}\n"
           "Corrections collected there become the next version (a canary) with: make retrain\n"
           "  (every dataset collected so far; DATASET=feedback-1 for one)")
+    if not upright_photos(chosen.gate_real_dir, 1):
+        print(f"\nNote: new versions are gated on the generated samples only: no real photos in "
+              f"{chosen.gate_real_dir}.\n  make real-data fetches them (PROXY_GATE_REAL_DIR names another folder).")
     return 0
 
 

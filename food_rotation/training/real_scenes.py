@@ -1,6 +1,7 @@
 """The shipped model's training and held-out sets, built from data/real (scripts/real_data.py) and rendered text.
 
     python -m food_rotation.training.real_scenes data/real data/rotation_set     (part of `make weights`)
+    python -m food_rotation.training.real_scenes data/real data/rotation_set --photos-only     (`make real-data`)
 
 Split by photo and by source: within every source (each GCompris activity, each wallpaper package, each Tux Paint
 category) a fixed 30 % of the photos, chosen by a hash of their name, is held out, and near-duplicates (the same
@@ -190,13 +191,22 @@ def _link_all(paths: Sequence[Path], root: Path, folder: Path) -> None:
             target.symlink_to(path.resolve())
 
 
-def build(real: Path, out: Path, composites_per_cutout: int = 3, texts: int = 300, scenes: int = 400) -> None:
+def link_photos(real: Path, out: Path) -> Split:
+    """Only the real photos, linked into out/train/real and out/heldout/real: seconds, where the composites, text
+    and scenes take minutes. `make real-data` runs this, so the smoke gate's real-photo set (PROXY_GATE_REAL_DIR,
+    out/heldout/real) exists wherever the photos were fetched, not only where `make weights` ran."""
     photos = split_by_source(sorted((real / "photos").rglob("*.jpg")), real / "photos")
+    for side, photo_side in (("train", photos.train), ("heldout", photos.held_out)):
+        _link_all(photo_side, real / "photos", out / side / "real")
+    return photos
+
+
+def build(real: Path, out: Path, composites_per_cutout: int = 3, texts: int = 300, scenes: int = 400) -> None:
+    photos = link_photos(real, out)
     cutouts = split_by_source(sorted((real / "cutouts").rglob("*.png")), real / "cutouts")
     font_files = fonts()
     for side, photo_side, cutout_side, scale, seed in (("train", photos.train, cutouts.train, 1.0, 1),
                                                          ("heldout", photos.held_out, cutouts.held_out, 0.34, 2)):
-        _link_all(photo_side, real / "photos", out / side / "real")
         _write_many(out / side / "composite", round(len(cutout_side) * composites_per_cutout * scale), seed,
                     lambda rng, c=cutout_side, p=photo_side: composite(rng, c, p))
         _write_many(out / side / "text", round(texts * scale), seed, lambda rng: text_card(rng, font_files))
@@ -212,8 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("real", type=Path, help="data/real, from scripts/real_data.py")
     parser.add_argument("out", type=Path)
+    parser.add_argument("--photos-only", action="store_true", help="link the real photos' two sides, make nothing")
     args = parser.parse_args(argv)
-    build(args.real, args.out)
+    if args.photos_only:
+        photos = link_photos(args.real, args.out)
+        print(f"{args.out}: {len(photos.train)} real photos to train on, {len(photos.held_out)} held out "
+              f"({args.out / 'heldout' / 'real'}: the smoke gate's real photos)")
+    else:
+        build(args.real, args.out)
     return 0
 
 

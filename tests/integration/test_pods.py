@@ -181,8 +181,7 @@ def cluster(tmp_path_factory, demo_weights, postgres) -> Iterator[Cluster]:
                                    "PROXY_RECONCILE_INTERVAL_S": "1", "PROXY_DEPLOY_WORKERS": "1",
                                    "PROXY_DATASETS_DIR": str(base / "datasets"),
                                    # the generated samples only (each pod gates every version it loads): the real-photo
-                                   # set is scored by test_smoke_gate and, where make weights made data/rotation_set,
-                                   # by test_rollout; CI has no such folder (see the smoke gate's PROXY_GATE_REAL_DIR)
+                                   # set (make real-data links it) is scored by test_rollout
                                    "PROXY_GATE_REAL_DIR": str(base / "no-real-photos")})
         pods.append(Pod(name, torchserve, gateway))
     with ExitStack() as stack:

@@ -69,6 +69,9 @@ def test_rollout_canary_promote_refuse_and_roll_back_under_load(stack):
         deployed = admin(proxy, admin_token, "deploy", {"archive": "food_rotation-v2.0.mar", "canary": 50})
         assert deployed.status_code == 201, deployed.text
         assert deployed.json()["gate_accuracy"] >= 0.9
+        # make test's make real-data links the held-out real photos where the gate looks by default: 2.0 (the same
+        # weights as 1.0) is scored on them beside the default, through both versions
+        assert deployed.json()["real_accuracy"] == deployed.json()["real_default_accuracy"], deployed.json()
         canary_start = time.monotonic()
         time.sleep(6)
         shares = load.versions_since(canary_start)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from auth_plugin.control.smoke_gate import GateRefused, SmokeGate
+from auth_plugin.control.smoke_gate import GateRefused, SmokeGate, upright_photos
 from auth_plugin.torchserve_keys import TorchServeKeys
 from tests.conftest import ROOT
 from tests.unit.proxy.conftest import FakeTorchServe
@@ -40,3 +40,15 @@ async def test_a_version_that_turns_upright_photos_the_default_leaves_is_refused
     assert "the gate's samples: turns 100.0% of upright photos against the default 1.0's 0.0%" in message
     assert "real photos never trained on: turns 100.0%" in message and "Next step: " in message
     assert (await smoke.check("food_rotation", "2.0"))["gate_harm"] == 1.0  # a rollback compares with nothing
+
+
+def test_the_gate_takes_its_photos_from_every_source_not_the_first_folder(tmp_path):
+    for source in ("fish", "monuments", "wallpapers"):
+        for index in range(10):
+            (tmp_path / source).mkdir(exist_ok=True)
+            (tmp_path / source / f"{index}.jpg").write_bytes(b"")
+    (tmp_path / "fish" / "notes.txt").write_text("not a photo")
+    chosen = upright_photos(tmp_path, 6)
+    assert [p.parent.name for p in chosen] == ["fish", "fish", "monuments", "monuments", "wallpapers", "wallpapers"]
+    assert upright_photos(tmp_path, 6) == chosen  # the same photos every time: baselines are cached per set
+    assert len(upright_photos(tmp_path, 100)) == 30 and upright_photos(tmp_path / "absent", 6) == []
