@@ -1,7 +1,7 @@
 """The feedback loop, measured end to end -> bench/FEEDBACK_LOOP.md.
 
-A private TorchServe + proxy (free ports, temporary folders) serves the demo weights as 1.0. Photos of a kind the
-demo weights never saw are predicted and corrected through the proxy, as the admin page does it (POST
+A private TorchServe + proxy (free ports, temporary folders) serves the shipped weights (or --weights) as 1.0.
+Photos of a kind they never saw are predicted and corrected through the proxy, as the admin page does it (POST
 /predictions, then POST /feedback with the right turn and the service's answer); `scripts/retrain.py` then turns
 the collected dataset into 2.0, deployed as a canary through the smoke gate. Reported: how long retraining takes
 on this machine, and how 1.0 and 2.0 (each called by explicit version through the proxy) do on the held-out
@@ -9,7 +9,8 @@ corrections, which 2.0 never trained on, and on the demo-style gate samples (has
 
 The new kind of photo: a demo scene shot close up, in a dim, warm-lit room, with a noisy phone sensor.
 
-    .venv/bin/python bench/feedback_loop.py [--photos 200] [--epochs 4] [--demo-scenes 200]
+    .venv/bin/python bench/feedback_loop.py [--weights weights/food_rotation_demo.pth] [--photos 200] [--epochs 4]
+        [--demo-scenes 200] [--cross-validate 5]
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from auth_plugin.feedback.datasets import DatasetStore
 from food_rotation.operations.serving import ROOT, Proxy, TorchServe, free_ports
 from food_rotation.training.make_demo_data import render_scene
 
-WEIGHTS = ROOT / "weights" / "food_rotation_demo.pth"
+WEIGHTS = ROOT / "weights" / "food_rotation_lite0.pth"  # what `make serve` serves
 
 
 def dim_closeup(seed: int) -> Image.Image:
@@ -75,7 +76,7 @@ def accuracy(url: str, token: str, photos: list[Path]) -> float:
 
 @dataclass
 class Loop:
-    """A private TorchServe + proxy serving the demo weights as 1.0, with its dataset folder and two tokens."""
+    """A private TorchServe + proxy serving `weights` as 1.0, with its dataset folder and two tokens."""
 
     base: Path
     proxy: Proxy
@@ -120,10 +121,10 @@ class Loop:
 
 
 @contextlib.contextmanager
-def serving_loop() -> Iterator[Loop]:
+def serving_loop(weights: Path) -> Iterator[Loop]:
     base = Path(tempfile.mkdtemp(prefix="feedback-loop-"))
     store = base / "model_store"
-    subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(WEIGHTS), "--version", "1.0",
+    subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(weights), "--version", "1.0",
                     "--export-path", str(store)], check=True, capture_output=True)
     server = TorchServe.on_free_ports(base / "torchserve", store)
     (port,) = free_ports(1)
@@ -151,16 +152,24 @@ def trained_seconds(stdout: str) -> float:
     return float(line.split()[2]) if line else float("nan")
 
 
+def cross_validation_line(stdout: str) -> str:
+    """retrain.py's summary of its folds (--cross-validate), or nothing."""
+    return next((line for line in stdout.splitlines() if line.startswith("cross-validation, ")), "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="served as 1.0 and fine-tuned into 2.0")
     parser.add_argument("--photos", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--demo-scenes", type=int, default=200)
     parser.add_argument("--seed", type=int, default=40_000, help="first scene seed of the new kind of photo")
+    parser.add_argument("--cross-validate", type=int, default=0, metavar="K", help="passed to retrain.py")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "FEEDBACK_LOOP.md")
     args = parser.parse_args(argv)
+    served = args.weights.name
 
-    with serving_loop() as loop:
+    with serving_loop(args.weights) as loop:
         photos = [(dim_closeup(args.seed + index), random.Random(args.seed + index).choice(TURNS))
                   for index in range(args.photos)]
         started = time.perf_counter()
@@ -168,27 +177,30 @@ def main(argv: list[str] | None = None) -> int:
         collect_s = time.perf_counter() - started
         split = DatasetStore(loop.datasets, 100_000_000).split("feedback-1")
         retrain, retrain_s = loop.retrain("feedback-1", "--epochs", str(args.epochs), "--demo-scenes",
-                                          str(args.demo_scenes))
+                                          str(args.demo_scenes), "--cross-validate", str(args.cross_validate))
         train_s = trained_seconds(retrain.stdout)
         deployed = retrain.returncode == 0
         gate_samples = sorted((ROOT / "samples" / "gate").glob("*.jpg"))
-        rows = [("1.0 (demo weights)", "1.0")] + ([("2.0 (retrained)", "2.0")] if deployed else [])
+        rows = [(f"1.0 ({served})", "1.0")] + ([("2.0 (retrained)", "2.0")] if deployed else [])
         results = {label: (loop.accuracy(version, split.held_out), loop.accuracy(version, gate_samples))
                    for label, version in rows}
 
     command = "`.venv/bin/python bench/feedback_loop.py" + "".join(
-        f" --{name} {value}" for name, value, default in (("photos", args.photos, 200), ("epochs", args.epochs, 4),
-                                                          ("demo-scenes", args.demo_scenes, 200)) if value != default)
+        f" --{name} {value}" for name, value, default in (
+            ("weights", args.weights, WEIGHTS), ("photos", args.photos, 200), ("epochs", args.epochs, 4),
+            ("demo-scenes", args.demo_scenes, 200), ("cross-validate", args.cross_validate, 0)) if value != default)
+    folds = cross_validation_line(retrain.stdout)
     lines = [
         "# The feedback loop, measured",
         "",
         f"Reproduce: {command}`, with nothing else running ({os.cpu_count()} cores, CPU only).",
         "",
         f"- {args.photos} photos of a new kind (demo scenes shot close up, dim warm light, sensor noise), each turned "
-        f"0/90/180/270 at random, predicted and corrected through the proxy in {collect_s:.0f} s; the served demo "
-        f"weights got **{served_right}/{args.photos}** right.",
+        f"0/90/180/270 at random, predicted and corrected through the proxy in {collect_s:.0f} s; the served "
+        f"{served} got **{served_right}/{args.photos}** right.",
         f"- Dataset feedback-1: {len(split.train)} photos trained on, {len(split.held_out)} held out (by sha256); "
-        f"{args.demo_scenes} demo scenes mixed in; {args.epochs} epochs fine-tuning the demo weights.",
+        f"{args.demo_scenes} demo scenes mixed in; {args.epochs} epochs fine-tuning {served}.",
+        *([f"- retrain.py's {folds}"] if folds else []),
         f"- `make retrain` (= scripts/retrain.py) took **{retrain_s:.0f} s** in all: training {train_s:.0f} s, then "
         "weights extracted, archived as 2.0, registered, gated and deployed as a 10 % canary"
         + ("." if deployed else f"; **the deploy was refused**: {retrain.stderr.strip().splitlines()[-2]}"),

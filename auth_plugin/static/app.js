@@ -751,6 +751,9 @@ function deploy() {
     progress: `deploying… ${archive} goes through the smoke gate first; this can take up to a minute`,
     path: "deploy", body: { archive, canary }, timeout: DEPLOY_TIMEOUT_MS,
     success: (result) => `Deployed ${result.version}: gate accuracy ${percent(result.gate_accuracy)}` +
+      (typeof result.real_accuracy === "number" ? `, real photos ${percent(result.real_accuracy)}` +
+        (typeof result.real_default_accuracy === "number" ? ` (default ${percent(result.real_default_accuracy)})` : "")
+        : "") +
       (typeof result.heldout_accuracy === "number" ? `, held-out corrections ${percent(result.heldout_accuracy)}` : "") +
       `, canary ${result.canary_percent}%`,
   });

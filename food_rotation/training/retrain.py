@@ -58,7 +58,7 @@ from food_rotation.training import evaluate, extract_model_weight, make_demo_dat
 from food_rotation.training.archive import build_archive
 from food_rotation.training.calibration import expected_calibration_error, fit_temperature, nll
 from food_rotation.training.cross_validation import cross_validate
-from food_rotation.training.retrain_plan import Plan, shortfall
+from food_rotation.training.retrain_plan import Plan, gate_scores, shortfall
 from food_rotation.training.retrain_start import starting_weights
 from food_rotation.training.rotation_data import find_photos
 from food_rotation.training.served_weights import archives_of
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     deployed = deploy(args, f"{archive}.mar")
     print(f"deployed {args.model} {deployed['version']} as a {deployed['canary_percent']:g}% canary "
-          f"(gate: samples {deployed['gate_accuracy']:.3f}, held-out corrections {deployed['heldout_accuracy']:.3f})."
+          f"(gate: {gate_scores(deployed)})."
           f"\nPromote it on the admin page (Models) or: .venv/bin/python -m auth_plugin models promote {version}")
     return 0
 

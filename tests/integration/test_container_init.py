@@ -1,9 +1,11 @@
-"""The container's entry point, run outside a container (no base image can be had here: deploy/container/
-Dockerfile): it starts TorchServe and the gateway, serves, and on SIGTERM stops the gateway, then TorchServe,
-and exits 0 with nothing left running."""
+"""The container's entry point, run outside a container (CI has no container engine; docs/deploying.md shows the
+image of deploy/container/Dockerfile built and run with podman): it starts TorchServe and the gateway, serves, passes
+the image's HEALTHCHECK command, and on SIGTERM stops the gateway, then TorchServe, and exits 0 with nothing left
+running."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +21,13 @@ from tests.photos import encode, scene
 from tests.stack import build_archive
 
 pytestmark = pytest.mark.integration
+
+
+def healthcheck_command() -> list[str]:
+    """The Dockerfile's HEALTHCHECK CMD (exec form, on the line after HEALTHCHECK), as the engine runs it."""
+    lines = (ROOT / "deploy" / "container" / "Dockerfile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("HEALTHCHECK"))
+    return json.loads(lines[start + 1].strip().removeprefix("CMD "))
 
 
 def test_the_entry_point_serves_and_stops_both_parts_on_sigterm(tmp_path, demo_weights):
@@ -47,6 +56,9 @@ def test_the_entry_point_serves_and_stops_both_parts_on_sigterm(tmp_path, demo_w
         answer = requests.post(f"{url}/predictions/food_rotation", data=encode(scene()), timeout=60,
                                headers={"Authorization": f"Bearer {token}", "Content-Type": "image/jpeg"})
         assert answer.status_code == 200, answer.text
+        check = healthcheck_command()  # on the port this gateway was given, as `-e PROXY_PORT=...` would set it
+        assert check[0] == "python"
+        assert subprocess.run([sys.executable, *check[1:]], cwd=ROOT, env=env, timeout=30).returncode == 0
         java = int((run / "torchserve" / "tmp" / ".model_server.pid").read_text())
         gateway_pid = int((run / "proxy" / "proxy.pid").read_text())
         init.send_signal(signal.SIGTERM)

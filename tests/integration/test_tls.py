@@ -15,6 +15,8 @@ import time
 import pytest
 import requests
 
+from auth_plugin.settings import ProxySettings
+from food_rotation.operations.healthcheck import healthy
 from food_rotation.operations.processes import free_ports
 from food_rotation.operations.serving import Proxy
 from tests.certificates import Authority
@@ -46,6 +48,9 @@ def test_https_predictions_hsts_no_plain_http_and_a_reload_on_sighup(tmp_path, t
         assert answer.status_code == 200 and answer.headers["Strict-Transport-Security"] == "max-age=31536000"
         with pytest.raises(requests.ConnectionError):
             requests.get(proxy.url.replace("https://", "http://") + "/healthz", timeout=10)
+        port = proxy.url.rsplit(":", 1)[1]  # the container's HEALTHCHECK reads the same settings as the gateway
+        assert healthy(ProxySettings.from_env({"PROXY_PORT": port, "PROXY_TLS_CERT_FILE": str(cert)}))
+        assert not healthy(ProxySettings.from_env({"PROXY_PORT": port}))  # plain HTTP to the TLS port
 
         before = _presented(proxy.url, ca.cert_file)
         renewed_cert, renewed_key = ca.issue("gateway-renewed", server=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from food_rotation.training.retrain_plan import Plan
+from food_rotation.training.retrain_plan import Plan, gate_scores
 
 
 def plan(corrections: int, held_out: int, canary: float | None = 10.0) -> Plan:
@@ -36,3 +36,11 @@ def test_the_plan_names_the_start_the_counts_and_what_follows():
     assert "8 corrections held out" in deployed[0] and "deploy it as a 10% canary" in deployed[0]
     assert "--no-deploy: not deployed" in kept[0]
     assert deployed[1].startswith("data: ")
+
+
+def test_the_deploy_line_names_every_set_the_gate_scored_beside_the_default():
+    deployed = {"version": "2.0", "gate_accuracy": 1.0, "gate_default_accuracy": 1.0, "real_accuracy": 0.8333,
+                "real_default_accuracy": 0.8125, "real_harm": 0.0, "heldout_accuracy": 0.96875}
+    assert gate_scores(deployed) == ("samples 1.000 (default 1.000), real photos 0.833 (default 0.812), "
+                                     "held-out corrections 0.969")
+    assert gate_scores({"gate_accuracy": 0.9}) == "samples 0.900"  # a rollback: nothing compared
