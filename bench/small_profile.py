@@ -106,12 +106,16 @@ def table(rows: list[dict[str, object]], requests_n: int) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--variant", action="append", choices=list(VARIANTS),
+                        help="measure only these (repeatable; default: every variant)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "SMALL_PROFILE.md")
     args = parser.parse_args()
+    variants = args.variant or list(VARIANTS)
     photos = [path.read_bytes() for path in make_images(("1 MP",))["1 MP"]]
-    rows = [measure(label, args.requests, photos) for label in VARIANTS]
+    rows = [measure(label, args.requests, photos) for label in variants]
+    chosen = "".join(f" --variant '{label}'" for label in args.variant or ())
     text = (f"# The small-node profile against the default: memory and throughput\n\nReproduce: `.venv/bin/python "
-            f"bench/small_profile.py --requests {args.requests}` with nothing else running. "
+            f"bench/small_profile.py --requests {args.requests}{chosen}` with nothing else running. "
             f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.\n\n"
             + (__doc__ or "").split("\n\n", 2)[2].strip() + "\n\n" + table(rows, args.requests) + "\n")
     args.out.write_text(text)

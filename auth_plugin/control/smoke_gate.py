@@ -93,7 +93,7 @@ NEXT_STEP = ("Next step: see which photos it gets wrong (scripts/evaluate.py on 
 class SmokeGate:
     """Every new version is scored through its own TorchServe version on the gate's sets: the generated samples
     (PROXY_GATE_DIR), real upright photos never trained on (PROXY_GATE_REAL_DIR: the held-out split of the
-    training sources, which `make real-data` fetches and links there; `make serve` says when it is missing)
+    training sources, which `make serve` and `make test` fetch and link there; `make serve` says when it is missing)
     and, for a retrained version, the corrections held out of its training. It must reach min_accuracy on the
     samples and the corrections, and be no worse than the current default on every set, on accuracy and on harm,
     within `tolerance`."""

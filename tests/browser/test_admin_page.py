@@ -34,7 +34,8 @@ def stack(tmp_path_factory, demo_weights):
     build_archive(demo_weights, "2.0", store, "food_rotation-v2.0", config)
     build_untrained_archive(base / "untrained", "3.0", store)
     with running_torchserve(base / "torchserve", store) as torchserve:
-        with running_proxy(base / "proxy", torchserve) as proxy:
+        # the gate on its samples only: scoring versions on the real photos is test_rollout's and test_feedback_loop's
+        with running_proxy(base / "proxy", torchserve, PROXY_GATE_REAL_DIR=str(base / "no-real-photos")) as proxy:
             yield proxy, issue_token(proxy, "--user", "head-chef", "--scopes", "admin,predict")[1]
 
 

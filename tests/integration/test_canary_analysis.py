@@ -29,7 +29,9 @@ def stack(tmp_path_factory, demo_weights):
     never_sure = config_with_min_confidence(base / "unsure", 1.0)
     build_archive(demo_weights, "3.0", store, "food_rotation-v3.0", never_sure)
     with running_torchserve(base / "torchserve", store) as torchserve:
-        with running_proxy(base / "proxy", torchserve, PROXY_RECONCILE_INTERVAL_S="1") as proxy:
+        # the gate on its samples only: scoring versions on the real photos is test_rollout's and test_feedback_loop's
+        with running_proxy(base / "proxy", torchserve, PROXY_RECONCILE_INTERVAL_S="1",
+                           PROXY_GATE_REAL_DIR=str(base / "no-real-photos")) as proxy:
             yield proxy
 
 
