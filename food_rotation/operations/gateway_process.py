@@ -27,6 +27,18 @@ if TYPE_CHECKING:
 DEMO_TOKEN_TTL_S = 30 * 86400
 
 
+def answers(url: str, path: str, timeout_s: float) -> bool:
+    """Whether the gateway at `url` answers `path` with 200 now. Over HTTPS the certificate names the public host,
+    not the loopback address probed here, so it is not verified: the probe sends no secret, and liveness of this
+    machine's own gateway is all it asks (wait_ready, the container's HEALTHCHECK)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecureRequestWarning)
+            return requests.get(f"{url}{path}", timeout=timeout_s, verify=False).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 @dataclass(frozen=True)
 class Proxy:
     """The token proxy (auth_plugin) as a process of its own, configured by PROXY_* variables."""
@@ -76,15 +88,8 @@ class Proxy:
         while time.monotonic() - started < timeout:
             if self.pid() is None:
                 raise ServingError(f"the proxy exited; see {self.log_file}")
-            try:
-                # Over HTTPS the certificate names the public host, not the loopback address probed here, and
-                # this probe sends no secret: liveness of the child we started is all it asks.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", InsecureRequestWarning)
-                    if requests.get(f"{self.url}{path}", timeout=2, verify=False).status_code == 200:
-                        return
-            except requests.RequestException:
-                pass
+            if answers(self.url, path, timeout_s=2):
+                return
             time.sleep(0.2)
         raise ServingError(f"the proxy is not ready after {timeout:.0f}s; see {self.log_file}")
 
