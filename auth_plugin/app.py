@@ -37,11 +37,12 @@ from auth_plugin.app_keys import (
     SESSION,
     SETTINGS,
     SIGNALS,
+    STREAMS,
     TORCHSERVE,
     UPLOADS,
 )
 from auth_plugin.auth import Authenticator, AuthError, JwtVerifier
-from auth_plugin.bodies import read_body
+from auth_plugin.bodies import StreamedBody, UploadStreams
 from auth_plugin.control import admin_api
 from auth_plugin.control.canary_analysis import CanaryAnalyst
 from auth_plugin.control.history import History
@@ -145,18 +146,20 @@ async def predict(request: web.Request) -> web.Response:
     if version is not None and not (_NAME.fullmatch(version) and registry.knows(model, version)):
         raise ServiceError(404, "unknown_version", f"{model} has no version {version[:40]!r} "
                                                    f"(GET /admin/models/{model} lists them)")
-    body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
-    version = version or registry.choose(model)  # an explicit version, so drains know what is in flight
-    request[SERVED_VERSION] = version or "none"
-    path = f"/predictions/{model}" + (f"/{version}" if version else "")
-    try:
-        with registry.in_flight(model, version):
-            answer = await forward(app[SESSION], app[KEYS], settings.inference_url.rstrip("/") + path, body,
-                                   forwarded_headers(request.headers, request[REQUEST_ID]),
-                                   forwarded_query(request.query))
-    except UpstreamError as exc:
-        app[SIGNALS].prediction(request[SERVED_VERSION], exc.status, time.perf_counter() - started, None)
-        raise
+    async with app[STREAMS].body(request, settings.max_body_bytes, settings.body_timeout_s) as body:
+        version = version or registry.choose(model)  # an explicit version, so drains know what is in flight
+        request[SERVED_VERSION] = version or "none"
+        path = f"/predictions/{model}" + (f"/{version}" if version else "")
+        try:
+            with registry.in_flight(model, version):
+                answer = await forward(app[SESSION], app[KEYS], settings.inference_url.rstrip("/") + path, body,
+                                       forwarded_headers(request.headers, request[REQUEST_ID]),
+                                       forwarded_query(request.query))
+        except UpstreamError as exc:
+            if isinstance(body, StreamedBody) and body.failure is not None:
+                raise body.failure from None  # the client's upload broke off: neither TorchServe's nor the version's
+            app[SIGNALS].prediction(request[SERVED_VERSION], exc.status, time.perf_counter() - started, None)
+            raise
     content_type = answer.headers.pop("Content-Type", "application/json").split(";")[0]
     verdict = verdict_of(answer.status, content_type, answer.headers, answer.body)
     app[SIGNALS].prediction(request[SERVED_VERSION], answer.status, time.perf_counter() - started,
@@ -228,6 +231,7 @@ def create_app(settings: ProxySettings) -> web.Application:
     app[METRICS] = ProxyMetrics()
     app[SIGNALS] = VersionSignals()
     app[METRICS].watch(lambda: app.get(REGISTRY), settings.model_name)
+    app[STREAMS] = UploadStreams(settings.streamed_uploads)
     app[LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     app[KEYS] = TorchServeKeys(settings.torchserve_key_file, settings.management_url, settings.key_refresh_margin_s)
 

@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from auth_plugin.auth import Authenticator
+from auth_plugin.bodies import UploadStreams
 from auth_plugin.control.canary_analysis import CanaryAnalyst
 from auth_plugin.control.pods import PodReports
 from auth_plugin.control.rollout import Rollouts
@@ -37,5 +38,6 @@ DATASETS = web.AppKey("datasets", DatasetStore)
 HELD_OUT = web.AppKey("held_out", HeldOutSource)  # the feedback store's held-out corrections, as the gate asks
 READINESS = web.AppKey("readiness", Readiness)  # /readyz's answer, cached for a second
 UPLOADS = web.AppKey("uploads", ThreadPoolExecutor)  # feedback parsing and decoding: its own bounded pool
+STREAMS = web.AppKey("streams", UploadStreams)  # prediction bodies sent on while they arrive
 SIGNALS = web.AppKey("signals", VersionSignals)  # each version's requests, errors, latency, unsure, corrections
 SERVED_VERSION = "served_version"  # request[SERVED_VERSION]: the version a prediction went to, for the metrics

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import aiohttp
 from multidict import CIMultiDict
 
+from auth_plugin.bodies import StreamedBody
 from auth_plugin.torchserve_keys import KeysUnavailable, TorchServeKeys, send_with_key
 from food_rotation.service_error import ServiceError
 
@@ -67,10 +68,12 @@ def upstream_session(connect_timeout_s: float, read_timeout_s: float) -> aiohttp
     return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64), auto_decompress=False)
 
 
-async def forward(session: aiohttp.ClientSession, keys: TorchServeKeys, url: str, body: bytes,
+async def forward(session: aiohttp.ClientSession, keys: TorchServeKeys, url: str, body: bytes | StreamedBody,
                   headers: Mapping[str, str], params: Sequence[tuple[str, str]] = ()) -> UpstreamAnswer:
     """POST with TorchServe's inference key (re-read once if TorchServe refuses it); again once if TorchServe
-    dropped a pooled connection."""
+    dropped a pooled connection. A streamed body goes under the length its client announced."""
+    if isinstance(body, StreamedBody):
+        headers = {**headers, "Content-Length": str(body.length)}
 
     async def inference_key(refused: str | None) -> str:
         return await keys.inference(session, refused)

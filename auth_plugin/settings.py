@@ -54,6 +54,9 @@ class ProxySettings:
     # Raw and multipart photos up to 16 MiB; base64 JSON inflates by 4/3, so about 12 MB photos that way.
     max_body_bytes: int = 16 * 1024 * 1024
     body_timeout_s: float = 30.0  # a client must finish sending its body within this (slow-loris -> 408)
+    # prediction bodies sent on to TorchServe while they arrive, at most this many at once (the rest are read whole
+    # first, so slow uploads can hold only this many of the 64 pooled TorchServe connections); 0: never streamed
+    streamed_uploads: int = 16
     keepalive_timeout_s: float = 15.0  # an idle keep-alive connection (or one slow to send its next request) closes
     header_timeout_s: float = 10.0  # a new connection must send its first request's headers within this
     max_connections: int = 1024  # connections the gateway holds at once; more are closed at once

@@ -14,6 +14,8 @@ pytestmark = pytest.mark.integration
 sys.path.insert(0, str(ROOT / "bench"))
 import bench_report  # noqa: E402  (bench/ is a folder of scripts, not a package)
 import run_bench  # noqa: E402
+import streamed_uploads  # noqa: E402
+from bench_instruments import Measure  # noqa: E402
 
 
 def test_quick_bench_measures_every_path_and_writes_the_report(tmp_path):
@@ -31,3 +33,14 @@ def test_quick_bench_measures_every_path_and_writes_the_report(tmp_path):
     assert handler_ms and float(handler_ms.group(1)) > 0
     assert re.search(rf"ab {bench_report.QUICK.soak_requests} requests: 0 failed \| 0\.00 \| yes", text)
     assert "Model: `food_rotation_lite0.pth` (efficientnet_lite0" in text  # the model that ships is measured
+
+
+def test_streamed_uploads_bench_imports_what_it_runs_and_reports_each_path_against_direct():
+    """bench/streamed_uploads.py borrows run_bench's archives and weights: a rename must fail here, not in a run."""
+    names = ("TorchServe direct", "proxy, streamed (now)", "proxy, read whole first (before)")
+    results = {("12 MP", 1): dict(zip(names, (Measure(20.0, 50, 60, 70), Measure(19.0, 53, 60, 70),
+                                              Measure(18.0, 56, 60, 70)), strict=True))}
+    lines = streamed_uploads.table(results)
+    assert "| proxy, streamed (now) / direct (goal >= 0.95) | 0.95 |" in lines
+    assert "| proxy, read whole first (before): added p50 ms (goal <= 2) | +6 |" in lines
+    assert streamed_uploads.WEIGHTS.is_file() and streamed_uploads.CONFIG.is_file()

@@ -29,6 +29,8 @@ class FakeTorchServe:
         self.seen: list[dict[str, str]] = []
         self.described = 0  # management calls describing the model (what /readyz asks)
         self.queries: list[str] = []  # each prediction's query string, as TorchServe got it
+        self.started_at: list[float] = []  # loop time each accepted prediction's headers arrived
+        self.bodies: list[int] = []  # the length of each body read whole
         self.delay_s = 0.0
         self.confidence = 0.97  # what every answer says of itself
         self.verdicts: dict[str, tuple[int, bool]] = {}  # version -> (model_degree, trusted) it always answers
@@ -54,8 +56,10 @@ class FakeTorchServe:
             return web.json_response({"code": 400, "type": "InvalidKeyException"}, status=400)
         self.seen.append(dict(request.headers))
         self.queries.append(request.query_string)
+        self.started_at.append(asyncio.get_running_loop().time())
         await asyncio.sleep(self.delay_s)
         body = await request.read()
+        self.bodies.append(len(body))
         degree, trusted = self.verdicts.get(request.match_info.get("version", ""), (90, self.confidence >= 0.9))
         return web.json_response({"model_degree": degree, "bytes": len(body), "model_version": "1.0",
                                   "confidence": self.confidence, "trusted": trusted},

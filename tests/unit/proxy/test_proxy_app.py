@@ -105,6 +105,62 @@ async def test_a_body_in_many_pieces_is_relayed_whole_under_its_length_and_again
     assert (await empty.json())["bytes"] == 0 and fake.seen[-1]["Content-Length"] == "0"
 
 
+@pytest.mark.parametrize(("streamed_uploads", "streamed"), [(16, True), (0, False)])
+async def test_an_announced_body_is_sent_on_while_it_arrives_and_again_whole_after_a_key_refusal(
+        setup, streamed_uploads, streamed):
+    """Under its Content-Length, TorchServe gets the request before the client's last piece is sent (unless
+    streaming is off); the resend after a refused key replays every piece already relayed."""
+    fake, client, auth = setup
+    proxy = await client(streamed_uploads=streamed_uploads)
+    fake.renew("rotated9")  # the proxy's cached key is refused first
+    last_piece_at = []
+
+    async def pieces():
+        for index in range(5):
+            await asyncio.sleep(0.05)
+            if index == 4:
+                last_piece_at.append(asyncio.get_running_loop().time())
+            yield bytes([index]) * 50_000
+
+    answer = await proxy.post("/predictions/food_rotation", data=pieces(),
+                              headers={**auth, "Content-Length": "250000"})
+    assert answer.status == 200 and (await answer.json())["bytes"] == 250_000
+    sent = fake.seen[-1]
+    assert sent["Content-Length"] == "250000" and "Transfer-Encoding" not in sent
+    assert sent["Authorization"] == "Bearer rotated9" and fake.bodies == [250_000]
+    assert (fake.started_at[-1] < last_piece_at[0]) is streamed
+
+
+async def test_an_announced_upload_too_slow_is_408_and_torchserve_never_gets_its_body(setup):
+    fake, client, auth = setup
+    proxy = await client(body_timeout_s=0.3)
+
+    async def trickle():
+        for _ in range(20):
+            yield b"x"
+            await asyncio.sleep(0.1)
+
+    answer = await proxy.post("/predictions/food_rotation", data=trickle(), headers={**auth, "Content-Length": "20"})
+    assert answer.status == 408 and (await answer.json())["error"] == "request_timeout"
+    assert len(fake.seen) == 1 and fake.bodies == []  # it had begun to reach TorchServe, and was cut off there
+    assert (await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)).status == 200
+
+
+async def test_a_client_gone_mid_upload_costs_no_whole_body_upstream_and_the_next_request_is_served(setup):
+    fake, client, auth = setup
+    proxy = await client()
+    _, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    writer.write(f"POST /predictions/food_rotation HTTP/1.1\r\nHost: x\r\nAuthorization: {auth['Authorization']}"
+                 "\r\nContent-Length: 100000\r\n\r\n".encode() + b"x" * 1000)
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the proxy has begun sending it on
+    writer.close()
+    await asyncio.sleep(0.2)
+    assert len(fake.seen) == 1 and fake.bodies == []
+    answer = await proxy.post("/predictions/food_rotation", data=b"x" * 10, headers=auth)
+    assert answer.status == 200 and fake.bodies == [10]
+
+
 @pytest.mark.parametrize("meanwhile", ["old", "truncated"])
 async def test_a_key_renewed_while_torchserve_writes_its_file_loses_no_request(setup, meanwhile):
     """TorchServe checks the new key before key_file.json holds it: the proxy waits for the file, not 503."""

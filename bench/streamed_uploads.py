@@ -1,0 +1,118 @@
+"""The proxy streaming prediction bodies to TorchServe against reading them whole first, side by side in one run.
+
+One TorchServe with the shipped model; two gateways in front of it on one token and routing database: the default
+(bodies of announced length sent on while they arrive) and one with PROXY_STREAMED_UPLOADS=0 (read whole first,
+as before); and TorchServe called directly. At each size and concurrency the three paths take turns in
+interleaved rounds of `ab -k`, so a drift of the machine falls on all of them alike. Prints a Markdown table.
+
+    .venv/bin/python bench/streamed_uploads.py [--seconds 8] [--rounds 3] [--concurrency 1 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+from bench_instruments import Measure, Sample, ab, make_images
+from run_bench import WEIGHTS, build_archives
+
+from food_rotation.operations.serving import MODEL_NAME, ROOT, Proxy, TorchServe, free_ports
+
+CONFIG = ROOT / "handler" / "model-config.yaml"
+
+
+def paths_of(server: TorchServe, streamed: Proxy, buffered: Proxy) -> dict[str, tuple[str, str | None]]:
+    """Each path's URL and the credential it takes: a TorchServe key kind, or None for the gateway's token."""
+    return {"TorchServe direct": (f"{server.inference_url}/predictions/{MODEL_NAME}", "inference"),
+            "proxy, streamed (now)": (f"{streamed.url}/predictions/{MODEL_NAME}", None),
+            "proxy, read whole first (before)": (f"{buffered.url}/predictions/{MODEL_NAME}", None)}
+
+
+def measure(sizes: tuple[str, ...], concurrencies: list[int], seconds: float, rounds: int
+            ) -> dict[tuple[str, int], dict[str, Measure]]:
+    workers = yaml.safe_load(CONFIG.read_text())["minWorkers"]
+    images = make_images(sizes)
+    base = Path(tempfile.mkdtemp(prefix="bench-streamed-"))
+    build_archives(base / "model_store", CONFIG, WEIGHTS)
+    server = TorchServe.on_free_ports(base / "torchserve", base / "model_store", load_models=f"{MODEL_NAME}.mar")
+    streamed_port, buffered_port = free_ports(2)
+    streamed = Proxy(home=base / "streamed", url=f"http://127.0.0.1:{streamed_port}", torchserve=server)
+    buffered = Proxy(home=base / "buffered", url=f"http://127.0.0.1:{buffered_port}", torchserve=server,
+                     extra_env={"PROXY_STREAMED_UPLOADS": "0", "PROXY_CONTROL_PLANE": "false",
+                                "PROXY_TOKEN_DB": str(streamed.token_db)})
+    results: dict[tuple[str, int], dict[str, Measure]] = {}
+    try:
+        server.start()
+        server.wait_ready(model=MODEL_NAME, min_workers=workers, timeout=300)
+        streamed.start()
+        streamed.wait_ready()  # the control plane has registered the version before the second gateway reads it
+        token = streamed.saved_token("bench_token", "bench", ["predict"])
+        buffered.start()
+        buffered.wait_ready()
+        targets = paths_of(server, streamed, buffered)
+
+        def credentials(kind: str | None) -> dict[str, str]:  # read each time: TorchServe may renew its keys
+            return {"Authorization": f"Bearer {server.keys()[kind] if kind else token}"}
+
+        for label, photos in images.items():
+            for concurrency in concurrencies:
+                samples: dict[str, list[Sample]] = defaultdict(list)
+                for url, kind in targets.values():
+                    ab(url, photos[0], 4, credentials(kind), requests_total=8)  # warm
+                for _ in range(rounds):
+                    for name, (url, kind) in targets.items():
+                        samples[name].append(ab(url, photos[0], concurrency, credentials(kind), seconds))
+                        time.sleep(max(samples[name][-1].latencies, default=0) / 1000)  # let the queue empty
+                results[(label, concurrency)] = {name: Measure.of(parts) for name, parts in samples.items()}
+                print(f"{label} c={concurrency}: " + ", ".join(
+                    f"{name} {m.rate:.1f}/s p50 {m.p50:.0f}" for name, m in results[(label, concurrency)].items()),
+                    file=sys.stderr, flush=True)
+    except Exception:
+        print(f"bench failed; logs kept in {base}", file=sys.stderr)
+        raise
+    finally:
+        buffered.stop()
+        streamed.stop()
+        server.stop()
+    shutil.rmtree(base, ignore_errors=True)
+    return results
+
+
+def table(results: dict[tuple[str, int], dict[str, Measure]]) -> list[str]:
+    cells = list(results)
+    lines = ["| path | " + " | ".join(f"{label} c={c}" for label, c in cells) + " |",
+             "| --- |" + " --- |" * len(cells)]
+    direct = "TorchServe direct"
+    for name in results[cells[0]]:
+        lines.append(f"| {name}: images/s, p50 ms | " + " | ".join(
+            f"{results[cell][name].rate:.1f}, {results[cell][name].p50:.0f}" for cell in cells) + " |")
+    for name in list(results[cells[0]])[1:]:
+        lines.append(f"| {name} / direct (goal >= 0.95) | " + " | ".join(
+            f"{results[cell][name].rate / results[cell][direct].rate:.2f}" for cell in cells) + " |")
+        lines.append(f"| {name}: added p50 ms (goal <= 2) | " + " | ".join(
+            f"{results[cell][name].p50 - results[cell][direct].p50:+.0f}" for cell in cells) + " |")
+    failed = {name: sum(results[cell][name].failed for cell in cells) for name in results[cells[0]]}
+    lines.append("")
+    lines.append("Failed or non-2xx requests: " + ", ".join(f"{name} {count}" for name, count in failed.items()))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per path, per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--sizes", nargs="+", default=["12 MP", "1 MP"])
+    args = parser.parse_args(argv)
+    print("\n".join(table(measure(tuple(args.sizes), args.concurrency, args.seconds, args.rounds))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
