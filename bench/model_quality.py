@@ -1,9 +1,10 @@
 """make bench-quality: candidate models side by side, quality and serving cost in one run -> bench/MODEL_QUALITY.md.
 
-Quality, in-process (food_rotation.training.evaluate.collect_logits, food_rotation.training.calibration): every
+Quality, in-process (food_rotation.training.evaluate.collect_answers, food_rotation.training.calibration): every
 photo of each held-out folder of data/rotation_set/heldout (food_rotation/training/real_scenes.py) and of samples/gate
 at all four turns, with the candidate's temperature; accuracy (argmax), harm, fix, coverage and ECE at
---min-confidence and at the threshold that keeps harm <= 1 % on the held-out real photos. flatlay/ has no "up":
+--min-confidence and at the threshold that keeps harm <= 1 % on the held-out real photos, with the handler's
+require_agreement (a turn trusted only when the four turned views agree) as --config sets it. flatlay/ has no "up":
 there the share left unsure is what counts.
 Serving, the real stack: each candidate's archive (scripts/archive.sh) in its own TorchServe, held-out real photos
 at concurrency 1 and 4, then the workers' RSS and PSS. The first candidate is the shipped one.
@@ -36,7 +37,8 @@ from food_rotation.rotation_model import CLASSES
 from food_rotation.training.calibration import choose_threshold, point_at, summary
 from food_rotation.training.evaluate import (
     MODEL_CONFIG,
-    collect_logits,
+    collect_answers,
+    configured_agreement,
     configured_min_confidence,
     load_model,
     rounded_up,
@@ -90,13 +92,17 @@ def subset(photos: list[Path], limit: int | None) -> list[Path]:
     return [photos[i * len(photos) // limit] for i in range(limit)]
 
 
-def quality(candidate: Candidate, sets: dict[str, list[Path]], batch_size: int) -> dict[str, tuple[Tensor, Tensor]]:
-    """(calibrated probabilities, labels) per set: one forward pass per set, every figure from it."""
+Scores = tuple[Tensor, Tensor, Tensor | None]  # calibrated probabilities, labels, views agree (None: not required)
+
+
+def quality(candidate: Candidate, sets: dict[str, list[Path]], batch_size: int,
+            require_agreement: bool) -> dict[str, Scores]:
+    """Scores per set: one forward pass per set, every figure from it."""
     model, image_size = load_model(candidate.weights)
     results = {}
     for name, photos in sets.items():
-        logits, labels = collect_logits(model, photos, image_size, batch_size)
-        results[name] = calibrated(logits, candidate.temperature), labels
+        logits, labels, agree = collect_answers(model, photos, image_size, batch_size)
+        results[name] = calibrated(logits, candidate.temperature), labels, agree if require_agreement else None
     return results
 
 
@@ -111,6 +117,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a weights .pth with its .json (arch, image_size, temperature); the first is shipped")
     parser.add_argument("--config", type=Path, default=MODEL_CONFIG, help="model-config.yaml: archives, threshold")
     parser.add_argument("--min-confidence", type=float, help="default: --config's handler.min_confidence")
+    parser.add_argument("--agreement", action=argparse.BooleanOptionalAction,
+                        help="trust a turn only when the four turned views agree (default: --config's)")
     parser.add_argument("--seconds", type=float, default=10.0, help="of load per concurrency and candidate")
     parser.add_argument("--limit", type=int, help="at most this many photos per folder (a quick run)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, quality part")
@@ -125,9 +133,10 @@ class Scored:
 
     candidates: list[Candidate]
     sets: dict[str, list[Path]]
-    scores: dict[str, dict[str, tuple[Tensor, Tensor]]]
+    scores: dict[str, dict[str, Scores]]
     chosen: dict[str, float]
     min_confidence: float
+    require_agreement: bool
 
     def thresholds(self, candidate: Candidate) -> list[tuple[str, float]]:
         """min_confidence for all; the harm <= 1 % threshold too where it differs."""
@@ -137,30 +146,32 @@ class Scored:
                           self.chosen[candidate.name]))
         return pairs
 
-    def rows(self, make: Callable[[Tensor, Tensor, float], list[str]], name: str) -> list[list[str]]:
+    def rows(self, make: Callable[[Tensor, Tensor, Tensor | None, float], list[str]], name: str) -> list[list[str]]:
         return [[candidate.name, label, *make(*self.scores[candidate.name][name], value)]
                 for candidate in self.candidates for label, value in self.thresholds(candidate)]
 
 
-def score(candidates: list[Candidate], sets: dict[str, list[Path]], min_confidence: float,
+def score(candidates: list[Candidate], sets: dict[str, list[Path]], min_confidence: float, require_agreement: bool,
           batch_size: int) -> Scored:
     scores, chosen = {}, {}
     for candidate in candidates:
-        scores[candidate.name] = quality(candidate, sets, batch_size)
-        chosen[candidate.name] = rounded_up(choose_threshold(*scores[candidate.name]["real"], MAX_HARM))
+        scores[candidate.name] = quality(candidate, sets, batch_size, require_agreement)
+        probs, labels, agree = scores[candidate.name]["real"]
+        chosen[candidate.name] = rounded_up(choose_threshold(probs, labels, MAX_HARM, agree))
         print(f"{candidate.name}: scored; harm <= {MAX_HARM:.0%} on real from {threshold_text(chosen[candidate.name])}",
               flush=True)
-    return Scored(candidates, sets, scores, chosen, min_confidence)
+    return Scored(candidates, sets, scores, chosen, min_confidence, require_agreement)
 
 
-def figures(probs: Tensor, labels: Tensor, threshold: float) -> list[str]:
-    s = summary(probs, labels, threshold)
+def figures(probs: Tensor, labels: Tensor, agree: Tensor | None, threshold: float) -> list[str]:
+    s = summary(probs, labels, threshold, agree=agree)
     return [f"{s['accuracy']:.2%}", f"{s['harm']:.2%}", f"{s['fix']:.2%}", f"{s['coverage']:.2%}", f"{s['ece']:.3f}"]
 
 
-def unsure(probs: Tensor, labels: Tensor, threshold: float) -> list[str]:
-    shares = [1 - point_at(probs[labels == k], labels[labels == k], threshold).coverage for k in range(len(CLASSES))]
-    return [f"{share:.1%}" for share in shares] + [f"{1 - point_at(probs, labels, threshold).coverage:.1%}"]
+def unsure(probs: Tensor, labels: Tensor, agree: Tensor | None, threshold: float) -> list[str]:
+    shares = [1 - point_at(probs[labels == k], labels[labels == k], threshold,
+                           None if agree is None else agree[labels == k]).coverage for k in range(len(CLASSES))]
+    return [f"{share:.1%}" for share in shares] + [f"{1 - point_at(probs, labels, threshold, agree).coverage:.1%}"]
 
 
 def quality_report(scored: Scored, command: str, bar_source: str) -> list[str]:
@@ -175,7 +186,9 @@ def quality_report(scored: Scored, command: str, bar_source: str) -> list[str]:
              "near-duplicates "
              "together, none in training); gate is samples/gate/, the smoke gate's generated scenes. Harm: upright "
              "photos turned; fix: turned photos made upright; coverage: share of items the model is sure of "
-             "(confidence >= threshold; the rest is left as it is); ECE over 10 bins. "
+             "(confidence >= threshold" + (" and the four turned views agree, as require_agreement has it"
+                                            if scored.require_agreement else "") +
+             "; the rest is left as it is); ECE over 10 bins. "
              f"Thresholds: min_confidence {scored.min_confidence:.4f} (from {bar_source}) "
              f"and, per candidate, the smallest that keeps harm <= {MAX_HARM:.0%} on the held-out real photos "
              "(food_rotation.training.calibration.choose_threshold, rounded up to 4 decimals as model-config.yaml "
@@ -237,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         raise SystemExit(f"{exc}: make the held-out sets first (make weights, "
                          "food_rotation/training/real_scenes.py)") from exc
-    scored = score(args.candidate, sets, min_confidence, args.batch_size)
+    require_agreement = configured_agreement(args.config) if args.agreement is None else args.agreement
+    scored = score(args.candidate, sets, min_confidence, require_agreement, args.batch_size)
     real = [path.read_bytes() for path in sets["real"]]
     served = {}
     for candidate in args.candidate:

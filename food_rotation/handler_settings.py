@@ -25,6 +25,7 @@ class HandlerSettings:
     temperature: float = 1.0  # softmax(logits / T): fitted on held-out photos so that confidence means what it says
     turn_averaging: bool = False  # the photo seen at its four turns, answers averaged (RotationNet); T assumes it
     min_confidence: float = 0.0  # below this calibrated confidence a photo is left as it is (a request may override)
+    require_agreement: bool = False  # a turn-averaged model's turn is trusted only when its four views each give it
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_full_decode_pixels: int = DEFAULT_MAX_FULL_DECODE_PIXELS  # see photo_io: images decoded whole
     torch_threads: int = 1  # one per worker: TorchServe runs a worker per core on a small CPU box

@@ -85,15 +85,21 @@ class RotationNet(nn.Module):
     def forward(self, pixels: Tensor) -> Tensor:
         if not self.turn_averaging:
             return self.head(self.backbone(self.normalise(pixels)))
+        return self.turned_views(pixels).mean(dim=1)
+
+    def turned_views(self, pixels: Tensor) -> Tensor:
+        """(N, 4 views, 4 classes) log-probabilities: the photo seen turned by 0, 90, 180 and 270 degrees, each
+        view's answer moved back to the photo's own frame (turn averaging is their mean; abstention.py also asks
+        whether they agree)."""
         turns = len(CLASSES)
         seen = torch.cat([torch.rot90(pixels, k, (2, 3)) for k in range(turns)])  # k quarter turns counter-clockwise
         log_probs = torch.log_softmax(self.head(self.backbone(self.normalise(seen))), dim=1).view(turns, -1, turns)
         # Turned k more quarters counter-clockwise, a photo needs k fewer to be upright: class j of that view
         # speaks for class j + k of the photo itself.
-        return torch.stack([torch.roll(log_probs[k], k, dims=1) for k in range(turns)]).mean(dim=0)
+        return torch.stack([torch.roll(log_probs[k], k, dims=1) for k in range(turns)], dim=1)
 
 
-def for_inference(model: RotationNet, device: torch.device, channels_last: bool, freeze: bool = False,
+def for_inference(model: nn.Module, device: torch.device, channels_last: bool, freeze: bool = False,
                   image_size: int = DEFAULT_IMAGE_SIZE) -> nn.Module:
     """eval() on `device`, in channels_last memory order and, with `freeze`, traced and frozen by TorchScript
     (batch norms folded into the convolutions, the graph fused): on the shipped turn-averaged Lite0 a batch of 4

@@ -17,3 +17,4 @@ class Prepared:
     exif_degree: int
     exif_mirrored: bool
     probabilities: torch.Tensor | None = None  # filled in by inference
+    views_agree: bool = True  # filled in by inference: the four turned views' own answers are the same

@@ -3,7 +3,8 @@
 Lifecycle as TorchServe drives it: `initialize` once per worker, then `handle` per batch, which runs
 `preprocess -> inference -> postprocess`. A bad item never fails its batch: it carries a PhotoError through
 the steps and is answered alone with its 4xx status, while the other items get their predictions.
-A photo is only turned when the calibrated confidence reaches the bar (abstention.py); else it is left as is.
+A photo is only turned when the calibrated confidence reaches the bar and (with `require_agreement`) its four
+turned views agree (abstention.py); else it is left as is.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torchserve_item import parse_item
 from ts.torch_handler.base_handler import BaseHandler
 
 import food_rotation
-from food_rotation.abstention import calibrated, decide
+from food_rotation.abstention import TurnedViews, averaged, calibrated, decide
 from food_rotation.handler_settings import HandlerSettings
 from food_rotation.photo_io import PhotoError, load_upright, render_upright
 from food_rotation.rotation_model import CLASSES, RotationNet, as_batch, for_inference, to_pixels
@@ -41,7 +42,8 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
         model = RotationNet(self.settings.arch, self.settings.turn_averaging)
         weights = torch.load(model_dir / manifest["serializedFile"], map_location=self.device, weights_only=True)
         model.load_state_dict(weights)
-        self.model = for_inference(model, self.device, self.settings.channels_last, self.settings.freeze,
+        runnable = TurnedViews(model) if self.settings.turn_averaging else model  # the views, not only their mean
+        self.model = for_inference(runnable, self.device, self.settings.channels_last, self.settings.freeze,
                                    self.settings.image_size)
         self.model_version = str(manifest.get("modelVersion", metadata.get("version", "unknown")))
         self.manifest = context.manifest
@@ -71,9 +73,10 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
         if ready:
             batch = as_batch([item.pixels for item in ready], self.device, self.settings.channels_last)
             with torch.inference_mode():
-                probabilities = calibrated(self.model(batch), self.settings.temperature).cpu()
-            for item, row in zip(ready, probabilities, strict=True):
-                item.probabilities = row
+                logits, agree = averaged(self.model(batch))
+                probabilities = calibrated(logits, self.settings.temperature).cpu()
+            for item, row, views_agree in zip(ready, probabilities, agree.cpu().tolist(), strict=True):
+                item.probabilities, item.views_agree = row, views_agree
         return items
 
     def postprocess(self, items: list[Prepared | PhotoError]) -> list[bytes | str]:
@@ -93,7 +96,7 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
         if item.probabilities is None:
             raise RuntimeError("inference() left an item without probabilities")
         bar = self.settings.min_confidence if item.payload.min_confidence is None else item.payload.min_confidence
-        verdict = decide(item.probabilities, bar)
+        verdict = decide(item.probabilities, bar, item.views_agree, self.settings.require_agreement)
         prediction = {
             "model_degree": verdict.model_degree,
             "exif_degree": item.exif_degree,
@@ -105,6 +108,7 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
             "model_version": self.model_version,
             "trusted": verdict.trusted,
             "min_confidence": bar,
+            "views_agree": verdict.views_agree,
             "applied_degree": verdict.applied_degree,
         }
         image_format = item.payload.output_format
@@ -118,4 +122,5 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
         for key in ("model_degree", "exif_degree", "confidence", "model_version", "applied_degree"):
             self.context.set_response_header(idx, "X-" + key.replace("_", "-").title(), str(prediction[key]))
         self.context.set_response_header(idx, "X-Trusted", "true" if verdict.trusted else "false")
+        self.context.set_response_header(idx, "X-Views-Agree", "true" if verdict.views_agree else "false")
         return upright

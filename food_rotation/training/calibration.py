@@ -3,7 +3,8 @@
 Items are (logits or probabilities, label) with label k meaning "turn CLASSES[k] degrees to make it upright",
 so label 0 is an upright photo. What matters to a user is asymmetric: turning an upright photo (harm) is worse
 than leaving a turned one alone (a missed fix), so the threshold is chosen under a bound on harm.
-Thresholds compare as the handler does (food_rotation/abstention.py): a photo is turned when confidence >= threshold.
+Thresholds compare as the handler does (food_rotation/abstention.py): a photo is turned when confidence >= threshold
+and, where `agree` is given (require_agreement), its turned views agree.
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ class Point:
         return asdict(self)
 
 
-def _events(probs: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor], int, int]:
-    """Confidence per item (float64, exactly the float32 value decide() sees) and 0/1 per counted event."""
+def _events(probs: Tensor, labels: Tensor, agree: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor], int, int]:
+    """Confidence per item (float64, exactly the float32 value decide() sees; -1, below every threshold, where the
+    views disagree) and 0/1 per counted event."""
     if probs.ndim != 2 or probs.shape[1] != len(CLASSES) or probs.shape[0] != labels.shape[0]:
         raise ValueError(f"need (N, {len(CLASSES)}) probabilities and (N,) labels, got {tuple(probs.shape)}, "
                          f"{tuple(labels.shape)}")
@@ -94,7 +96,10 @@ def _events(probs: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor], i
         "covered": torch.ones_like(upright),
         "correct": predicted == labels,
     }
-    return confidence.double(), events, int(upright.sum()), int(turned.sum())
+    confidence = confidence.double()
+    if agree is not None:
+        confidence = torch.where(agree, confidence, torch.full_like(confidence, -1.0))
+    return confidence, events, int(upright.sum()), int(turned.sum())
 
 
 def _points(confidence: Tensor, events: dict[str, Tensor], n_upright: int, n_turned: int,
@@ -118,24 +123,24 @@ def _points(confidence: Tensor, events: dict[str, Tensor], n_upright: int, n_tur
     ]
 
 
-def operating_points(probs: Tensor, labels: Tensor) -> list[Point]:
+def operating_points(probs: Tensor, labels: Tensor, agree: Tensor | None = None) -> list[Point]:
     """One Point per threshold in {0, every distinct confidence, 1}, by rising threshold.
 
     Between two neighbouring confidences every threshold admits the same items, so these are all there are.
     harm, fix, wrong_turn and coverage never rise as the threshold does.
     """
-    confidence, events, n_upright, n_turned = _events(probs, labels)
-    thresholds = torch.unique(torch.cat([confidence, torch.tensor([0.0, 1.0], dtype=torch.float64)]))
+    confidence, events, n_upright, n_turned = _events(probs, labels, agree)
+    thresholds = torch.unique(torch.cat([confidence.clamp(min=0.0), torch.tensor([0.0, 1.0], dtype=torch.float64)]))
     return _points(confidence, events, n_upright, n_turned, thresholds)
 
 
-def point_at(probs: Tensor, labels: Tensor, threshold: float) -> Point:
+def point_at(probs: Tensor, labels: Tensor, threshold: float, agree: Tensor | None = None) -> Point:
     """The Point of any threshold, listed by operating_points or not."""
-    confidence, events, n_upright, n_turned = _events(probs, labels)
+    confidence, events, n_upright, n_turned = _events(probs, labels, agree)
     return _points(confidence, events, n_upright, n_turned, torch.tensor([float(threshold)], dtype=torch.float64))[0]
 
 
-def choose_threshold(probs: Tensor, labels: Tensor, max_harm: float = 0.01) -> float:
+def choose_threshold(probs: Tensor, labels: Tensor, max_harm: float = 0.01, agree: Tensor | None = None) -> float:
     """The smallest threshold whose harm <= max_harm: fix never rises with the threshold, so this one fixes most.
 
     Ties: harm exactly at the bound is allowed; items of equal confidence are admitted or refused together
@@ -143,7 +148,7 @@ def choose_threshold(probs: Tensor, labels: Tensor, max_harm: float = 0.01) -> f
     in the handler admits exactly the items counted here. If even 1.0 harms too much (probabilities that
     saturate at 1.0), NEVER is returned: just above 1, nothing is turned.
     """
-    for point in operating_points(probs, labels):
+    for point in operating_points(probs, labels, agree):
         if point.harm <= max_harm:
             return point.threshold
     return NEVER
@@ -156,11 +161,12 @@ def confusion(probs: Tensor, labels: Tensor) -> Tensor:
     return torch.bincount(flat, minlength=k * k).view(k, k)
 
 
-def summary(probs: Tensor, labels: Tensor, threshold: float, bins: int = 10) -> dict[str, object]:
+def summary(probs: Tensor, labels: Tensor, threshold: float, bins: int = 10,
+            agree: Tensor | None = None) -> dict[str, object]:
     """Every figure evaluate.py reports: argmax accuracy (no abstention), per class (keyed by degree), the
     confusion matrix [true][pred], and harm/fix/wrong_turn/coverage at `threshold`, ECE and n."""
     counts = confusion(probs, labels)
-    point = point_at(probs, labels, threshold)
+    point = point_at(probs, labels, threshold, agree)
     n = int(counts.sum())
     return {
         "n": n,

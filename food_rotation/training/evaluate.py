@@ -5,7 +5,8 @@
     python scripts/evaluate.py weights/mine.pth data/calibration --fit-temperature --write-temperature
 
 Every photo is scored at all four turns (label 0 = upright). Reported: argmax accuracy (overall and per class),
-the confusion matrix, and at `min_confidence` (default: handler/model-config.yaml) what the handler would do:
+the confusion matrix, and at `min_confidence` and `require_agreement` (default: handler/model-config.yaml;
+--min-confidence, --agreement / --no-agreement) what the handler would do:
 harm (upright photos turned), fix (turned photos made upright), wrong turn, coverage; the ECE of the calibrated
 probabilities, and the smallest threshold that keeps harm <= --max-harm. The temperature is --temperature, else
 the "temperature" of the weights' .json, else 1. --fit-temperature fits it on this data (and the figures use it);
@@ -30,7 +31,7 @@ import torch
 import yaml
 from torch import Tensor
 
-from food_rotation.abstention import calibrated
+from food_rotation.abstention import averaged, calibrated
 from food_rotation.rotation_model import CLASSES, DEFAULT_IMAGE_SIZE, RotationNet
 from food_rotation.training.calibration import (
     MAX_TEMPERATURE,
@@ -65,15 +66,25 @@ def load_model(path: Path) -> tuple[RotationNet, int]:
 
 
 @torch.inference_mode()
-def collect_logits(model: torch.nn.Module, photos: Sequence[Path], image_size: int,
+def collect_answers(model: RotationNet, photos: Sequence[Path], image_size: int,
+                    batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(logits (N, 4) float32, labels (N,), views agree (N,)) over every photo at every turn, as the handler gets
+    them: a turn-averaged model's four views are averaged and checked for agreement; one view always agrees."""
+    model.eval()
+    logits, labels, agree = [], [], []
+    for pixels, batch_labels in loader(RotatedPhotos(photos, image_size), batch_size, False, 0, 0):
+        batch_logits, batch_agree = averaged(model.turned_views(pixels) if model.turn_averaging else model(pixels))
+        logits.append(batch_logits.float())
+        labels.append(batch_labels)
+        agree.append(batch_agree)
+    return torch.cat(logits), torch.cat(labels), torch.cat(agree)
+
+
+def collect_logits(model: RotationNet, photos: Sequence[Path], image_size: int,
                    batch_size: int) -> tuple[Tensor, Tensor]:
     """(logits (N, 4) float32, labels (N,)) over every photo at every turn: one forward pass, many figures."""
-    model.eval()
-    logits, labels = [], []
-    for pixels, batch_labels in loader(RotatedPhotos(photos, image_size), batch_size, False, 0, 0):
-        logits.append(model(pixels).float())
-        labels.append(batch_labels)
-    return torch.cat(logits), torch.cat(labels)
+    logits, labels, _ = collect_answers(model, photos, image_size, batch_size)
+    return logits, labels
 
 
 def pooled_photos(folders: Sequence[Path]) -> list[Path]:
@@ -97,6 +108,11 @@ def configured_min_confidence(config: Path) -> tuple[float, str]:
     if handler.get("min_confidence") is None:
         return 0.0, f"not set in {config}: every prediction trusted"
     return float(handler["min_confidence"]), str(config)
+
+
+def configured_agreement(config: Path) -> bool:
+    """`require_agreement` of the handler: section (false if unset, as the handler takes it)."""
+    return bool(((yaml.safe_load(config.read_text()) or {}).get("handler") or {}).get("require_agreement", False))
 
 
 def write_temperature(model: Path, temperature: float, calibration: dict[str, Any]) -> Path:
@@ -128,9 +144,10 @@ def report(figures: dict[str, Any], suggestion: Point, max_harm: float) -> list[
     lines.append("confusion (rows: true model_degree, columns: predicted):")
     lines.append("  true\\pred" + "".join(f"{degree:>7}" for degree in CLASSES))
     lines += [f"  {degree:>9}" + "".join(f"{c:>7}" for c in row) for degree, row in zip(CLASSES, counts, strict=True)]
-    lines.append(f"at min_confidence {figures['threshold']:.4f}: harm {figures['harm']:.2%} ({harmed}/{n_upright} "
-                 f"upright photos turned), fix {figures['fix']:.2%}, wrong turn {figures['wrong_turn']:.2%}, "
-                 f"coverage {figures['coverage']:.2%}")
+    rule = " with agreement" if figures.get("require_agreement") else ""
+    lines.append(f"at min_confidence {figures['threshold']:.4f}{rule}: harm {figures['harm']:.2%} "
+                 f"({harmed}/{n_upright} upright photos turned), fix {figures['fix']:.2%}, "
+                 f"wrong turn {figures['wrong_turn']:.2%}, coverage {figures['coverage']:.2%}")
     lines.append(f"ECE {figures['ece']:.4f} (10 bins)")
     lines.append(f"harm <= {max_harm:.2%} from min_confidence {_threshold_text(suggestion.threshold)} up: "
                  f"harm {suggestion.harm:.2%}, fix {suggestion.fix:.2%}, wrong turn {suggestion.wrong_turn:.2%}, "
@@ -148,6 +165,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="turn a photo when its confidence is at least this (default: --config's)")
     parser.add_argument("--config", type=Path, default=MODEL_CONFIG,
                         help="model-config.yaml whose handler: min_confidence is the default")
+    parser.add_argument("--agreement", action=argparse.BooleanOptionalAction,
+                        help="trust a turn only when the four turned views agree (default: --config's)")
     parser.add_argument("--max-harm", type=float, default=0.01, help="harm bound for the suggested threshold")
     parser.add_argument("--fit-temperature", action="store_true", help="fit the temperature on this data and use it")
     parser.add_argument("--write-temperature", action="store_true",
@@ -179,7 +198,7 @@ def calibration_fit(logits: Tensor, labels: Tensor, temperature: float, folders:
 
 
 def draw(args: argparse.Namespace, probs: Tensor, labels: Tensor, figures: dict[str, Any], suggestion: Point,
-         min_confidence: float, temperature: float) -> None:
+         min_confidence: float, temperature: float, agree: Tensor | None) -> None:
     """The confusion matrix and the harm-vs-fix curve, where asked for."""
     title = f"{args.model.name} on {', '.join(folder.name for folder in args.data_dirs)}"
     if args.matrix:
@@ -187,10 +206,10 @@ def draw(args: argparse.Namespace, probs: Tensor, labels: Tensor, figures: dict[
         draw_matrix(counts, f"{title}: {figures['accuracy']:.2%}").save(args.matrix)
         print(f"confusion matrix: {args.matrix}")
     if args.curve:
-        shipped = point_at(probs, labels, min_confidence)
+        shipped = point_at(probs, labels, min_confidence, agree)
         marks = [(f"min_confidence {min_confidence:.2f}", shipped, "red"),
                  (f"{_threshold_text(suggestion.threshold)} (harm <= {args.max_harm:.1%})", suggestion, "darkgreen")]
-        draw_curve(operating_points(probs, labels), marks, f"{title}, T={temperature:.2f}", args.max_harm
+        draw_curve(operating_points(probs, labels, agree), marks, f"{title}, T={temperature:.2f}", args.max_harm
                    ).save(args.curve)
         print(f"harm-vs-fix curve: {args.curve}")
 
@@ -215,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    logits, labels = collect_logits(model, photos, image_size, args.batch_size)
+    logits, labels, views_agree = collect_answers(model, photos, image_size, args.batch_size)
+    require_agreement = configured_agreement(args.config) if args.agreement is None else args.agreement
+    agree = views_agree if require_agreement else None
     print(f"{len(photos)} photos x {len(CLASSES)} turns = {len(labels)} items "
           f"({', '.join(str(folder) for folder in args.data_dirs)})")
     calibration = None
@@ -227,10 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"temperature {temperature:.4f} ({temperature_source}), "
           f"min_confidence {min_confidence:.4f} ({min_confidence_source})")
     probs = calibrated(logits, temperature)
-    figures = summary(probs, labels, min_confidence)
-    suggestion = point_at(probs, labels, rounded_up(choose_threshold(probs, labels, args.max_harm)))
+    figures = {**summary(probs, labels, min_confidence, agree=agree), "require_agreement": require_agreement,
+               "views_agree": float(views_agree.float().mean())}
+    suggestion = point_at(probs, labels, rounded_up(choose_threshold(probs, labels, args.max_harm, agree)), agree)
     print("\n".join(report(figures, suggestion, args.max_harm)))
-    draw(args, probs, labels, figures, suggestion, min_confidence, temperature)
+    draw(args, probs, labels, figures, suggestion, min_confidence, temperature, agree)
     if args.json:
         args.json.write_text(json.dumps({
             "model": str(args.model), "data": [str(folder) for folder in args.data_dirs], "photos": len(photos),

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from food_rotation.abstention import averaged, decide
 from food_rotation.rotation_model import CLASSES, RotationNet
 from food_rotation.training import evaluate
 from food_rotation.training.calibration import (
@@ -114,6 +115,34 @@ def test_choose_threshold_never_turns_when_even_certainty_harms():
     probs, labels = _probs([(1, 1.0), (1, 1.0)]), torch.tensor([0, 1])
     assert choose_threshold(probs, labels, max_harm=0.01) == NEVER
     assert point_at(probs, labels, NEVER).harm == 0.0 and point_at(probs, labels, 1.0).harm == 1.0
+
+
+def test_items_whose_views_disagree_are_never_covered_so_the_bar_can_fall():
+    """require_agreement: u2 and u3 (the harmful ones) disagree, so no bar is needed to keep harm at 0."""
+    agree = torch.tensor([True, False, False, True, True, True, True, True])
+    assert point_at(PROBS, LABELS, 0.0, agree).harm == 0.0 and point_at(PROBS, LABELS, 0.0).harm == 0.5
+    assert choose_threshold(PROBS, LABELS, max_harm=0.0, agree=agree) == 0.0
+    assert choose_threshold(PROBS, LABELS, max_harm=0.0) > 0.8
+    assert all(p.threshold >= 0 for p in operating_points(PROBS, LABELS, agree))
+    assert summary(PROBS, LABELS, 0.0, agree=agree)["coverage"] == 0.75
+
+
+def test_the_turned_views_average_to_the_turn_averaged_answer_and_a_featureless_photo_disagrees():
+    torch.manual_seed(0)
+    net = RotationNet("efficientnet_lite0", turn_averaging=True).eval()
+    pixels = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        views = net.turned_views(pixels)
+        assert views.shape == (2, 4, 4) and torch.allclose(views.mean(dim=1), net(pixels), atol=1e-6)
+        logits, agree = averaged(views)
+        assert torch.equal(logits, views.mean(dim=1)) and agree.shape == (2,)
+        _, flat = averaged(net.turned_views(torch.full((1, 3, 64, 64), 128, dtype=torch.uint8)))
+    assert not flat.item()  # the same picture at every turn: each view names a different turn of the photo
+    single = torch.randn(3, 4)
+    assert torch.equal(averaged(single)[0], single) and averaged(single)[1].all()
+    sure = torch.tensor([0.01, 0.97, 0.01, 0.01])
+    assert decide(sure, 0.9, views_agree=False, require_agreement=True).trusted is False
+    assert decide(sure, 0.9, views_agree=False).trusted is True and decide(sure, 0.9).views_agree is True
 
 
 def test_summary_confusion_matrix_and_figures_at_the_threshold():

@@ -49,6 +49,21 @@ def handler_and_context(model_dir: Path, demo_weights: Path):
     return handler, context
 
 
+@pytest.fixture(scope="module")
+def turn_averaged(tmp_path_factory, demo_weights: Path, demo_metadata: dict):
+    """The demo weights served turn-averaged, with the shipped model-config.yaml (require_agreement on)."""
+    folder = tmp_path_factory.mktemp("turn_averaged")
+    shutil.copy(demo_weights, folder / demo_weights.name)
+    (folder / "metadata.json").write_text(json.dumps({**demo_metadata, "version": "1.0", "turn_averaging": True}))
+    manifest = {"model": {"modelName": "food_rotation", "modelVersion": "1.0",
+                          "serializedFile": demo_weights.name, "handler": "rotation_handler.py"}}
+    config = yaml.safe_load((ROOT / "handler" / "model-config.yaml").read_text())
+    context = Context("food_rotation", str(folder), manifest, 8, None, "0.12.0", True, MetricsStub(), config)
+    handler = RotationHandler()
+    handler.initialize(context)
+    return handler, context
+
+
 def handle(handler_and_context, *requests: tuple[dict, dict]) -> tuple[list, Context]:
     """One batch: each request is (TorchServe item, request headers)."""
     handler, context = handler_and_context
@@ -70,8 +85,9 @@ def test_each_turn_of_a_scene_is_recognised(handler_and_context, seed):
     for idx, prediction in enumerate(predictions):
         assert context.get_response_status(idx)[0] == 200
         assert set(prediction) == {"model_degree", "exif_degree", "exif_mirrored", "confidence", "probabilities",
-                                   "model_version", "trusted", "min_confidence", "applied_degree"}
+                                   "model_version", "trusted", "min_confidence", "views_agree", "applied_degree"}
         assert prediction["min_confidence"] == handler_and_context[0].settings.min_confidence  # the shipped bar
+        assert prediction["views_agree"] is True  # one view (the demo model is not turn-averaged): nothing to differ
         assert prediction["trusted"] is (prediction["confidence"] >= prediction["min_confidence"])
         assert prediction["applied_degree"] == (prediction["model_degree"] if prediction["trusted"] else 0)
         assert prediction["model_version"] == "1.0"
@@ -266,3 +282,22 @@ def test_a_bad_bar_is_a_400_for_that_item_only(handler_and_context):
         error = json.loads(answers[idx])
         assert error["error"] == "invalid_min_confidence" and "from 0 to 1" in error["message"]
     assert json.loads(answers[1])["model_degree"] == json.loads(answers[5])["applied_degree"] == 90
+
+
+def test_a_photo_whose_turned_views_disagree_is_left_alone_however_sure(turn_averaged):
+    """A plain grey photo looks the same at every turn, so each view names a different turn of it: never trusted,
+    even at min_confidence 0; a clear scene's four views agree and it is turned."""
+    assert turn_averaged[0].settings.require_agreement and turn_averaged[0].settings.turn_averaging
+    grey = encode(Image.new("RGB", (320, 240), (128, 128, 128)), "JPEG")
+    clear = encode(rotated(scene(CLEAR_SCENES[2]), 90), "JPEG")
+    answers, context = handle(turn_averaged, jpeg_request(grey, **{"X-Min-Confidence": "0"}),
+                              jpeg_request(clear, **{"X-Min-Confidence": "0"}),
+                              jpeg_request(grey, Accept="image/png", **{"X-Min-Confidence": "0"}))
+    flat, sure = json.loads(answers[0]), json.loads(answers[1])
+    assert (flat["views_agree"], flat["trusted"], flat["applied_degree"]) == (False, False, 0)
+    assert (sure["views_agree"], sure["trusted"], sure["applied_degree"]) == (True, True, 90)
+    headers = context.get_response_headers(2)
+    assert headers["X-Views-Agree"] == "false" and headers["X-Trusted"] == "false"
+    with settings_changed(turn_averaged, require_agreement=False):  # the confidence bar alone decides
+        answers, _ = handle(turn_averaged, jpeg_request(grey, **{"X-Min-Confidence": "0"}))
+    assert json.loads(answers[0])["trusted"] is True
