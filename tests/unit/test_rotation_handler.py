@@ -30,38 +30,29 @@ class MetricsStub:
         pass
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, demo_weights: Path, demo_metadata: dict) -> Path:
-    folder = tmp_path_factory.mktemp("model_dir")
-    shutil.copy(demo_weights, folder / demo_weights.name)
-    (folder / "metadata.json").write_text(json.dumps({**demo_metadata, "version": "1.0"}))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def handler_and_context(model_dir: Path, demo_weights: Path):
+def _initialized(folder: Path, weights: Path, metadata: dict) -> tuple[RotationHandler, Context]:
+    """A handler loaded as TorchServe loads it: `weights` and `metadata` in its model dir, the shipped config."""
+    shutil.copy(weights, folder / weights.name)
+    (folder / "metadata.json").write_text(json.dumps({**metadata, "version": "1.0"}))
     manifest = {"model": {"modelName": "food_rotation", "modelVersion": "1.0",
-                          "serializedFile": demo_weights.name, "handler": "rotation_handler.py"}}
-    config = yaml.safe_load((ROOT / "handler" / "model-config.yaml").read_text())
-    context = Context("food_rotation", str(model_dir), manifest, 8, None, "0.12.0", True, MetricsStub(), config)
-    handler = RotationHandler()
-    handler.initialize(context)
-    return handler, context
-
-
-@pytest.fixture(scope="module")
-def turn_averaged(tmp_path_factory, demo_weights: Path, demo_metadata: dict):
-    """The demo weights served turn-averaged, with the shipped model-config.yaml (require_agreement on)."""
-    folder = tmp_path_factory.mktemp("turn_averaged")
-    shutil.copy(demo_weights, folder / demo_weights.name)
-    (folder / "metadata.json").write_text(json.dumps({**demo_metadata, "version": "1.0", "turn_averaging": True}))
-    manifest = {"model": {"modelName": "food_rotation", "modelVersion": "1.0",
-                          "serializedFile": demo_weights.name, "handler": "rotation_handler.py"}}
+                          "serializedFile": weights.name, "handler": "rotation_handler.py"}}
     config = yaml.safe_load((ROOT / "handler" / "model-config.yaml").read_text())
     context = Context("food_rotation", str(folder), manifest, 8, None, "0.12.0", True, MetricsStub(), config)
     handler = RotationHandler()
     handler.initialize(context)
     return handler, context
+
+
+@pytest.fixture(scope="module")
+def handler_and_context(tmp_path_factory, demo_weights: Path, demo_metadata: dict):
+    return _initialized(tmp_path_factory.mktemp("model_dir"), demo_weights, demo_metadata)
+
+
+@pytest.fixture(scope="module")
+def turn_averaged(tmp_path_factory, demo_weights: Path, demo_metadata: dict):
+    """The demo weights served turn-averaged, with the shipped model-config.yaml (require_agreement on)."""
+    return _initialized(tmp_path_factory.mktemp("turn_averaged"), demo_weights,
+                        {**demo_metadata, "turn_averaging": True})
 
 
 def handle(handler_and_context, *requests: tuple[dict, dict]) -> tuple[list, Context]:
