@@ -351,7 +351,8 @@ function showPrediction(row, blob, headers) {
   row.node.classList.toggle("unsure", !trusted);
   parts.exif.textContent = degreeText(parseDegree(headers.get("X-Exif-Degree")));
   parts.model.textContent = trusted ? degreeText(row.modelDegree) : "unsure (left as is)";
-  parts.model.title = trusted || row.modelDegree === null ? "" : `best guess: ${row.modelDegree}°`;
+  const disagree = headers.get("X-Views-Agree") === "false" ? "; its four turned views disagree" : "";
+  parts.model.title = trusted || row.modelDegree === null ? "" : `best guess: ${row.modelDegree}°${disagree}`;
   parts.confidence.textContent = percent(Number.parseFloat(headers.get("X-Confidence") ?? ""));
   parts.version.textContent = row.modelVersion || "—";
   parts.progress.textContent = "";
