@@ -42,7 +42,7 @@ from auth_plugin.app_keys import (
     UPLOADS,
 )
 from auth_plugin.auth import Authenticator, AuthError, JwtVerifier
-from auth_plugin.bodies import StreamedBody, UploadStreams
+from auth_plugin.bodies import UploadStreams
 from auth_plugin.control import admin_api
 from auth_plugin.control.canary_analysis import CanaryAnalyst
 from auth_plugin.control.history import History
@@ -156,8 +156,6 @@ async def predict(request: web.Request) -> web.Response:
                                        forwarded_headers(request.headers, request[REQUEST_ID]),
                                        forwarded_query(request.query))
         except UpstreamError as exc:
-            if isinstance(body, StreamedBody) and body.failure is not None:
-                raise body.failure from None  # the client's upload broke off: neither TorchServe's nor the version's
             app[SIGNALS].prediction(request[SERVED_VERSION], exc.status, time.perf_counter() - started, None)
             raise
     content_type = answer.headers.pop("Content-Type", "application/json").split(";")[0]

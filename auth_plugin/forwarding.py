@@ -71,10 +71,20 @@ def upstream_session(connect_timeout_s: float, read_timeout_s: float) -> aiohttp
 async def forward(session: aiohttp.ClientSession, keys: TorchServeKeys, url: str, body: bytes | StreamedBody,
                   headers: Mapping[str, str], params: Sequence[tuple[str, str]] = ()) -> UpstreamAnswer:
     """POST with TorchServe's inference key (re-read once if TorchServe refuses it); again once if TorchServe
-    dropped a pooled connection. A streamed body goes under the length its client announced."""
-    if isinstance(body, StreamedBody):
-        headers = {**headers, "Content-Length": str(body.length)}
+    dropped a pooled connection. A streamed body goes under the length its client announced, and when its upload
+    broke off (too slow, the client gone) that is the failure raised: neither TorchServe's nor the version's."""
+    if not isinstance(body, StreamedBody):
+        return await _post(session, keys, url, body, headers, params)
+    try:
+        return await _post(session, keys, url, body, {**headers, "Content-Length": str(body.length)}, params)
+    except UpstreamError:
+        if body.failure is not None:
+            raise body.failure from None
+        raise
 
+
+async def _post(session: aiohttp.ClientSession, keys: TorchServeKeys, url: str, body: bytes | StreamedBody,
+                headers: Mapping[str, str], params: Sequence[tuple[str, str]]) -> UpstreamAnswer:
     async def inference_key(refused: str | None) -> str:
         return await keys.inference(session, refused)
 

@@ -3,15 +3,19 @@ TorchServe's own time counters, worker memory and preprocessing time. bench/run_
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import multiprocessing as mp
 import os
 import re
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +29,19 @@ from food_rotation.training.make_demo_data import render_scene
 
 CACHE = ROOT / "bench" / ".cache"
 SIZES = {"12 MP": (4000, 3000), "1 MP": (1152, 864)}
+
+
+@contextlib.contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A temporary folder for one run's archives and servers: removed when the run ends, kept (and named) when it
+    fails, for the servers' logs."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield base
+    except Exception:
+        print(f"failed; logs kept in {base}", file=sys.stderr)
+        raise
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,8 @@ import contextlib
 import io
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import requests
+from bench_instruments import scratch
 from PIL import Image, ImageEnhance
 
 from auth_plugin.control.smoke_gate import TURNS, validation_images
@@ -122,29 +121,25 @@ class Loop:
 
 @contextlib.contextmanager
 def serving_loop(weights: Path) -> Iterator[Loop]:
-    base = Path(tempfile.mkdtemp(prefix="feedback-loop-"))
-    store = base / "model_store"
-    subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(weights), "--version", "1.0",
-                    "--export-path", str(store)], check=True, capture_output=True)
-    server = TorchServe.on_free_ports(base / "torchserve", store)
-    (port,) = free_ports(1)
-    datasets = base / "datasets"
-    proxy = Proxy(home=base / "proxy", url=f"http://127.0.0.1:{port}", torchserve=server,
-                  extra_env={"PROXY_DATASETS_DIR": str(datasets)})
-    try:
-        server.start()
-        server.wait_ready(min_workers=2, timeout=300)
-        proxy.start()
-        proxy.wait_ready()
-        yield Loop(base, proxy, store, datasets, proxy.saved_token("cook_token", "cook", ["predict"]),
-                   proxy.saved_token("admin_token", "admin", ["admin", "predict"]))
-    except Exception:
-        print(f"failed; logs kept in {base}", file=sys.stderr)
-        raise
-    finally:
-        proxy.stop()
-        server.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with scratch("feedback-loop-") as base:
+        store = base / "model_store"
+        subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(weights), "--version", "1.0",
+                        "--export-path", str(store)], check=True, capture_output=True)
+        server = TorchServe.on_free_ports(base / "torchserve", store)
+        (port,) = free_ports(1)
+        datasets = base / "datasets"
+        proxy = Proxy(home=base / "proxy", url=f"http://127.0.0.1:{port}", torchserve=server,
+                      extra_env={"PROXY_DATASETS_DIR": str(datasets)})
+        try:
+            server.start()
+            server.wait_ready(min_workers=2, timeout=300)
+            proxy.start()
+            proxy.wait_ready()
+            yield Loop(base, proxy, store, datasets, proxy.saved_token("cook_token", "cook", ["predict"]),
+                       proxy.saved_token("admin_token", "admin", ["admin", "predict"]))
+        finally:
+            proxy.stop()
+            server.stop()
 
 
 def trained_seconds(stdout: str) -> float:

@@ -42,6 +42,7 @@ from bench_instruments import (
     cpu_seconds,
     make_images,
     preprocess_ms,
+    scratch,
     server_counters,
     worker_pids,
     worker_rss_mb,
@@ -73,10 +74,10 @@ def build_archives(store: Path, config: Path, weights: Path) -> None:
                                   ["--model-file", str(model_file), "--serialized-file", str(weights),
                                    "--extra-files", str(staged_library(store.parent))]),
                                  ("noop", ROOT / "bench" / "handlers" / "noop_handler.py", [])):
-        with tempfile.TemporaryDirectory() as scratch:
+        with tempfile.TemporaryDirectory() as archiver_tmp:
             subprocess.run([archiver, "--model-name", name, "--version", "1.0", "--handler", str(handler),
                             "--config-file", str(config), "--export-path", str(store), *extra], check=True,
-                           env={**os.environ, "TMPDIR": scratch})
+                           env={**os.environ, "TMPDIR": archiver_tmp})
 
 
 @dataclass
@@ -128,59 +129,56 @@ def measure(plan: Plan, config_file: Path, weights: Path) -> Run:
     threads = config.get("handler", {}).get("torch_threads", 1)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # the stock peer's workers get the same threads as ours
     images = make_images(plan.sizes)
-    base = Path(tempfile.mkdtemp(prefix="bench-"))
-    store = base / "model_store"
-    build_archives(store, config_file, weights)
-    peers = ("stock_rotation", "noop") if plan.peers else ()
-    server = TorchServe.on_free_ports(base / "torchserve", store,
-                                      load_models=",".join(f"{model}.mar" for model in (MODEL_NAME, *peers)))
-    (port,) = free_ports(1)
-    proxy = Proxy(home=base / "proxy", url=f"http://127.0.0.1:{port}", torchserve=server)
-    results: dict[tuple[str, str, int], Measure] = {}
-    server_times: dict[Cell, ServerTime] = {}
-    cpu_ms: dict[Cell, dict[str, float]] = {}
-    pool: LimitPool | None = None
-    try:
-        server.start()
-        for model in (MODEL_NAME, *peers):
-            server.wait_ready(model=model, min_workers=workers, timeout=300)
-        proxy.start()
-        proxy.wait_ready()
-        token = proxy.saved_token("bench_token", "bench", ["predict"])
-        pool = LimitPool(weights, config.get("handler", {}), workers, threads)
-        targets = {
-            "direct": (f"{server.inference_url}/predictions/food_rotation", "inference"),
-            "proxy": (f"{proxy.url}/predictions/food_rotation", None),
-        }
-        if plan.peers:
-            targets["stock"] = (f"{server.inference_url}/predictions/stock_rotation", "inference")
-            targets["noop"] = (f"{server.inference_url}/predictions/noop", "inference")
-        for label, paths in images.items():
-            for concurrency in plan.concurrency:
-                cell = (label, concurrency)
-                measured = measure_cell(plan, cell, paths, targets, server, proxy, token,
-                                        partial(pool.run, paths, batch, concurrency))
-                results.update({(name, *cell): measure for name, measure in measured.results.items()})
-                server_times[cell], cpu_ms[cell] = measured.server, measured.cpu_ms
-                print(f"{label} c={concurrency}: " + ", ".join(
-                    f"{n} {results[(n, label, concurrency)].rate:.1f}/s" for n in ("limit", *targets)), flush=True)
-        soak_image = images["1 MP" if "1 MP" in images else next(iter(images))][0]
-        rss_before = worker_rss_mb(server, MODEL_NAME)
-        soak = Measure.of([ab(f"{proxy.url}/predictions/food_rotation", soak_image, 16,
-                              {"Authorization": f"Bearer {token}"}, requests_total=plan.soak_requests,
-                              keepalive=False)])
-        rss_after = worker_rss_mb(server, MODEL_NAME)
-        prep = {label: (preprocess_ms(paths, False, plan.preprocess_rounds),
-                        preprocess_ms(paths, True, plan.preprocess_rounds)) for label, paths in images.items()}
-    except Exception:
-        print(f"bench failed; logs kept in {base}", file=sys.stderr)
-        raise
-    finally:
-        if pool is not None:
-            pool.close()
-        proxy.stop()
-        server.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with scratch("bench-") as base:
+        store = base / "model_store"
+        build_archives(store, config_file, weights)
+        peers = ("stock_rotation", "noop") if plan.peers else ()
+        server = TorchServe.on_free_ports(base / "torchserve", store,
+                                          load_models=",".join(f"{model}.mar" for model in (MODEL_NAME, *peers)))
+        (port,) = free_ports(1)
+        proxy = Proxy(home=base / "proxy", url=f"http://127.0.0.1:{port}", torchserve=server)
+        results: dict[tuple[str, str, int], Measure] = {}
+        server_times: dict[Cell, ServerTime] = {}
+        cpu_ms: dict[Cell, dict[str, float]] = {}
+        pool: LimitPool | None = None
+        try:
+            server.start()
+            for model in (MODEL_NAME, *peers):
+                server.wait_ready(model=model, min_workers=workers, timeout=300)
+            proxy.start()
+            proxy.wait_ready()
+            token = proxy.saved_token("bench_token", "bench", ["predict"])
+            pool = LimitPool(weights, config.get("handler", {}), workers, threads)
+            targets = {
+                "direct": (f"{server.inference_url}/predictions/food_rotation", "inference"),
+                "proxy": (f"{proxy.url}/predictions/food_rotation", None),
+            }
+            if plan.peers:
+                targets["stock"] = (f"{server.inference_url}/predictions/stock_rotation", "inference")
+                targets["noop"] = (f"{server.inference_url}/predictions/noop", "inference")
+            for label, paths in images.items():
+                for concurrency in plan.concurrency:
+                    cell = (label, concurrency)
+                    measured = measure_cell(plan, cell, paths, targets, server, proxy, token,
+                                            partial(pool.run, paths, batch, concurrency))
+                    results.update({(name, *cell): measure for name, measure in measured.results.items()})
+                    server_times[cell], cpu_ms[cell] = measured.server, measured.cpu_ms
+                    print(f"{label} c={concurrency}: " + ", ".join(
+                        f"{n} {results[(n, label, concurrency)].rate:.1f}/s" for n in ("limit", *targets)),
+                        flush=True)
+            soak_image = images["1 MP" if "1 MP" in images else next(iter(images))][0]
+            rss_before = worker_rss_mb(server, MODEL_NAME)
+            soak = Measure.of([ab(f"{proxy.url}/predictions/food_rotation", soak_image, 16,
+                                  {"Authorization": f"Bearer {token}"}, requests_total=plan.soak_requests,
+                                  keepalive=False)])
+            rss_after = worker_rss_mb(server, MODEL_NAME)
+            prep = {label: (preprocess_ms(paths, False, plan.preprocess_rounds),
+                            preprocess_ms(paths, True, plan.preprocess_rounds)) for label, paths in images.items()}
+        finally:
+            if pool is not None:
+                pool.close()
+            proxy.stop()
+            server.stop()
     return Run(plan, images, results, server_times, soak, rss_before, rss_after, prep, cpu_ms)
 
 

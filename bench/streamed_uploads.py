@@ -11,15 +11,14 @@ interleaved rounds of `ab -k`, so a drift of the machine falls on all of them al
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
-from bench_instruments import Measure, Sample, ab, make_images
+from bench_instruments import Measure, Sample, ab, make_images, scratch
 from run_bench import WEIGHTS, build_archives
 
 from food_rotation.operations.serving import MODEL_NAME, ROOT, Proxy, TorchServe, free_ports
@@ -38,50 +37,53 @@ def measure(sizes: tuple[str, ...], concurrencies: list[int], seconds: float, ro
             ) -> dict[tuple[str, int], dict[str, Measure]]:
     workers = yaml.safe_load(CONFIG.read_text())["minWorkers"]
     images = make_images(sizes)
-    base = Path(tempfile.mkdtemp(prefix="bench-streamed-"))
-    build_archives(base / "model_store", CONFIG, WEIGHTS)
-    server = TorchServe.on_free_ports(base / "torchserve", base / "model_store", load_models=f"{MODEL_NAME}.mar")
-    streamed_port, buffered_port = free_ports(2)
-    streamed = Proxy(home=base / "streamed", url=f"http://127.0.0.1:{streamed_port}", torchserve=server)
-    buffered = Proxy(home=base / "buffered", url=f"http://127.0.0.1:{buffered_port}", torchserve=server,
-                     extra_env={"PROXY_STREAMED_UPLOADS": "0", "PROXY_CONTROL_PLANE": "false",
-                                "PROXY_TOKEN_DB": str(streamed.token_db)})
     results: dict[tuple[str, int], dict[str, Measure]] = {}
-    try:
-        server.start()
-        server.wait_ready(model=MODEL_NAME, min_workers=workers, timeout=300)
-        streamed.start()
-        streamed.wait_ready()  # the control plane has registered the version before the second gateway reads it
-        token = streamed.saved_token("bench_token", "bench", ["predict"])
-        buffered.start()
-        buffered.wait_ready()
-        targets = paths_of(server, streamed, buffered)
+    with scratch("bench-streamed-") as base:
+        build_archives(base / "model_store", CONFIG, WEIGHTS)
+        server = TorchServe.on_free_ports(base / "torchserve", base / "model_store", load_models=f"{MODEL_NAME}.mar")
+        streamed_port, buffered_port = free_ports(2)
+        streamed = Proxy(home=base / "streamed", url=f"http://127.0.0.1:{streamed_port}", torchserve=server)
+        buffered = Proxy(home=base / "buffered", url=f"http://127.0.0.1:{buffered_port}", torchserve=server,
+                         extra_env={"PROXY_STREAMED_UPLOADS": "0", "PROXY_CONTROL_PLANE": "false",
+                                    "PROXY_TOKEN_DB": str(streamed.token_db)})
+        try:
+            server.start()
+            server.wait_ready(model=MODEL_NAME, min_workers=workers, timeout=300)
+            streamed.start()
+            streamed.wait_ready()  # the control plane has registered the version before the second gateway reads it
+            token = streamed.saved_token("bench_token", "bench", ["predict"])
+            buffered.start()
+            buffered.wait_ready()
+            targets = paths_of(server, streamed, buffered)
 
-        def credentials(kind: str | None) -> dict[str, str]:  # read each time: TorchServe may renew its keys
-            return {"Authorization": f"Bearer {server.keys()[kind] if kind else token}"}
+            def credentials(kind: str | None) -> dict[str, str]:  # read each time: TorchServe may renew its keys
+                return {"Authorization": f"Bearer {server.keys()[kind] if kind else token}"}
 
-        for label, photos in images.items():
-            for concurrency in concurrencies:
-                samples: dict[str, list[Sample]] = defaultdict(list)
-                for url, kind in targets.values():
-                    ab(url, photos[0], 4, credentials(kind), requests_total=8)  # warm
-                for _ in range(rounds):
-                    for name, (url, kind) in targets.items():
-                        samples[name].append(ab(url, photos[0], concurrency, credentials(kind), seconds))
-                        time.sleep(max(samples[name][-1].latencies, default=0) / 1000)  # let the queue empty
-                results[(label, concurrency)] = {name: Measure.of(parts) for name, parts in samples.items()}
-                print(f"{label} c={concurrency}: " + ", ".join(
-                    f"{name} {m.rate:.1f}/s p50 {m.p50:.0f}" for name, m in results[(label, concurrency)].items()),
-                    file=sys.stderr, flush=True)
-    except Exception:
-        print(f"bench failed; logs kept in {base}", file=sys.stderr)
-        raise
-    finally:
-        buffered.stop()
-        streamed.stop()
-        server.stop()
-    shutil.rmtree(base, ignore_errors=True)
+            for label, photos in images.items():
+                for concurrency in concurrencies:
+                    results[(label, concurrency)] = interleaved(targets, credentials, photos[0], concurrency,
+                                                                seconds, rounds)
+                    print(f"{label} c={concurrency}: " + ", ".join(
+                        f"{name} {m.rate:.1f}/s p50 {m.p50:.0f}" for name, m in results[(label, concurrency)].items()),
+                        file=sys.stderr, flush=True)
+        finally:
+            buffered.stop()
+            streamed.stop()
+            server.stop()
     return results
+
+
+def interleaved(targets: dict[str, tuple[str, str | None]], credentials: Callable[[str | None], dict[str, str]],
+                photo: Path, concurrency: int, seconds: float, rounds: int) -> dict[str, Measure]:
+    """Every path at one cell, in `rounds` rounds taking turns, pooled per path."""
+    samples: dict[str, list[Sample]] = defaultdict(list)
+    for url, kind in targets.values():
+        ab(url, photo, 4, credentials(kind), requests_total=8)  # warm
+    for _ in range(rounds):
+        for name, (url, kind) in targets.items():
+            samples[name].append(ab(url, photo, concurrency, credentials(kind), seconds))
+            time.sleep(max(samples[name][-1].latencies, default=0) / 1000)  # let the queue empty
+    return {name: Measure.of(parts) for name, parts in samples.items()}
 
 
 def table(results: dict[tuple[str, int], dict[str, Measure]]) -> list[str]:

@@ -69,7 +69,8 @@ def load_model(path: Path) -> tuple[RotationNet, int]:
 def collect_answers(model: RotationNet, photos: Sequence[Path], image_size: int,
                     batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
     """(logits (N, 4) float32, labels (N,), views agree (N,)) over every photo at every turn, as the handler gets
-    them: a turn-averaged model's four views are averaged and checked for agreement; one view always agrees."""
+    them (a turn-averaged model's four views averaged and checked for agreement; one view always agrees): one
+    forward pass, many figures."""
     model.eval()
     logits, labels, agree = [], [], []
     for pixels, batch_labels in loader(RotatedPhotos(photos, image_size), batch_size, False, 0, 0):
@@ -78,13 +79,6 @@ def collect_answers(model: RotationNet, photos: Sequence[Path], image_size: int,
         labels.append(batch_labels)
         agree.append(batch_agree)
     return torch.cat(logits), torch.cat(labels), torch.cat(agree)
-
-
-def collect_logits(model: RotationNet, photos: Sequence[Path], image_size: int,
-                   batch_size: int) -> tuple[Tensor, Tensor]:
-    """(logits (N, 4) float32, labels (N,)) over every photo at every turn: one forward pass, many figures."""
-    logits, labels, _ = collect_answers(model, photos, image_size, batch_size)
-    return logits, labels
 
 
 def pooled_photos(folders: Sequence[Path]) -> list[Path]:

@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def held_out_logits() -> tuple[Tensor, Tensor]:
         model, image_size = evaluate.load_model(weights)
-        return evaluate.collect_logits(model, split.held_out, image_size, 64)
+        logits, labels, _ = evaluate.collect_answers(model, split.held_out, image_size, 64)
+        return logits, labels
 
     provenance = Provenance(
         tuple(DatasetUse.of(name, part.manifest_sha256, part.train, part.held_out) for name, part in splits.items()),
