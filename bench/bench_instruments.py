@@ -15,7 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,6 +191,29 @@ def ab(url: str, photo: Path, concurrency: int, headers: dict[str, str], seconds
     failed = int(re.search(r"Failed requests:\s+(\d+)", result.stdout).group(1))
     non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", result.stdout)
     return Sample(count, seconds, latencies, failed + (int(non_2xx.group(1)) if non_2xx else 0))
+
+
+def interleaved(targets: dict[str, tuple[str, str | None]], credentials: Callable[[str | None], dict[str, str]],
+                photo: Path, concurrency: int, seconds: float, rounds: int, pids: Mapping[str, int] | None = None
+                ) -> tuple[dict[str, Measure], dict[str, float]]:
+    """Every path at one cell, in `rounds` rounds taking turns, pooled per path (`targets`: each path's URL and
+    credential kind, which `credentials` turns into headers); with the CPU ms per request of `pids`' processes,
+    counted over their own path's rounds only."""
+    samples: dict[str, list[Sample]] = defaultdict(list)
+    cpu: dict[str, float] = defaultdict(float)
+    for url, kind in targets.values():
+        ab(url, photo, 4, credentials(kind), requests_total=8)  # warm
+    for _ in range(rounds):
+        for name, (url, kind) in targets.items():
+            pid = (pids or {}).get(name)
+            before = cpu_seconds([pid]) if pid else 0.0
+            samples[name].append(ab(url, photo, concurrency, credentials(kind), seconds))
+            time.sleep(max(samples[name][-1].latencies, default=0) / 1000)  # let the queue empty
+            if pid:
+                cpu[name] += cpu_seconds([pid]) - before
+    return ({name: Measure.of(parts) for name, parts in samples.items()},
+            {name: seconds_used * 1000 / max(1, sum(s.count for s in samples[name]))
+             for name, seconds_used in cpu.items()})
 
 
 def percentiles(latencies: list[float]) -> tuple[float, float, float]:

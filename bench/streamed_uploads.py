@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections import defaultdict
-from collections.abc import Callable
-from pathlib import Path
 
 import yaml
-from bench_instruments import Measure, Sample, ab, make_images, scratch
+from bench_instruments import Measure, interleaved, make_images, scratch
 from run_bench import WEIGHTS, build_archives
 
 from food_rotation.operations.serving import MODEL_NAME, ROOT, Proxy, TorchServe, free_ports
@@ -61,8 +57,8 @@ def measure(sizes: tuple[str, ...], concurrencies: list[int], seconds: float, ro
 
             for label, photos in images.items():
                 for concurrency in concurrencies:
-                    results[(label, concurrency)] = interleaved(targets, credentials, photos[0], concurrency,
-                                                                seconds, rounds)
+                    results[(label, concurrency)], _ = interleaved(targets, credentials, photos[0], concurrency,
+                                                                   seconds, rounds)
                     print(f"{label} c={concurrency}: " + ", ".join(
                         f"{name} {m.rate:.1f}/s p50 {m.p50:.0f}" for name, m in results[(label, concurrency)].items()),
                         file=sys.stderr, flush=True)
@@ -71,19 +67,6 @@ def measure(sizes: tuple[str, ...], concurrencies: list[int], seconds: float, ro
             streamed.stop()
             server.stop()
     return results
-
-
-def interleaved(targets: dict[str, tuple[str, str | None]], credentials: Callable[[str | None], dict[str, str]],
-                photo: Path, concurrency: int, seconds: float, rounds: int) -> dict[str, Measure]:
-    """Every path at one cell, in `rounds` rounds taking turns, pooled per path."""
-    samples: dict[str, list[Sample]] = defaultdict(list)
-    for url, kind in targets.values():
-        ab(url, photo, 4, credentials(kind), requests_total=8)  # warm
-    for _ in range(rounds):
-        for name, (url, kind) in targets.items():
-            samples[name].append(ab(url, photo, concurrency, credentials(kind), seconds))
-            time.sleep(max(samples[name][-1].latencies, default=0) / 1000)  # let the queue empty
-    return {name: Measure.of(parts) for name, parts in samples.items()}
 
 
 def table(results: dict[tuple[str, int], dict[str, Measure]]) -> list[str]:
