@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import multiprocessing as mp
 import os
 import re
@@ -214,6 +215,34 @@ def interleaved(targets: dict[str, tuple[str, str | None]], credentials: Callabl
     return ({name: Measure.of(parts) for name, parts in samples.items()},
             {name: seconds_used * 1000 / max(1, sum(s.count for s in samples[name]))
              for name, seconds_used in cpu.items()})
+
+
+def against_direct(results: Mapping[tuple[str, int], Mapping[str, Measure]], direct: str,
+                   cpu_ms: Mapping[tuple[str, int], Mapping[str, float]] | None = None) -> list[str]:
+    """A Markdown table of paths measured side by side per cell: each path's images/s and p50, then each other
+    path's share of `direct`'s throughput and the p50 it adds (issue 17's goals), then its CPU per request."""
+    cells = list(results)
+    paths = list(results[cells[0]])
+    others = [name for name in paths if name != direct]
+
+    def row(title: str, value: Callable[[tuple[str, int]], str]) -> str:
+        return f"| {title} | " + " | ".join(value(cell) for cell in cells) + " |"
+
+    lines = [row("path", lambda cell: f"{cell[0]} c={cell[1]}"), "| --- |" + " --- |" * len(cells)]
+    lines += [row(f"{name}: images/s, p50 ms", lambda cell, name=name: f"{results[cell][name].rate:.1f}, "
+                                                                      f"{results[cell][name].p50:.0f}")
+              for name in paths]
+    lines += [row(f"{name} / direct (goal >= 0.95)",
+                  lambda cell, name=name: f"{results[cell][name].rate / results[cell][direct].rate:.2f}")
+              for name in others]
+    lines += [row(f"{name}: added p50 ms (goal <= 2)",
+                  lambda cell, name=name: f"{results[cell][name].p50 - results[cell][direct].p50:+.0f}")
+              for name in others]
+    if cpu_ms is not None:
+        lines += [row(f"{name}: CPU ms per request", lambda cell, name=name: f"{cpu_ms[cell].get(name, math.nan):.2f}")
+                  for name in others]
+    failed = {name: sum(results[cell][name].failed for cell in cells) for name in paths}
+    return [*lines, "", "Failed or non-2xx requests: " + ", ".join(f"{name} {count}" for name, count in failed.items())]
 
 
 def percentiles(latencies: list[float]) -> tuple[float, float, float]:

@@ -156,8 +156,20 @@ def _cpu(run: Run) -> list[str]:
     lines = ["", "## CPU per request through the proxy (ms of CPU time, from /proc, over each cell)", "",
              "| process | " + " | ".join(f"{label} c={c}" for label, c in cells) + " |",
              "| --- | " + " | ".join("---" for _ in cells) + " |"]
-    return [*lines, *(f"| {part} | " + " | ".join(f"{run.cpu_ms[cell][part]:.1f}" for cell in cells) + " |"
-                      for part in parts)]
+    lines += [f"| {part} | " + " | ".join(f"{run.cpu_ms[cell][part]:.1f}" for cell in cells) + " |" for part in parts]
+    return [*lines, "| (the token proxy's budget for <= 2 ms added p50) | " + " | ".join(
+        f"{proxy_cpu_budget(run, cell):.2f}" if cell[1] > 1 else "-" for cell in cells) + " |", "",
+        "With more than one request in flight both cores are the workers', so a proxy that takes a share f of the "
+        "machine's CPU lengthens the queue by p50 x f / (1 - f) (Little's law): <= 2 ms added p50 allows it at most "
+        "2 ms / direct's p50 x the machine's CPU per request (cores / direct's images/s). bench/proxy_floor.py "
+        "measures what a bare TCP relay and a minimal aiohttp proxy cost against that."]
+
+
+def proxy_cpu_budget(run: Run, cell: Cell, added_ms: float = 2.0) -> float:
+    """The most CPU ms per request a proxy on the workers' cores may take and add at most `added_ms` to direct's
+    p50, when the cores are saturated (bench/TUNING.md, "Session 13")."""
+    direct = run.results[("direct", *cell)]
+    return added_ms / direct.p50 * (os.cpu_count() or 1) * 1000 / direct.rate
 
 
 def rss_growth(run: Run) -> float:

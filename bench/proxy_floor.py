@@ -7,7 +7,7 @@ TorchServe called directly. At each size and concurrency the paths take turns in
 Prints a Markdown table: each path's images/s and p50, its share of direct's throughput, the p50 it adds, and the
 proxy process's CPU per request (the workers' CPU it takes on these shared cores).
 
-    .venv/bin/python bench/proxy_floor.py [--seconds 6] [--rounds 3] [--concurrency 1 4 16]
+    .venv/bin/python bench/proxy_floor.py [--seconds 8] [--rounds 3] [--concurrency 1 4 16]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
-from bench_instruments import Measure, interleaved, make_images, scratch
+from bench_instruments import Measure, against_direct, interleaved, make_images, scratch
 from run_bench import WEIGHTS, build_archives
 
 from food_rotation.operations.serving import MODEL_NAME, ROOT, Proxy, TorchServe, free_ports
@@ -97,31 +97,12 @@ def measure(sizes: tuple[str, ...], concurrencies: list[int], seconds: float, ro
 
 
 def table(results: dict[Cell, dict[str, Measure]], cpu_ms: dict[Cell, dict[str, float]]) -> list[str]:
-    cells = list(results)
-    proxies = [name for name in results[cells[0]] if name != DIRECT]
-    lines = ["| path | " + " | ".join(f"{label} c={c}" for label, c in cells) + " |",
-             "| --- |" + " --- |" * len(cells)]
-    for name in results[cells[0]]:
-        lines.append(f"| {name}: images/s, p50 ms | " + " | ".join(
-            f"{results[cell][name].rate:.1f}, {results[cell][name].p50:.0f}" for cell in cells) + " |")
-    for name in proxies:
-        lines.append(f"| {name} / direct (goal >= 0.95) | " + " | ".join(
-            f"{results[cell][name].rate / results[cell][DIRECT].rate:.2f}" for cell in cells) + " |")
-    for name in proxies:
-        lines.append(f"| {name}: added p50 ms (goal <= 2) | " + " | ".join(
-            f"{results[cell][name].p50 - results[cell][DIRECT].p50:+.0f}" for cell in cells) + " |")
-    for name in proxies:
-        lines.append(f"| {name}: CPU ms per request | " + " | ".join(
-            f"{cpu_ms[cell].get(name, float('nan')):.2f}" for cell in cells) + " |")
-    failed = {name: sum(results[cell][name].failed for cell in cells) for name in results[cells[0]]}
-    lines.append("")
-    lines.append("Failed or non-2xx requests: " + ", ".join(f"{name} {count}" for name, count in failed.items()))
-    return lines
+    return against_direct(results, DIRECT, cpu_ms)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=6.0, help="per path, per round")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per path, per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--sizes", nargs="+", default=["12 MP", "1 MP"])

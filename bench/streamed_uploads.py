@@ -14,7 +14,7 @@ import argparse
 import sys
 
 import yaml
-from bench_instruments import Measure, interleaved, make_images, scratch
+from bench_instruments import Measure, against_direct, interleaved, make_images, scratch
 from run_bench import WEIGHTS, build_archives
 
 from food_rotation.operations.serving import MODEL_NAME, ROOT, Proxy, TorchServe, free_ports
@@ -70,22 +70,7 @@ def measure(sizes: tuple[str, ...], concurrencies: list[int], seconds: float, ro
 
 
 def table(results: dict[tuple[str, int], dict[str, Measure]]) -> list[str]:
-    cells = list(results)
-    lines = ["| path | " + " | ".join(f"{label} c={c}" for label, c in cells) + " |",
-             "| --- |" + " --- |" * len(cells)]
-    direct = "TorchServe direct"
-    for name in results[cells[0]]:
-        lines.append(f"| {name}: images/s, p50 ms | " + " | ".join(
-            f"{results[cell][name].rate:.1f}, {results[cell][name].p50:.0f}" for cell in cells) + " |")
-    for name in list(results[cells[0]])[1:]:
-        lines.append(f"| {name} / direct (goal >= 0.95) | " + " | ".join(
-            f"{results[cell][name].rate / results[cell][direct].rate:.2f}" for cell in cells) + " |")
-        lines.append(f"| {name}: added p50 ms (goal <= 2) | " + " | ".join(
-            f"{results[cell][name].p50 - results[cell][direct].p50:+.0f}" for cell in cells) + " |")
-    failed = {name: sum(results[cell][name].failed for cell in cells) for name in results[cells[0]]}
-    lines.append("")
-    lines.append("Failed or non-2xx requests: " + ", ".join(f"{name} {count}" for name, count in failed.items()))
-    return lines
+    return against_direct(results, "TorchServe direct")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,9 @@ def test_quick_bench_measures_every_path_and_writes_the_report(tmp_path):
     assert split and float(split.group(1)) > 0
     handler_ms = re.search(r"^\| handler work[^|]*\| ([\d.]+) \|", text, re.MULTILINE)
     assert handler_ms and float(handler_ms.group(1)) > 0
+    budget = re.search(r"^\| \(the token proxy's budget for <= 2 ms added p50\) \| - \| ([\d.]+) \|$", text,
+                       re.MULTILINE)
+    assert budget and float(budget.group(1)) > 0  # c=1 has none (one request in flight); c=4 has one
     assert re.search(rf"ab {bench_report.QUICK.soak_requests} requests: 0 failed \| 0\.00 \| yes", text)
     assert "Model: `food_rotation_lite0.pth` (efficientnet_lite0" in text  # the model that ships is measured
 
