@@ -88,12 +88,12 @@ def minimal_proxy(upstream_port: int) -> web.Application:
     return app
 
 
-
 async def serve(kind: str, port: int, upstream_port: int) -> None:
     if kind == "relay":
         server = await asyncio.get_running_loop().create_server(lambda: _Relay(upstream_port), "127.0.0.1", port)
         async with server:
             await server.serve_forever()
+        return
     runner = web.AppRunner(minimal_proxy(upstream_port), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
