@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,7 +194,35 @@ def ab(url: str, photo: Path, concurrency: int, headers: dict[str, str], seconds
     return Sample(count, seconds, latencies, failed + (int(non_2xx.group(1)) if non_2xx else 0))
 
 
-def interleaved(targets: dict[str, tuple[str, str | None]], credentials: Callable[[str | None], dict[str, str]],
+Credentials = Callable[[str | None], dict[str, str]]  # a credential kind (a TorchServe key's, or None) -> headers
+
+
+def credentials_of(server: TorchServe, token: str) -> Credentials:
+    """Headers for a TorchServe key kind, or for the gateway's `token` (None); the keys are read each time, as
+    TorchServe may renew them during a run."""
+    def headers(kind: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {server.keys()[kind] if kind else token}"}
+    return headers
+
+
+def interleaved_cells(targets: dict[str, tuple[str, str | None]], credentials: Credentials,
+                      images: Mapping[str, list[Path]], concurrencies: Sequence[int], seconds: float, rounds: int,
+                      pids: Mapping[str, int] | None = None
+                      ) -> tuple[dict[tuple[str, int], dict[str, Measure]], dict[tuple[str, int], dict[str, float]]]:
+    """`interleaved` at every (size, concurrency), each cell's rates and p50s printed as it ends."""
+    results, cpu_ms = {}, {}
+    for label, photos in images.items():
+        for concurrency in concurrencies:
+            cell = (label, concurrency)
+            results[cell], cpu_ms[cell] = interleaved(targets, credentials, photos[0], concurrency, seconds, rounds,
+                                                      pids)
+            print(f"{label} c={concurrency}: " + ", ".join(
+                f"{name} {m.rate:.1f}/s p50 {m.p50:.0f}" for name, m in results[cell].items()),
+                file=sys.stderr, flush=True)
+    return results, cpu_ms
+
+
+def interleaved(targets: dict[str, tuple[str, str | None]], credentials: Credentials,
                 photo: Path, concurrency: int, seconds: float, rounds: int, pids: Mapping[str, int] | None = None
                 ) -> tuple[dict[str, Measure], dict[str, float]]:
     """Every path at one cell, in `rounds` rounds taking turns, pooled per path (`targets`: each path's URL and

@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         raise SystemExit(f"{exc}: make the held-out sets first (make weights, "
                          "food_rotation/training/real_scenes.py)") from exc
-    require_agreement = configured_agreement(args.config) if args.agreement is None else args.agreement
+    require_agreement = configured_agreement(args.config, args.agreement)
     scored = score(args.candidate, sets, min_confidence, require_agreement, args.batch_size)
     real = [path.read_bytes() for path in sets["real"]]
     served = {}

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
-from bench_instruments import Measure, against_direct, interleaved, make_images, scratch
+from bench_instruments import Measure, against_direct, credentials_of, interleaved_cells, make_images, scratch
 from run_bench import WEIGHTS, build_archives
 
 from food_rotation.operations.serving import MODEL_NAME, ROOT, Proxy, TorchServe, free_ports
@@ -53,8 +53,6 @@ def measure(sizes: tuple[str, ...], concurrencies: list[int], seconds: float, ro
             ) -> tuple[dict[Cell, dict[str, Measure]], dict[Cell, dict[str, float]]]:
     workers = yaml.safe_load(CONFIG.read_text())["minWorkers"]
     images = make_images(sizes)
-    results: dict[Cell, dict[str, Measure]] = {}
-    cpu_ms: dict[Cell, dict[str, float]] = {}
     floor: list[subprocess.Popen] = []
     with scratch("bench-floor-") as base:
         build_archives(base / "model_store", CONFIG, WEIGHTS)
@@ -75,18 +73,8 @@ def measure(sizes: tuple[str, ...], concurrencies: list[int], seconds: float, ro
                 targets[name] = (f"http://127.0.0.1:{port}/predictions/{MODEL_NAME}", "inference")
                 pids[name] = process.pid
             targets[GATEWAY] = (f"{gateway.url}/predictions/{MODEL_NAME}", None)
-
-            def credentials(kind: str | None) -> dict[str, str]:  # read each time: TorchServe may renew its keys
-                return {"Authorization": f"Bearer {server.keys()[kind] if kind else token}"}
-
-            for label, photos in images.items():
-                for concurrency in concurrencies:
-                    cell = (label, concurrency)
-                    results[cell], cpu_ms[cell] = interleaved(targets, credentials, photos[0], concurrency, seconds,
-                                                              rounds, pids)
-                    print(f"{label} c={concurrency}: " + ", ".join(
-                        f"{name} {m.rate:.1f}/s p50 {m.p50:.0f}" for name, m in results[cell].items()),
-                        file=sys.stderr, flush=True)
+            results, cpu_ms = interleaved_cells(targets, credentials_of(server, token), images, concurrencies,
+                                                seconds, rounds, pids)
         finally:
             for process in floor:
                 process.terminate()

@@ -40,6 +40,7 @@ from bench_instruments import (
     ServerTime,
     ab,
     cpu_seconds,
+    credentials_of,
     make_images,
     preprocess_ms,
     scratch,
@@ -94,9 +95,7 @@ def measure_cell(plan: Plan, cell: Cell, paths: list[Path], targets: dict[str, t
     samples: dict[str, list[Sample]] = defaultdict(list)
     counted = [0.0, 0.0, 0.0]
     cpu: dict[str, float] = defaultdict(float)
-
-    def credentials(kind: str | None) -> dict[str, str]:  # read each time: TorchServe may renew its keys
-        return {"Authorization": f"Bearer {server.keys()[kind] if kind else token}"}
+    credentials = credentials_of(server, token)
 
     for url, kind in targets.values():
         ab(url, paths[0], 4, credentials(kind), requests_total=8)  # warm

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 import yaml
-from bench_instruments import Measure, against_direct, interleaved, make_images, scratch
+from bench_instruments import Measure, against_direct, credentials_of, interleaved_cells, make_images, scratch
 from run_bench import WEIGHTS, build_archives
 
 from food_rotation.operations.serving import MODEL_NAME, ROOT, Proxy, TorchServe, free_ports
@@ -33,7 +33,6 @@ def measure(sizes: tuple[str, ...], concurrencies: list[int], seconds: float, ro
             ) -> dict[tuple[str, int], dict[str, Measure]]:
     workers = yaml.safe_load(CONFIG.read_text())["minWorkers"]
     images = make_images(sizes)
-    results: dict[tuple[str, int], dict[str, Measure]] = {}
     with scratch("bench-streamed-") as base:
         build_archives(base / "model_store", CONFIG, WEIGHTS)
         server = TorchServe.on_free_ports(base / "torchserve", base / "model_store", load_models=f"{MODEL_NAME}.mar")
@@ -50,18 +49,8 @@ def measure(sizes: tuple[str, ...], concurrencies: list[int], seconds: float, ro
             token = streamed.saved_token("bench_token", "bench", ["predict"])
             buffered.start()
             buffered.wait_ready()
-            targets = paths_of(server, streamed, buffered)
-
-            def credentials(kind: str | None) -> dict[str, str]:  # read each time: TorchServe may renew its keys
-                return {"Authorization": f"Bearer {server.keys()[kind] if kind else token}"}
-
-            for label, photos in images.items():
-                for concurrency in concurrencies:
-                    results[(label, concurrency)], _ = interleaved(targets, credentials, photos[0], concurrency,
-                                                                   seconds, rounds)
-                    print(f"{label} c={concurrency}: " + ", ".join(
-                        f"{name} {m.rate:.1f}/s p50 {m.p50:.0f}" for name, m in results[(label, concurrency)].items()),
-                        file=sys.stderr, flush=True)
+            results, _ = interleaved_cells(paths_of(server, streamed, buffered), credentials_of(server, token),
+                                           images, concurrencies, seconds, rounds)
         finally:
             buffered.stop()
             streamed.stop()

@@ -31,6 +31,11 @@ class TurnedViews(nn.Module):
         return self.net.turned_views(pixels)
 
 
+def answering_views(net: RotationNet) -> nn.Module:
+    """What to run for an answer `averaged` can read: a turn-averaged net's four views, else the net itself."""
+    return TurnedViews(net) if net.turn_averaging else net
+
+
 def averaged(output: Tensor) -> tuple[Tensor, Tensor]:
     """(logits (N, 4), views agree (N,)) from a model's output: its logits as they are (one view: nothing to
     disagree), or the mean of its turned views' log-probabilities (as RotationNet's turn averaging takes it) and

@@ -19,7 +19,7 @@ from torchserve_item import parse_item
 from ts.torch_handler.base_handler import BaseHandler
 
 import food_rotation
-from food_rotation.abstention import TurnedViews, averaged, calibrated, decide
+from food_rotation.abstention import answering_views, averaged, calibrated, decide
 from food_rotation.handler_settings import HandlerSettings
 from food_rotation.photo_io import PhotoError, load_upright, render_upright
 from food_rotation.rotation_model import CLASSES, RotationNet, as_batch, for_inference, to_pixels
@@ -42,9 +42,8 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
         model = RotationNet(self.settings.arch, self.settings.turn_averaging)
         weights = torch.load(model_dir / manifest["serializedFile"], map_location=self.device, weights_only=True)
         model.load_state_dict(weights)
-        runnable = TurnedViews(model) if self.settings.turn_averaging else model  # the views, not only their mean
-        self.model = for_inference(runnable, self.device, self.settings.channels_last, self.settings.freeze,
-                                   self.settings.image_size)
+        self.model = for_inference(answering_views(model), self.device,  # the four views, not only their mean
+                                   self.settings.channels_last, self.settings.freeze, self.settings.image_size)
         self.model_version = str(manifest.get("modelVersion", metadata.get("version", "unknown")))
         self.manifest = context.manifest
         self.initialized = True

@@ -31,7 +31,8 @@ import torch
 import yaml
 from torch import Tensor
 
-from food_rotation.abstention import averaged, calibrated
+from food_rotation.abstention import answering_views, averaged, calibrated
+from food_rotation.handler_settings import HandlerSettings
 from food_rotation.rotation_model import CLASSES, DEFAULT_IMAGE_SIZE, RotationNet
 from food_rotation.training.calibration import (
     MAX_TEMPERATURE,
@@ -72,9 +73,10 @@ def collect_answers(model: RotationNet, photos: Sequence[Path], image_size: int,
     them (a turn-averaged model's four views averaged and checked for agreement; one view always agrees): one
     forward pass, many figures."""
     model.eval()
+    views = answering_views(model)
     logits, labels, agree = [], [], []
     for pixels, batch_labels in loader(RotatedPhotos(photos, image_size), batch_size, False, 0, 0):
-        batch_logits, batch_agree = averaged(model.turned_views(pixels) if model.turn_averaging else model(pixels))
+        batch_logits, batch_agree = averaged(views(pixels))
         logits.append(batch_logits.float())
         labels.append(batch_labels)
         agree.append(batch_agree)
@@ -96,17 +98,24 @@ def sidecar_temperature(model: Path) -> tuple[float, str]:
     return 1.0, "default"
 
 
+def _handler_section(config: Path) -> dict[str, Any]:
+    return (yaml.safe_load(config.read_text()) or {}).get("handler") or {}
+
+
 def configured_min_confidence(config: Path) -> tuple[float, str]:
     """`min_confidence` of the handler: section, what the served model uses; 0 (trust everything) if unset."""
-    handler = (yaml.safe_load(config.read_text()) or {}).get("handler") or {}
+    handler = _handler_section(config)
     if handler.get("min_confidence") is None:
         return 0.0, f"not set in {config}: every prediction trusted"
     return float(handler["min_confidence"]), str(config)
 
 
-def configured_agreement(config: Path) -> bool:
-    """`require_agreement` of the handler: section (false if unset, as the handler takes it)."""
-    return bool(((yaml.safe_load(config.read_text()) or {}).get("handler") or {}).get("require_agreement", False))
+def configured_agreement(config: Path, override: bool | None = None) -> bool:
+    """`override` when given (--agreement / --no-agreement), else `require_agreement` of the handler: section,
+    with the handler's own default where it is unset."""
+    if override is not None:
+        return override
+    return bool(_handler_section(config).get("require_agreement", HandlerSettings.require_agreement))
 
 
 def write_temperature(model: Path, temperature: float, calibration: dict[str, Any]) -> Path:
@@ -229,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     logits, labels, views_agree = collect_answers(model, photos, image_size, args.batch_size)
-    require_agreement = configured_agreement(args.config) if args.agreement is None else args.agreement
+    require_agreement = configured_agreement(args.config, args.agreement)
     agree = views_agree if require_agreement else None
     print(f"{len(photos)} photos x {len(CLASSES)} turns = {len(labels)} items "
           f"({', '.join(str(folder) for folder in args.data_dirs)})")
