@@ -63,7 +63,7 @@ class ProxySettings:
     max_connections_per_address: int = 256  # connections one client address may hold at once
     connect_timeout_s: float = 0.5  # TorchServe down -> 503 well within a second
     read_timeout_s: float = 35.0  # above TorchServe's 30 s response timeout -> 504 only when truly stuck
-    key_refresh_margin_s: float = 300.0  # renew TorchServe's inference key this long before it expires
+    key_refresh_margin_s: float = 300.0  # renew TorchServe's keys this long before they expire
     token_cache_s: float = 0.5  # an opaque-token lookup is trusted this long: revocation bites within a second
     rate_limit_per_s: float = 0.0  # requests per second per token; 0 turns rate limiting off
     rate_limit_burst: int = 20  # requests a token may send at once before the rate applies

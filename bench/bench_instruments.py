@@ -201,7 +201,7 @@ def credentials_of(server: TorchServe, token: str) -> Credentials:
     """Headers for a TorchServe key kind, or for the gateway's `token` (None); the keys are read each time, as
     TorchServe may renew them during a run."""
     def headers(kind: str | None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {server.keys()[kind] if kind else token}"}
+        return server.keys.headers(kind) if kind else {"Authorization": f"Bearer {token}"}
     return headers
 
 
@@ -300,7 +300,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def worker_pids(server: TorchServe, model: str) -> list[int]:
-    headers = {"Authorization": f"Bearer {server.keys()['management']}"}
+    headers = server.keys.headers("management")
     workers = requests.get(f"{server.management_url}/models/{model}", headers=headers, timeout=10).json()[0]["workers"]
     return [int(worker["pid"]) for worker in workers]
 

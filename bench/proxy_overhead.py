@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     photo = make_images(("1 MP",))["1 MP"][0].read_bytes()
     targets = {
         "TorchServe direct": (f"{server.inference_url}/predictions/{MODEL_NAME}",
-                              lambda: {"Authorization": f"Bearer {server.keys()['inference']}"}),
+                              lambda: server.keys.headers("inference")),
         "through the proxy": (f"{default_url()}/predictions/{MODEL_NAME}",
                               lambda: {"Authorization": f"Bearer {token}"}),
     }

@@ -58,7 +58,7 @@ def load(url: str, headers: dict[str, str], photos: Sequence[bytes], concurrency
 
 def worker_memory(server: TorchServe) -> tuple[list[float], list[float]]:
     """(RSS, PSS) MiB of each worker process: PSS splits the pages workers share, so its sum is what they cost."""
-    headers = {"Authorization": f"Bearer {server.keys()['management']}"}
+    headers = server.keys.headers("management")
     workers = requests.get(f"{server.management_url}/models/{MODEL_NAME}", headers=headers, timeout=10).json()
     info = [psutil.Process(worker["pid"]).memory_full_info() for worker in workers[0]["workers"]]
     return [i.rss / 2**20 for i in info], [i.pss / 2**20 for i in info]
@@ -80,7 +80,7 @@ def serve(name: str, weights: Path, config: Path, photos: Sequence[bytes], secon
         server.start()
         server.wait_ready(min_workers=workers, timeout=300)
         url = f"{server.inference_url}/predictions/{MODEL_NAME}"
-        headers = {"Authorization": f"Bearer {server.keys()['inference']}", "Content-Type": "image/jpeg"}
+        headers = {**server.keys.headers("inference"), "Content-Type": "image/jpeg"}
         load(url, headers, photos, max(CONCURRENCY), min(2.0, seconds))  # warm every worker
         measured = {c: load(url, headers, photos, c, seconds) for c in CONCURRENCY}
         rss, pss = worker_memory(server)

@@ -57,9 +57,10 @@ def build_untrained_archive(folder: Path, version: str, store: Path) -> Path:
 
 
 @contextmanager
-def running_torchserve(home: Path, store: Path) -> Iterator[TorchServe]:
-    """TorchServe on free loopback ports, loading food_rotation.mar from `store`; stopped on exit."""
-    server = TorchServe.on_free_ports(home, store)
+def running_torchserve(home: Path, store: Path, **config: str) -> Iterator[TorchServe]:
+    """TorchServe on free loopback ports, loading food_rotation.mar from `store` (`config` overrides lines of
+    config.properties); stopped on exit."""
+    server = TorchServe.on_free_ports(home, store, **config)
     try:
         server.start()
         server.wait_ready(min_workers=2, timeout=180)
@@ -83,7 +84,7 @@ def running_proxy(home: Path, torchserve: TorchServe, **env: str) -> Iterator[Pr
 
 
 def worker_pids(server: TorchServe) -> list[int]:
-    headers = {"Authorization": f"Bearer {server.keys()['management']}"}
+    headers = server.keys.headers("management")
     answer = requests.get(f"{server.management_url}/models/food_rotation", headers=headers, timeout=10)
     answer.raise_for_status()
     return sorted(worker["pid"] for worker in answer.json()[0]["workers"] if worker["status"] == "READY")

@@ -125,13 +125,22 @@ def _print_versions(answer: dict) -> None:
     def figure(value: float | None) -> str:
         return "" if value is None else f"{value:.4f}"
 
-    print(f"{'version':<10} {'default':<8} {'canary%':<8} {'workers':<8} {'in-flight':<10} {'val_acc':<8} "
+    print(f"{'version':<10} {'default':<8} {'canary%':<8} {'workers':<8} {'in-flight':<10} {'quality':<34} "
           f"{'held-out':<9} {'arch':<20} {'archive':<28} datasets")
     for row in answer["versions"]:
         print(f"{row['version']:<10} {'yes' if row['default'] else '':<8} {row['canary_percent']:<8g} "
-              f"{row['workers']:<8} {row['in_flight']:<10} {figure(row.get('val_acc')):<8} "
+              f"{row['workers']:<8} {row['in_flight']:<10} {quality(row):<34} "
               f"{figure(row.get('heldout_acc')):<9} {row.get('arch') or '':<20} {row['archive']:<28} "
               f"{', '.join(row.get('datasets') or [])}")
+
+
+def quality(version: dict) -> str:
+    """The evaluation the version's weights carry (scripts/evaluate.py --record), else its checkpoint's val_acc."""
+    evaluation = version.get("evaluation")
+    if isinstance(evaluation, dict):
+        return (f"acc {evaluation['accuracy']:.3f} fix {evaluation['fix']:.0%} "
+                f"harm {evaluation['harmed']}/{evaluation['upright']}")
+    return "" if version.get("val_acc") is None else f"val_acc {version['val_acc']:.4f} (checkpoint)"
 
 
 class Refused(Exception):

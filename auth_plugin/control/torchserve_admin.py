@@ -40,7 +40,7 @@ class TorchServeAdmin:
         self._url = management_url.rstrip("/")
 
     async def _management_key(self, refused: str | None) -> str:
-        return (await self._keys.read(refused)).management
+        return await self._keys.management(self._session, refused)
 
     async def _call(self, method: str, path: str, timeout_s: float = 10.0, **params: str) -> Any:
         try:

@@ -25,7 +25,8 @@ async def versions(rollouts: Rollouts, registry: VersionRegistry, model: str) ->
             "workers": state.workers if state else 0,
             "in_flight": registry.in_flight_count(model, version),
             "arch": described.metadata.get("arch"), "train_acc": described.metadata.get("train_acc"),
-            "val_acc": described.metadata.get("val_acc"), "sha256": described.metadata.get("weights_sha256"),
+            "val_acc": described.metadata.get("val_acc"), "evaluation": described.metadata.get("evaluation"),
+            "sha256": described.metadata.get("weights_sha256"),
             "created_at": described.metadata.get("created_at"), **described.trained_on(),
         })
     return rows
@@ -35,6 +36,7 @@ async def archives(rollouts: Rollouts, registry: VersionRegistry, model: str) ->
     """The model's archives in the model store, deployed or not: what the admin page can deploy."""
     deployed = set(registry.versions(model).values())
     return [{"archive": name, "version": info.version, "deployed": name in deployed,
-             "val_acc": info.metadata.get("val_acc"), "created_at": info.metadata.get("created_at"),
+             "val_acc": info.metadata.get("val_acc"), "evaluation": info.metadata.get("evaluation"),
+             "created_at": info.metadata.get("created_at"),
              **info.trained_on()}
             for name, info in (await rollouts.catalogue.of_model(model)).items()]

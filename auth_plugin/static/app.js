@@ -645,11 +645,20 @@ function renderAudit(entries) {
   }));
 }
 
+/* What a version's weights were measured to do (scripts/evaluate.py --record), else its checkpoint's val_acc. */
+function quality(version) {
+  const evaluation = version.evaluation;
+  if (evaluation && typeof evaluation.accuracy === "number") {
+    return `accuracy ${percent(evaluation.accuracy)} · fix ${percent(evaluation.fix)} · harm ${evaluation.harmed}/${evaluation.upright}`;
+  }
+  return `val ${percent(version.val_acc)}`;
+}
+
 function versionRow(version) {
   const name = String(version.version);
   const canary = Number(version.canary_percent) || 0;
   const inFlight = Number(version.in_flight) || 0;
-  let accuracy = `val ${percent(version.val_acc)}`;
+  let accuracy = quality(version);
   if (typeof version.heldout_acc === "number") accuracy += ` · held-out corrections: ${percent(version.heldout_acc)}`;
   const tr = el("tr", "version");
   tr.classList.toggle("is-default", Boolean(version.default));
@@ -678,7 +687,7 @@ function versionActions(name, canary, isDefault) {
 function renderArchives(archives) {
   const candidates = (archives || []).filter((archive) => !archive.deployed);
   const options = candidates.map((archive) => el("option", "",
-    `${archive.archive} (v${archive.version}, val ${percent(archive.val_acc)}, data ${datasetNames(archive)})`,
+    `${archive.archive} (v${archive.version}, ${quality(archive)}, data ${datasetNames(archive)})`,
     { value: String(archive.archive) }));
   if (!options.length) options.push(el("option", "", archives ? "No archives to deploy" : "Archives not available", { value: "" }));
   $("deploy-archive").replaceChildren(...options);

@@ -65,7 +65,7 @@ class Proxy:
         return {**os.environ, "PROXY_HOST": address.hostname or "127.0.0.1", "PROXY_PORT": str(address.port),
                 "PROXY_INFERENCE_URL": self.torchserve.inference_url,
                 "PROXY_MANAGEMENT_URL": self.torchserve.management_url,
-                "PROXY_TORCHSERVE_KEY_FILE": str(self.torchserve.home / "key_file.json"),
+                "PROXY_TORCHSERVE_KEY_FILE": str(self.torchserve.key_file),
                 "PROXY_TOKEN_DB": str(self.token_db), "PROXY_MODEL_NAME": MODEL_NAME,
                 "PROXY_MODEL_STORE": str(self.torchserve.model_store), **(self.extra_env or {})}
 

@@ -11,7 +11,6 @@ instances never share state, so the tests can run while `make serve` is up.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -19,6 +18,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,6 +26,7 @@ import requests
 
 from auth_plugin.control.smoke_gate import upright_photos
 from auth_plugin.settings import ProxySettings
+from auth_plugin.torchserve_keys import BlockingTorchServeKeys, KeysUnavailable
 from food_rotation import MODEL_NAME
 from food_rotation.operations.gateway_process import Proxy
 from food_rotation.operations.processes import ServingError, free_ports, running_pid, stop_recorded
@@ -139,10 +140,14 @@ class TorchServe:
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         return env
 
-    def keys(self) -> dict[str, str]:
-        """TorchServe's current keys: {"inference": ..., "management": ..., "API": ...}."""
-        document = json.loads((self.home / "key_file.json").read_text())
-        return {kind: entry["key"] for kind, entry in document.items()}
+    @property
+    def key_file(self) -> Path:
+        return self.home / "key_file.json"
+
+    @cached_property
+    def keys(self) -> BlockingTorchServeKeys:
+        """TorchServe's keys for blocking clients, renewed before they expire (auth_plugin.torchserve_keys)."""
+        return BlockingTorchServeKeys(self.key_file, self.management_url)
 
     def pid(self) -> int | None:
         return running_pid(self.pid_file)
@@ -152,7 +157,7 @@ class TorchServe:
             raise ServingError(f"TorchServe already runs from {self.home} (pid {self.pid()}); stop it first")
         (self.home / "tmp").mkdir(parents=True, exist_ok=True)
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
-        (self.home / "key_file.json").unlink(missing_ok=True)
+        self.key_file.unlink(missing_ok=True)
         config_file = self.home / "config.properties"
         config_file.write_text("".join(f"{key}={value}\n" for key, value in self.config.items()))
         launcher_log = self.home / "logs" / "launcher.log"
@@ -173,8 +178,7 @@ class TorchServe:
             if self.pid() is None and time.monotonic() - started > 5:  # the launcher writes the pid file late
                 raise ServingError(f"TorchServe exited; see {self.home / 'logs'}")
             try:
-                headers = {"Authorization": f"Bearer {self.keys()['management']}"}
-                answer = requests.get(f"{self.management_url}/models/{model}", headers=headers, timeout=2)
+                answer = self.keys.request("GET", f"{self.management_url}/models/{model}", "management", timeout=2)
                 if answer.ok:
                     workers = answer.json()[0]["workers"]
                     ready = sum(worker["status"] == "READY" for worker in workers)
@@ -183,15 +187,31 @@ class TorchServe:
                     last = f"{ready}/{len(workers)} workers ready"
                 else:
                     last = f"HTTP {answer.status_code}: {answer.text[:200]}"
-            except (OSError, ValueError, KeyError, requests.RequestException) as exc:
+            except (OSError, ValueError, KeyError, KeysUnavailable, requests.RequestException) as exc:
                 last = str(exc)
             time.sleep(0.5)
         raise ServingError(f"{model} not ready after {timeout:.0f}s ({last}); see {self.home / 'logs'}")
 
     def stop(self, timeout: float = 30.0) -> bool:
         """SIGTERM (what `torchserve --stop` sends), then SIGKILL; True if something was running."""
-        (self.home / "key_file.json").unlink(missing_ok=True)
+        self.key_file.unlink(missing_ok=True)
         return stop_recorded(self.pid_file, timeout)
+
+
+def ensure_running(server: TorchServe, proxy: Proxy) -> list[str]:
+    """Start whichever of the two is not running and wait until both answer. Run again on a healthy stack it
+    starts nothing, whatever the age of TorchServe's keys (the readiness check renews them); on a half-dead one
+    it starts the missing part. Returns what it did, a line each."""
+    actions = []
+    if server.pid() is None:
+        server.start()
+        actions.append("TorchServe was not running: started it")
+    server.wait_ready()
+    if proxy.pid() is None:
+        proxy.start()
+        actions.append("the token gateway was not running: started it")
+    proxy.wait_ready()
+    return actions or ["TorchServe and the token gateway were already running: nothing to start"]
 
 
 def curl_example(proxy_url: str, token: str) -> str:
@@ -219,12 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
         return 0
     try:
-        if server.pid() is None:
-            server.start()
-        server.wait_ready()
-        if proxy.pid() is None:
-            proxy.start()
-        proxy.wait_ready()
+        for action in ensure_running(server, proxy):
+            print(action)
         token = proxy.saved_token("demo_token", "demo", ["predict"])
         admin = proxy.saved_token("admin_token", "admin", ["admin", "predict"])  # the page, `auth_plugin models`
     except ServingError as exc:

@@ -51,6 +51,7 @@ def metadata(weights: Path, name: str, version: str, provenance: Provenance | No
         raise ArchiveBuildError(f"{sidecar} is missing: make weights with scripts/extract_model_weight.py")
     info = json.loads(sidecar.read_text())
     provenance = provenance or Provenance.from_metadata(info)
+    sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
     return {
         "model_name": name,
         "version": version,
@@ -62,13 +63,28 @@ def metadata(weights: Path, name: str, version: str, provenance: Provenance | No
         "val_acc": info.get("val_acc"),
         "epoch": info.get("epoch"),
         "weights_file": weights.name,
-        "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        "weights_sha256": sha256,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         # A retrained version: the collected datasets it learnt from (with the photos held out of each), how many
         # demo scenes were mixed in, its accuracy on the held-out photos, and the version it was fine-tuned from.
         **(provenance.as_metadata() if provenance else {}),
         **_calibration(info),
+        **_evaluation(info, sha256),
     }
+
+
+def _evaluation(info: dict[str, object], sha256: str) -> dict[str, object]:
+    """The figures `scripts/evaluate.py --record` stored, only while they describe these very weights: a version
+    shows what it serves, never the figures of the weights that were there before."""
+    evaluation = info.get("evaluation")
+    if not isinstance(evaluation, dict):
+        return {}
+    if evaluation.get("weights_sha256") != sha256:
+        print(f"note: the recorded evaluation is of other weights (sha256 {str(evaluation.get('weights_sha256'))[:12]}"
+              f", these are {sha256[:12]}): the archive carries none; run scripts/evaluate.py --record",
+              file=sys.stderr)
+        return {}
+    return {"evaluation": evaluation}
 
 
 def _calibration(info: dict[str, object]) -> dict[str, object]:

@@ -10,7 +10,9 @@ the confusion matrix, and at `min_confidence` and `require_agreement` (default: 
 harm (upright photos turned), fix (turned photos made upright), wrong turn, coverage; the ECE of the calibrated
 probabilities, and the smallest threshold that keeps harm <= --max-harm. The temperature is --temperature, else
 the "temperature" of the weights' .json, else 1. --fit-temperature fits it on this data (and the figures use it);
---write-temperature also stores it, with before/after NLL and ECE, in the .json that scripts/archive.sh reads.
+--write-temperature also stores it, with before/after NLL and ECE, in the .json that scripts/archive.sh reads;
+--record stores the figures themselves there ("evaluation", with the weights' sha256): the archive carries them
+only while they describe the weights it carries, and the admin page and `models list` show them.
 The model is a weights-only .pth (with its .json from scripts/extract_model_weight.py) or a training
 checkpoint .tar.
 """
@@ -18,12 +20,14 @@ checkpoint .tar.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import pickle
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +132,25 @@ def write_temperature(model: Path, temperature: float, calibration: dict[str, An
     return sidecar
 
 
+def write_evaluation(model: Path, evaluation: dict[str, Any]) -> Path:
+    """Store the figures of this evaluation, tied to the weights' sha256, in the weights' .json."""
+    sidecar = model.with_suffix(".json")
+    info = json.loads(sidecar.read_text())
+    info["evaluation"] = {**evaluation, "weights_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+                          "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    sidecar.write_text(json.dumps(info, indent=2) + "\n")
+    return sidecar
+
+
+def recorded_figures(figures: dict[str, Any], folders: Sequence[Path], photos: int) -> dict[str, Any]:
+    """What a version says of itself: accuracy at four turns, and fix and harm at its shipped threshold."""
+    upright = sum(figures["confusion"][0])
+    return {"data": [str(folder) for folder in folders], "photos": photos, "accuracy": figures["accuracy"],
+            "fix": figures["fix"], "harm": figures["harm"], "harmed": round(figures["harm"] * upright),
+            "upright": upright, "min_confidence": figures["threshold"],
+            "require_agreement": figures["require_agreement"]}
+
+
 def rounded_up(threshold: float) -> float:
     """Four decimals for model-config.yaml, rounded up so that it admits no item the exact threshold refuses."""
     return math.ceil(threshold * 1e4) / 1e4
@@ -174,6 +197,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fit-temperature", action="store_true", help="fit the temperature on this data and use it")
     parser.add_argument("--write-temperature", action="store_true",
                         help="also store the fitted temperature in the weights' .json (implies --fit-temperature)")
+    parser.add_argument("--record", action="store_true",
+                        help="store these figures in the weights' .json: what the archive's version shows")
     parser.add_argument("--matrix", type=Path, help="write the confusion matrix here (PNG)")
     parser.add_argument("--curve", type=Path, help="write the harm-vs-fix curve here (PNG)")
     parser.add_argument("--json", type=Path, help="write the figures here")
@@ -221,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
-        if args.write_temperature and args.model.suffix == ".tar":
-            raise ValueError("--write-temperature writes the .json beside a .pth; extract the .tar first")
+        if (args.write_temperature or args.record) and args.model.suffix == ".tar":
+            raise ValueError("--write-temperature and --record write the .json beside a .pth; extract the .tar first")
         model, image_size = load_model(args.model)
         photos = pooled_photos(args.data_dirs)
         temperature, temperature_source = ((args.temperature, "--temperature") if args.temperature is not None
@@ -256,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     suggestion = point_at(probs, labels, rounded_up(choose_threshold(probs, labels, args.max_harm, agree)), agree)
     print("\n".join(report(figures, suggestion, args.max_harm)))
     draw(args, probs, labels, figures, suggestion, min_confidence, temperature, agree)
+    if args.record:
+        recorded = recorded_figures(figures, args.data_dirs, len(photos))
+        print(f"figures recorded in {write_evaluation(args.model, recorded)}")
     if args.json:
         args.json.write_text(json.dumps({
             "model": str(args.model), "data": [str(folder) for folder in args.data_dirs], "photos": len(photos),

@@ -25,7 +25,7 @@ def torchserve(tmp_path_factory, demo_weights: Path) -> Iterator[TorchServe]:
 
 @pytest.fixture(scope="session")
 def inference_headers(torchserve: TorchServe) -> dict[str, str]:
-    return {"Authorization": f"Bearer {torchserve.keys()['inference']}"}
+    return torchserve.keys.headers("inference")
 
 
 @pytest.fixture

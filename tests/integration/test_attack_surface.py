@@ -39,13 +39,13 @@ def test_the_proxy_listens_on_loopback_by_default(proxy):
 ])
 def test_allowed_urls_refuse_remote_and_foreign_files_on_the_management_port(torchserve: TorchServe, url):
     """ShellTorch (CVE-2023-43654): even with TorchServe's management key, no archive from outside model_store."""
-    headers = {"Authorization": f"Bearer {torchserve.keys()['management']}"}
+    headers = torchserve.keys.headers("management")
     answer = requests.post(f"{torchserve.management_url}/models", params={"url": url}, headers=headers, timeout=30)
     assert answer.status_code == 404 and "does not match any allowed URL" in answer.json()["message"]
 
 
 def test_an_archive_of_the_model_store_is_allowed(torchserve: TorchServe):
-    headers = {"Authorization": f"Bearer {torchserve.keys()['management']}"}
+    headers = torchserve.keys.headers("management")
     url = f"file://{torchserve.model_store}/food_rotation.mar"
     answer = requests.post(f"{torchserve.management_url}/models", params={"url": url}, headers=headers, timeout=60)
     # Past the allowed_urls check; TorchServe then refuses to copy the archive onto itself.

@@ -221,7 +221,7 @@ def wait_until(condition, timeout_s: float, what: str, every_s: float = 0.5) -> 
 
 
 def loaded(pod: Pod) -> set[str]:
-    headers = {"Authorization": f"Bearer {pod.torchserve.keys()['management']}"}
+    headers = pod.torchserve.keys.headers("management")
     answer = requests.get(f"{pod.torchserve.management_url}/models/food_rotation/all", headers=headers, timeout=10)
     return {entry["modelVersion"] for entry in answer.json()} if answer.ok else set()
 

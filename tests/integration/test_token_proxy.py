@@ -112,8 +112,8 @@ def test_revocation_bites_within_a_second(proxy):
 
 def test_torchserve_keys_regenerated_under_load_lose_nothing(proxy, torchserve, user_token):
     """TorchServe checks a renewed key before its key file holds it (CI once lost 1 of 48 here): none may fail."""
-    api_key = torchserve.keys()["API"]
-    old_key = torchserve.keys()["inference"]
+    api_key = torchserve.keys.read().api
+    old_key = torchserve.keys.read().inference
     renewing = threading.Event()
     renewing.set()
 
@@ -133,7 +133,7 @@ def test_torchserve_keys_regenerated_under_load_lose_nothing(proxy, torchserve, 
             assert renewed.status_code == 200
         renewing.clear()
         answers = [answer for future in futures for answer in future.result()]
-    assert torchserve.keys()["inference"] != old_key
+    assert torchserve.keys.read().inference != old_key
     assert len(answers) >= 48 and [answer for answer in answers if answer[0] != 200] == []
 
 
@@ -201,7 +201,7 @@ def test_http10_clients_are_not_kept_open(proxy, user_token):
 
 def test_no_token_is_written_to_this_modules_logs(proxy, torchserve):
     """Every token issued so far, looked for in the logs of the session proxy and TorchServe."""
-    inference_key = torchserve.keys()["inference"]
+    inference_key = torchserve.keys.read().inference
     logs = [proxy.log_file, *sorted((torchserve.home / "logs").glob("*"))]
     text = "\n".join(path.read_text(errors="replace") for path in logs if path.is_file())
     assert len(ISSUED) >= 5 and "POST /predictions/food_rotation" in text

@@ -45,6 +45,22 @@ def test_archive_holds_handler_model_weights_config_and_metadata(tmp_path, weigh
     assert config["batchSize"] >= 1 and config["handler"]["torch_threads"] == 1
 
 
+def test_a_version_shows_the_evaluation_of_the_weights_it_carries_and_no_other(tmp_path, weights_copy):
+    sidecar = weights_copy.with_suffix(".json")
+    info = json.loads(sidecar.read_text())
+    sha256 = hashlib.sha256(weights_copy.read_bytes()).hexdigest()
+    evaluation = {"accuracy": 0.9, "fix": 0.5, "harm": 0.0, "harmed": 0, "upright": 84, "weights_sha256": sha256}
+    carried = {}
+    for name, recorded_sha256 in (("these", sha256), ("earlier", "0" * 64)):  # earlier: the weights changed since
+        sidecar.write_text(json.dumps({**info, "evaluation": {**evaluation, "weights_sha256": recorded_sha256}}))
+        result = archive("--weights", str(weights_copy), "--version", "1.0", "--export-path", str(tmp_path / name))
+        assert result.returncode == 0, result.stderr
+        with zipfile.ZipFile(tmp_path / name / "food_rotation.mar") as mar:
+            carried[name] = json.loads(mar.read("metadata.json")).get("evaluation")
+    assert carried["these"] == evaluation
+    assert carried["earlier"] is None and "evaluation is of other weights" in result.stderr
+
+
 def test_staged_library_is_what_the_handler_imports_without_training_or_operations(tmp_path):
     """Every .mar carries food_rotation for the handler, but not its training and operations subpackages."""
     staged = staged_library(tmp_path)

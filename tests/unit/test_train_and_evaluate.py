@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import torch
@@ -34,6 +35,12 @@ def test_train_writes_the_checkpoint_the_extractor_and_evaluator_read(tmp_path):
     assert {"harm", "fix", "wrong_turn", "coverage", "ece", "min_confidence", "temperature", "suggested"} <= set(
         figures)
     assert Image.open(matrix).format == "PNG"
+
+    assert evaluate.main([str(weights), str(photos), "--record"]) == 0  # what the archive's version will show
+    recorded = json.loads(weights.with_suffix(".json").read_text())["evaluation"]
+    assert recorded["photos"] == 6 and recorded["upright"] == 6 and recorded["accuracy"] == figures["accuracy"]
+    assert recorded["harm"] == figures["harm"] and recorded["data"] == [str(photos)]
+    assert recorded["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
 def test_evaluate_refuses_what_it_cannot_read(tmp_path, capsys):

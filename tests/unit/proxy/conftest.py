@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,8 @@ from auth_plugin.token_store import TokenStore
 
 
 class FakeTorchServe:
-    """Just enough of TorchServe: key-checked predictions, a token API that renews the inference key.
+    """Just enough of TorchServe: key-checked predictions and model descriptions, a token API that renews the key
+    of the type it is asked for (`renewed` lists them).
 
     Like TorchServe, the key it checks lives in memory and the file follows: `renew(..., file_lag_s=...)` leaves
     the file as it was ("old") or empty ("truncated") for a while, as TorchServe's in-place rewrite can.
@@ -36,20 +38,30 @@ class FakeTorchServe:
         self.verdicts: dict[str, tuple[int, bool]] = {}  # version -> (model_degree, trusted) it always answers
         self.key = ""
         self.management = ""
+        self.renewed: list[str] = []
         self.renew("infer001")
 
     def renew(self, key: str, expires_in_s: float = 3600, file_lag_s: float = 0.0, meanwhile: str = "old",
-              management: str = "mgmt0001") -> None:
-        expires = (datetime.now(UTC) + timedelta(seconds=expires_in_s)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+              management: str = "mgmt0001", management_expires_in_s: float | None = None) -> None:
+        """New keys in memory at once, in the file after `file_lag_s`; each kind expires after its own life."""
+        def stamp(seconds: float) -> str:
+            return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+
+        management_life = expires_in_s if management_expires_in_s is None else management_expires_in_s
         self.key, self.management = key, management
-        document = json.dumps({"management": {"key": management, "expiration time": expires},
-                               "inference": {"key": key, "expiration time": expires}, "API": {"key": "api00001"}})
+        document = json.dumps({"management": {"key": management, "expiration time": stamp(management_life)},
+                               "inference": {"key": key, "expiration time": stamp(expires_in_s)},
+                               "API": {"key": "api00001"}})
         if not file_lag_s:
             self.key_file.write_text(document)
             return
         if meanwhile == "truncated":
             self.key_file.write_text("")
         asyncio.get_running_loop().call_later(file_lag_s, self.key_file.write_text, document)
+
+    def life_left(self, kind: str) -> float:
+        stamp = json.loads(self.key_file.read_text())[kind]["expiration time"]
+        return datetime.strptime(stamp[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC).timestamp() - time.time()
 
     async def predict(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.key}":
@@ -68,7 +80,17 @@ class FakeTorchServe:
     async def token(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != "Bearer api00001":
             return web.json_response({}, status=400)
-        self.renew("infer002")
+        kind = request.query.get("type", "")
+        if kind not in ("inference", "management"):
+            return web.json_response({}, status=400)
+        self.renewed.append(kind)
+        number = f"{self.renewed.count(kind) + 1:03d}"  # infer002, infer003, ...; mgmt0002, ...
+        if kind == "inference":  # the other key keeps its own life
+            self.renew(f"infer{number}", management=self.management,
+                       management_expires_in_s=self.life_left("management"))
+        else:
+            self.renew(self.key, expires_in_s=self.life_left("inference"), management=f"mgmt0{number}",
+                       management_expires_in_s=3600)
         return web.json_response({})
 
     async def models(self, request: web.Request) -> web.Response:
