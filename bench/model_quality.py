@@ -238,6 +238,17 @@ def serving_report(candidates: list[Candidate], served: dict[str, Served], confi
                           for c in candidates])
 
 
+BY_SOURCE = ("<!-- by source: make bench-sources -->", "<!-- end of by source -->")
+
+
+def kept_section(report: Path) -> list[str]:
+    """The per-source section (written by hand from `make bench-sources`' tables, which take half an hour more):
+    kept, between its markers, when this bench writes the rest of the page anew."""
+    text = report.read_text() if report.is_file() else ""
+    start, end = text.find(BY_SOURCE[0]), text.find(BY_SOURCE[1])
+    return ["", *text[start:end + len(BY_SOURCE[1])].splitlines()] if 0 <= start < end else []
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = shlex.join([".venv/bin/python", "bench/model_quality.py", *(sys.argv[1:] if argv is None else argv)])
@@ -261,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     bar_source = "--min-confidence" if args.min_confidence is not None else shown(args.config)
     lines = [*quality_report(scored, command, bar_source),
              *serving_report(args.candidate, served, args.config, len(real), args.seconds)]
+    lines[1:1] = kept_section(args.out)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"\nwrote {args.out}")

@@ -125,22 +125,26 @@ def _print_versions(answer: dict) -> None:
     def figure(value: float | None) -> str:
         return "" if value is None else f"{value:.4f}"
 
-    print(f"{'version':<10} {'default':<8} {'canary%':<8} {'workers':<8} {'in-flight':<10} {'quality':<34} "
+    print(f"{'version':<10} {'default':<8} {'canary%':<8} {'workers':<8} {'in-flight':<10} {'quality':<72} "
           f"{'held-out':<9} {'arch':<20} {'archive':<28} datasets")
     for row in answer["versions"]:
         print(f"{row['version']:<10} {'yes' if row['default'] else '':<8} {row['canary_percent']:<8g} "
-              f"{row['workers']:<8} {row['in_flight']:<10} {quality(row):<34} "
+              f"{row['workers']:<8} {row['in_flight']:<10} {quality(row):<72} "
               f"{figure(row.get('heldout_acc')):<9} {row.get('arch') or '':<20} {row['archive']:<28} "
               f"{', '.join(row.get('datasets') or [])}")
 
 
 def quality(version: dict) -> str:
-    """The evaluation the version's weights carry (scripts/evaluate.py --record), else its checkpoint's val_acc."""
-    evaluation = version.get("evaluation")
+    """The evaluation the version's weights carry (scripts/evaluate.py --record: held-out photos; fit_head.py: on
+    sources left out), else its checkpoint's val_acc."""
+    evaluation, unseen = version.get("evaluation"), version.get("evaluation_by_source")
+    shown = ("" if version.get("val_acc") is None else f"val_acc {version['val_acc']:.4f} (checkpoint)")
     if isinstance(evaluation, dict):
-        return (f"acc {evaluation['accuracy']:.3f} fix {evaluation['fix']:.0%} "
-                f"harm {evaluation['harmed']}/{evaluation['upright']}")
-    return "" if version.get("val_acc") is None else f"val_acc {version['val_acc']:.4f} (checkpoint)"
+        shown = (f"acc {evaluation['accuracy']:.3f} fix {evaluation['fix']:.0%} "
+                 f"harm {evaluation['harmed']}/{evaluation['upright']}")
+    if isinstance(unseen, dict):
+        shown += f"; unseen sources: worst harm {unseen['worst_harm']:.0%}, food fix {unseen['food_fix']:.0%}"
+    return shown.lstrip("; ")
 
 
 class Refused(Exception):

@@ -26,6 +26,7 @@ async def versions(rollouts: Rollouts, registry: VersionRegistry, model: str) ->
             "in_flight": registry.in_flight_count(model, version),
             "arch": described.metadata.get("arch"), "train_acc": described.metadata.get("train_acc"),
             "val_acc": described.metadata.get("val_acc"), "evaluation": described.metadata.get("evaluation"),
+            "evaluation_by_source": described.metadata.get("evaluation_by_source"),
             "sha256": described.metadata.get("weights_sha256"),
             "created_at": described.metadata.get("created_at"), **described.trained_on(),
         })
@@ -37,6 +38,7 @@ async def archives(rollouts: Rollouts, registry: VersionRegistry, model: str) ->
     deployed = set(registry.versions(model).values())
     return [{"archive": name, "version": info.version, "deployed": name in deployed,
              "val_acc": info.metadata.get("val_acc"), "evaluation": info.metadata.get("evaluation"),
+             "evaluation_by_source": info.metadata.get("evaluation_by_source"),
              "created_at": info.metadata.get("created_at"),
              **info.trained_on()}
             for name, info in (await rollouts.catalogue.of_model(model)).items()]

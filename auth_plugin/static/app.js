@@ -645,13 +645,18 @@ function renderAudit(entries) {
   }));
 }
 
-/* What a version's weights were measured to do (scripts/evaluate.py --record), else its checkpoint's val_acc. */
+/* What a version's weights were measured to do (held-out photos; sources left out), else its checkpoint's val_acc. */
 function quality(version) {
   const evaluation = version.evaluation;
+  const unseen = version.evaluation_by_source;
+  let shown = `val ${percent(version.val_acc)}`;
   if (evaluation && typeof evaluation.accuracy === "number") {
-    return `accuracy ${percent(evaluation.accuracy)} · fix ${percent(evaluation.fix)} · harm ${evaluation.harmed}/${evaluation.upright}`;
+    shown = `accuracy ${percent(evaluation.accuracy)} · fix ${percent(evaluation.fix)} · harm ${evaluation.harmed}/${evaluation.upright}`;
   }
-  return `val ${percent(version.val_acc)}`;
+  if (unseen && typeof unseen.worst_harm === "number") {
+    shown += ` · unseen sources: worst harm ${percent(unseen.worst_harm)}, food fix ${percent(unseen.food_fix)}`;
+  }
+  return shown;
 }
 
 function versionRow(version) {

@@ -74,17 +74,21 @@ def metadata(weights: Path, name: str, version: str, provenance: Provenance | No
 
 
 def _evaluation(info: dict[str, object], sha256: str) -> dict[str, object]:
-    """The figures `scripts/evaluate.py --record` stored, only while they describe these very weights: a version
-    shows what it serves, never the figures of the weights that were there before."""
-    evaluation = info.get("evaluation")
-    if not isinstance(evaluation, dict):
-        return {}
-    if evaluation.get("weights_sha256") != sha256:
-        print(f"note: the recorded evaluation is of other weights (sha256 {str(evaluation.get('weights_sha256'))[:12]}"
-              f", these are {sha256[:12]}): the archive carries none; run scripts/evaluate.py --record",
-              file=sys.stderr)
-        return {}
-    return {"evaluation": evaluation}
+    """The figures `scripts/evaluate.py --record` ("evaluation") and fit_head.py ("evaluation_by_source") stored,
+    each only while it describes these very weights: a version shows what it serves, never the figures of the
+    weights that were there before."""
+    carried: dict[str, object] = {}
+    for key in ("evaluation", "evaluation_by_source"):
+        evaluation = info.get(key)
+        if not isinstance(evaluation, dict):
+            continue
+        if evaluation.get("weights_sha256") != sha256:
+            print(f"note: the recorded {key} is of other weights (sha256 "
+                  f"{str(evaluation.get('weights_sha256'))[:12]}, these are {sha256[:12]}): the archive carries "
+                  "none; run scripts/evaluate.py --record", file=sys.stderr)
+            continue
+        carried[key] = evaluation
+    return carried
 
 
 def _calibration(info: dict[str, object]) -> dict[str, object]:

@@ -15,6 +15,18 @@ the "temperature" of the weights' .json, else 1. --fit-temperature fits it on th
 only while they describe the weights it carries, and the admin page and `models list` show them.
 The model is a weights-only .pth (with its .json from scripts/extract_model_weight.py) or a training
 checkpoint .tar.
+
+By source (data_dir: data/real, whose photos make_real_data grouped by source: training/photo_sources.py):
+
+    python scripts/evaluate.py weights/food_rotation_lite0.pth data/real --by-source --markdown by_source.md
+    python scripts/evaluate.py weights/food_rotation_lite0_e2e.pth data/real --leave-one-source-out \
+        --curve loso.png --markdown loso.md [--square]
+
+--by-source scores the model as it is, one row per source group. --leave-one-source-out fits the shipped head
+recipe (training/fit_head.py) on the model's frozen backbone once per group, without it, and scores the group:
+accuracy, fix, harm with its 95 % Wilson upper bound, the photos with no up left alone, and the threshold that
+keeps harm <= --max-harm on every left-out group. --square scores centre crops to a square (no aspect ratio to
+read the turn from).
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import os
 import pickle
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,7 +66,16 @@ from food_rotation.training.calibration import (
 )
 from food_rotation.training.evaluation_plots import draw_curve, draw_matrix
 from food_rotation.training.extract_model_weight import CheckpointError, extract, load_checkpoint
+from food_rotation.training.leave_one_source_out import HeadRecipe, pooled_temperature, shipped_threshold
 from food_rotation.training.rotation_data import RotatedPhotos, find_photos, loader
+from food_rotation.training.source_evaluation import (
+    RealPhotos,
+    answers_as_it_is,
+    curves,
+    left_out_answers,
+    table,
+)
+from food_rotation.training.source_evaluation import summary as source_summary
 
 MODEL_CONFIG = Path(__file__).resolve().parents[2] / "handler" / "model-config.yaml"
 
@@ -202,6 +224,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--matrix", type=Path, help="write the confusion matrix here (PNG)")
     parser.add_argument("--curve", type=Path, help="write the harm-vs-fix curve here (PNG)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--by-source", action="store_true", help="one row per source group of data/real")
+    parser.add_argument("--leave-one-source-out", action="store_true",
+                        help="fit the head recipe without each source group and score the group")
+    parser.add_argument("--square", action="store_true", help="score centre crops to a square")
+    parser.add_argument("--augmentations", type=int, default=3, help="augmented copies per training photo (LOSO)")
+    parser.add_argument("--markdown", type=Path, help="write the per-group table here")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     return parser.parse_args(argv)
@@ -242,6 +270,38 @@ def draw(args: argparse.Namespace, probs: Tensor, labels: Tensor, figures: dict[
         print(f"harm-vs-fix curve: {args.curve}")
 
 
+def by_source(args: argparse.Namespace, model: RotationNet, image_size: int, temperature: float,
+              min_confidence: float) -> int:
+    """--by-source and --leave-one-source-out: the per-group table, its curves, its summary."""
+    real = RealPhotos.under(args.data_dirs[0])
+    agreement = configured_agreement(args.config, args.agreement)
+    if args.leave_one_source_out:
+        answers = left_out_answers(model, real, image_size, HeadRecipe(), args.augmentations, args.square)
+        temperature = pooled_temperature(answers)
+        threshold = rounded_up(shipped_threshold(answers, temperature, args.max_harm, agreement))
+        how = (f"leave one source out: a head fitted without each group on {args.model.name}'s frozen backbone; "
+               f"T {temperature:.3f} fitted on the pooled out-of-group answers; threshold {threshold:.4f}: the "
+               f"smallest with harm <= {args.max_harm:.1%} on every left-out group")
+    else:
+        answers = answers_as_it_is(model, real, image_size, args.square)
+        threshold = min_confidence
+        how = f"{args.model.name} as it is, T {temperature:.3f}, min_confidence {threshold:.4f}"
+    how += ", centre squares" if args.square else ""
+    lines, rows = table(answers, threshold, temperature, args.max_harm, agreement, mark_seen=args.by_source)
+    print(how)
+    print("\n".join(lines))
+    if args.markdown:
+        args.markdown.write_text(f"{how}\n\n" + "\n".join(lines) + "\n")
+    if args.curve:
+        curves(answers, threshold, temperature, agreement, f"{args.model.name}: {how.split(':')[0]}", args.max_harm,
+               args.curve)
+        print(f"harm-vs-fix curves: {args.curve}")
+    if args.json:
+        args.json.write_text(json.dumps({"model": str(args.model), "how": how, "groups": [asdict(r) for r in rows],
+                                         "summary": source_summary(rows, threshold, temperature).as_dict()}, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -262,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    if args.by_source or args.leave_one_source_out:
+        return by_source(args, model, image_size, temperature, min_confidence)
     logits, labels, views_agree = collect_answers(model, photos, image_size, args.batch_size)
     require_agreement = configured_agreement(args.config, args.agreement)
     agree = views_agree if require_agreement else None

