@@ -11,6 +11,7 @@ instances never share state, so the tests can run while `make serve` is up.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import subprocess
@@ -87,9 +88,10 @@ class TorchServe:
 
     @classmethod
     def on_free_ports(cls, home: Path, model_store: Path, **overrides: str) -> TorchServe:
-        """An instance on five unused loopback ports (REST and gRPC), for tests and the bench."""
-        inference, management, metrics, grpc_inference, grpc_management = free_ports(5)
+        """An instance on six unused loopback ports (REST, gRPC, the first worker's), for tests and the bench."""
+        inference, management, metrics, grpc_inference, grpc_management, workers = free_ports(6)
         return cls(home=home, model_store=model_store, overrides={
+            "initial_worker_port": str(workers),  # the workers' socket names start here
             "inference_address": f"http://127.0.0.1:{inference}",
             "management_address": f"http://127.0.0.1:{management}",
             "metrics_address": f"http://127.0.0.1:{metrics}",
@@ -119,7 +121,19 @@ class TorchServe:
         config = read_properties(self.base_config)
         config.update({"model_store": str(self.model_store), "allowed_urls": allowed_urls_for(self.model_store)})
         config.update(self.overrides or {})
+        # TorchServe puts its workers' sockets in java.io.tmpdir (/tmp, whatever TMPDIR says) named by port alone:
+        # two instances on one host would share them. Each gets its own folder (issue 33).
+        config["vmargs"] = f"{config.get('vmargs', '')} -Djava.io.tmpdir={self.socket_dir}".strip()
         return config
+
+    @property
+    def socket_dir(self) -> Path:
+        """home/tmp, or where that path is too long for a Unix socket's name (108 bytes), a short folder named
+        after it under /tmp."""
+        own = self.home / "tmp"
+        if len(str(own / ".ts.sock.65535")) < 100:
+            return own
+        return Path("/tmp") / f"frs-{hashlib.sha256(str(own).encode()).hexdigest()[:12]}"
 
     @property
     def inference_url(self) -> str:
@@ -157,6 +171,7 @@ class TorchServe:
             raise ServingError(f"TorchServe already runs from {self.home} (pid {self.pid()}); stop it first")
         (self.home / "tmp").mkdir(parents=True, exist_ok=True)
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.key_file.unlink(missing_ok=True)
         config_file = self.home / "config.properties"
         config_file.write_text("".join(f"{key}={value}\n" for key, value in self.config.items()))

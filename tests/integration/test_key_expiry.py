@@ -86,6 +86,9 @@ def stack(tmp_path_factory, demo_weights) -> Iterator[tuple[Path, TorchServe, ob
 
 def test_every_client_of_torchserve_outlives_its_keys(stack):
     base, torchserve, proxy, watch = stack
+    # Its workers' sockets are its own (java.io.tmpdir), not /tmp/.ts.sock.<port> shared with every other instance
+    assert len(list(torchserve.socket_dir.glob(".ts.sock.*"))) >= 2
+    assert torchserve.socket_dir.is_relative_to(base) or torchserve.socket_dir.name.startswith("frs-")
     admin_token = issue_token(proxy, "--user", "ops", "--scopes", "admin")[1]
     user_token = issue_token(proxy, "--user", "cook", "--scopes", "predict")[1]
     admin = {"Authorization": f"Bearer {admin_token}"}

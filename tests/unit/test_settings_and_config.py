@@ -147,3 +147,16 @@ def test_the_small_profile_sizes_torchserve_and_the_gateway_down(tmp_path):
     for unknown in ("huge", "../small"):
         with pytest.raises(ServingError, match="is not one of: default, small"):
             TorchServe.from_env(tmp_path, tmp_path, {"PROFILE": unknown})
+
+
+def test_two_instances_on_one_host_never_share_worker_sockets(tmp_path):
+    """TorchServe names its workers' sockets java.io.tmpdir/.ts.sock.<port>: each instance has its own folder and
+    first port (issue 33), and a home too deep for a socket's name gets a short folder of its own."""
+    first = TorchServe.on_free_ports(tmp_path / "a", tmp_path)
+    second = TorchServe.on_free_ports(tmp_path / "b", tmp_path)
+    assert first.config["vmargs"].endswith(f"-Djava.io.tmpdir={tmp_path / 'a' / 'tmp'}")
+    assert first.socket_dir != second.socket_dir
+    assert first.config["initial_worker_port"] != second.config["initial_worker_port"]
+    deep = TorchServe.on_free_ports(tmp_path / ("d" * 120), tmp_path)
+    assert len(str(deep.socket_dir)) < 40 and deep.socket_dir != TorchServe.on_free_ports(tmp_path / "e", tmp_path
+                                                                                           ).socket_dir
