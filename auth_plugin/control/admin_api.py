@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -185,17 +186,20 @@ def audited(action: str, handler: Handler) -> Handler:
         fields = {**{key: printable(value)[:200] for key, value in request.match_info.items() if key != "model"},
                   **fields}
         model, history = printable(request.match_info["model"])[:100], request.app[ROLLOUTS].history
+        def record(outcome: str) -> Awaitable[None]:  # off the event loop: a database write may wait
+            return asyncio.to_thread(history.audit, _actor(request), action, model, fields, outcome)
+
         try:
             response = await handler(request)
         except ServiceError as exc:
-            history.audit(_actor(request), action, model, fields, f"refused {exc.status} {exc.code}")
+            await record(f"refused {exc.status} {exc.code}")
             request.app[METRICS].admin_actions.labels(action, "refused").inc()
             raise
         except BaseException:
-            history.audit(_actor(request), action, model, fields, "failed")
+            await asyncio.shield(record("failed"))
             request.app[METRICS].admin_actions.labels(action, "failed").inc()
             raise
-        history.audit(_actor(request), action, model, fields, "ok")
+        await record("ok")
         request.app[METRICS].admin_actions.labels(action, "ok").inc()
         return response
 

@@ -9,6 +9,7 @@ named explicitly may be any earlier default.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -18,6 +19,23 @@ from typing import Any
 from auth_plugin.control.versions import Route
 from auth_plugin.database import Database, open_sqlite
 from food_rotation.service_error import ServiceError
+
+AUDIT_FIELDS = 20
+AUDIT_VALUE_CHARS = 200
+
+
+def audit_summary(detail: dict[str, Any]) -> dict[str, Any]:
+    """At most AUDIT_FIELDS fields, each kept as it is when its JSON is at most AUDIT_VALUE_CHARS long, else cut
+    to the start of that JSON with its full length: a refused 10 MB call costs the audit log a few kilobytes, not
+    10 MB (issue 33)."""
+    summary: dict[str, Any] = {}
+    for key, value in itertools.islice(detail.items(), AUDIT_FIELDS):
+        text = json.dumps(value, sort_keys=True, default=str)
+        summary[str(key)[:AUDIT_VALUE_CHARS]] = (
+            value if len(text) <= AUDIT_VALUE_CHARS else f"{text[:AUDIT_VALUE_CHARS]}... ({len(text)} chars)")
+    if len(detail) > AUDIT_FIELDS:
+        summary["..."] = f"{len(detail) - AUDIT_FIELDS} more fields"
+    return summary
 
 
 @dataclass(frozen=True)
@@ -113,8 +131,9 @@ class History:
         return target
 
     def audit(self, actor: str, action: str, model: str, detail: dict[str, Any], outcome: str) -> None:
+        """One entry; the request's fields as a bounded summary (audit_summary), never a body as it came."""
         self._db.run("INSERT INTO audit_log (at, actor, action, model, detail, outcome) VALUES (?, ?, ?, ?, ?, ?)",
-                     (time.time(), actor, action, model, json.dumps(detail, sort_keys=True), outcome))
+                     (time.time(), actor, action, model, json.dumps(audit_summary(detail), sort_keys=True), outcome))
 
     def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
         """The latest `limit` admin actions, newest first."""

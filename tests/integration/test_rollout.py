@@ -150,3 +150,22 @@ def test_restart_of_torchserve_and_proxy_restores_the_default(stack):
     answer = requests.post(f"{proxy.url}/predictions/food_rotation", data=encode(scene(CLEAR_SCENES[0]), "JPEG"),
                            headers={"Authorization": f"Bearer {user}"}, timeout=60)
     assert answer.status_code == 200 and answer.json()["model_version"] == "2.0"
+
+
+def test_refused_calls_with_huge_bodies_cost_the_audit_log_a_summary(stack):
+    """Three refused deploy calls of 4 MB each: the database grows by kilobytes, the audit page stays small."""
+    _, proxy = stack
+    admin_token = issue_token(proxy, "--user", "auditor", "--scopes", "admin")[1]
+
+    def stored() -> int:
+        return sum(path.stat().st_size for path in proxy.home.rglob("*.sqlite3*") if path.is_file())
+
+    before = stored()
+    for _ in range(3):
+        refused = admin(proxy, admin_token, "deploy", {"archive": "x" * 4_000_000 + ".mar"})
+        assert refused.status_code == 400 and refused.json()["error"] == "bad_archive_name"
+    assert stored() - before < 500_000
+    audit = requests.get(f"{proxy.url}/admin/audit?limit=3", headers={"Authorization": f"Bearer {admin_token}"},
+                         timeout=30)
+    assert audit.status_code == 200 and len(audit.content) < 20_000
+    assert all(entry["detail"]["archive"].endswith("chars)") for entry in audit.json()["entries"])
