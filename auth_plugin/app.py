@@ -194,9 +194,11 @@ async def no_icon(request: web.Request) -> web.Response:
 def _feedback_store(settings: ProxySettings) -> DatasetStore:
     """On a shared database the datasets' folder is shared too (pods on one claim): one writer at a time."""
     shared = AdvisoryLock(open_database(settings)) if settings.database_url else None
-    return DatasetStore(settings.datasets_dir, settings.max_image_pixels,
-                        quota=Quota(settings.dataset_max_photos, settings.dataset_max_photos_per_user),
-                        max_full_pixels=settings.max_full_decode_pixels, shared=shared)
+    store = DatasetStore(settings.datasets_dir, settings.max_image_pixels,
+                         quota=Quota(settings.dataset_max_photos, settings.dataset_max_photos_per_user),
+                         max_full_pixels=settings.max_full_decode_pixels, shared=shared)
+    store.repair()  # what a crash left half made is set aside, never in the way of the next dataset
+    return store
 
 
 def _rollout_settings(settings: ProxySettings) -> RolloutSettings:

@@ -107,7 +107,8 @@ class JwtVerifier:
             if "crit" in jwt.get_unverified_header(token):  # RFC 7515: an extension we do not know must fail
                 raise AuthError("malformed", "the token's 'crit' header names extensions this service does not know")
             claims = jwt.decode(token, self._key, algorithms=self._algorithms, audience=s.audience, issuer=s.issuer,
-                                leeway=s.leeway_s, options={"require": ["exp", "aud"] + (["iss"] if s.issuer else [])})
+                                leeway=s.leeway_s,
+                                options={"require": ["exp", "aud", s.user_claim] + (["iss"] if s.issuer else [])})
         except jwt.MissingRequiredClaimError as exc:
             raise AuthError("malformed", f"the token lacks the {exc.claim!r} claim") from exc
         except jwt.InvalidTokenError as exc:
@@ -116,9 +117,16 @@ class JwtVerifier:
             raise AuthError(reason, description) from exc
         except jwt.PyJWTError as exc:  # InvalidKeyError and the like: still the caller's token, never a 500
             raise AuthError("malformed", "the token cannot be checked with this service's key") from exc
-        user = str(claims.get(s.user_claim, "unknown"))
-        return Principal(user=user, scopes=scope_claim(claims.get(s.scope_claim, "")), subject_key=f"jwt:{user}",
-                         source="jwt")
+        subject = claims[s.user_claim]
+        if not isinstance(subject, str) or not 0 < len(subject) <= 200 or not subject.isprintable():
+            raise AuthError("malformed", f"the token's {s.user_claim!r} claim must name its user (1-200 characters)")
+        if float(claims["exp"]) - time.time() > s.max_lifetime_s + s.leeway_s:
+            raise AuthError("too_long_lived", f"the token expires more than {s.max_lifetime_s:g} s from now: "
+                                              "ask the identity provider for a shorter-lived one")
+        # "jwt:" keeps the identity's source with its name: sub "admin" is not the opaque token user "admin" (in the
+        # manifest, the audit log, the rate limiter or DELETE /datasets/{n}/users/{user}).
+        user = f"jwt:{subject}"
+        return Principal(user=user, scopes=scope_claim(claims.get(s.scope_claim, "")), subject_key=user, source="jwt")
 
 
 def scope_claim(value: object) -> frozenset[str]:

@@ -26,6 +26,7 @@ class JwtSettings:
     scope_claim: str = "scope"  # the claim holding the scopes: a space-separated string or a list of strings
     user_claim: str = "sub"  # the claim naming the user (logs, feedback, rate limiting)
     leeway_s: float = 30.0  # clock skew allowed on exp and nbf
+    max_lifetime_s: float = 86400.0  # a token whose exp is further away than this is refused (a stolen one ends)
 
     @property
     def enabled(self) -> bool:

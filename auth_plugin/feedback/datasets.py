@@ -18,8 +18,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
+import os
 import re
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -28,13 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from auth_plugin.database import AdvisoryLock
-from auth_plugin.feedback.manifest import append_event, manifest_size, read_events, write_whole
+from auth_plugin.feedback.manifest import append_event, manifest_size, read_events, sync_folder, write_whole
 from auth_plugin.feedback.splits import Split, is_held_out
 from food_rotation.photo_io import TURNS, load_upright, turn
 from food_rotation.service_error import ServiceError
 
 _WRITER_NAMESPACE = 0x66727377  # "frsw": the advisory lock of the datasets' one writer
 SHARED_WAIT_S = 10.0  # how long a write waits for another gateway's before 503 datasets_busy
+log = logging.getLogger(__name__)
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -159,7 +164,7 @@ class DatasetStore:
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        folders = [p for p in self.root.iterdir() if (p / "dataset.json").is_file()]
+        folders = [p for p in self.root.iterdir() if not p.name.startswith(".") and (p / "dataset.json").is_file()]
         return [p.name for p in sorted(folders, key=lambda p: self._info(p)["number"])]
 
     def active(self) -> str | None:
@@ -208,7 +213,9 @@ class DatasetStore:
     # -- writing ----------------------------------------------------------------------------------------------
 
     def start_new(self, name: str | None = None) -> str:
-        """Close the active dataset (if any) and open a new, empty one."""
+        """Open a new, empty dataset, then close the active one (if any). The new one is built in a scratch
+        folder and renamed into place, so a crash leaves either no new dataset or a whole one; a folder of that
+        name left without its dataset.json by an earlier crash is set aside first (set_aside), never a 500."""
         with self._writing():
             existing = self.names()
             if name is None:
@@ -219,15 +226,43 @@ class DatasetStore:
             if name in existing:
                 raise DatasetError(409, "dataset_exists", f"there is already a dataset {name!r}")
             active = self.active()
-            if active is not None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            scratch = Path(tempfile.mkdtemp(prefix=f".new-{name}-", dir=self.root))
+            (scratch / "photos").mkdir()
+            (scratch / "thumbs").mkdir()
+            self._write_info(scratch, {"name": name, "number": len(existing) + 1, "created_at": now(),
+                                       "closed_at": None})
+            if (self.root / name).exists():
+                self.set_aside(self.root / name)
+            scratch.rename(self.root / name)
+            sync_folder(self.root)
+            if active is not None:  # last: until here the old one still takes corrections
                 folder = self.root / active
                 self._write_info(folder, {**self._info(folder), "closed_at": now()})
-            folder = self.root / name
-            (folder / "photos").mkdir(parents=True)
-            (folder / "thumbs").mkdir()
-            self._write_info(folder, {"name": name, "number": len(existing) + 1, "created_at": now(),
-                                      "closed_at": None})
             return name
+
+    def set_aside(self, folder: Path) -> Path:
+        """A dataset folder without its dataset.json (a crash while it was made): renamed to .broken-<name>-<time>,
+        kept for a person to look at, out of every listing."""
+        target = folder.with_name(f".broken-{folder.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        folder.rename(target)
+        log.warning("dataset folder %s had no dataset.json: set aside as %s", folder.name, target.name)
+        return target
+
+    def repair(self) -> list[str]:
+        """At start: folders left by a crash (scratch folders of a dataset never made, dataset folders without
+        their dataset.json) are set aside; their names, for the log."""
+        if not self.root.is_dir():
+            return []
+        with self._writing():
+            broken = [folder for folder in sorted(self.root.iterdir())
+                      if folder.is_dir() and not folder.name.startswith(".broken-")
+                      and (folder.name.startswith(".new-") or not (folder / "dataset.json").is_file())]
+            for folder in broken:
+                self.set_aside(folder)
+            if broken:
+                sync_folder(self.root)
+            return [folder.name for folder in broken]
 
     def add(self, image: bytes, true_degree: int, user: str, model_version: str | None = None,
             model_degree: int | None = None) -> tuple[str, Correction, bool]:

@@ -45,10 +45,25 @@ def append_event(manifest: Path, event: dict[str, Any]) -> None:
 
 
 def write_whole(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never half of it (a crash leaves only a .partial behind)."""
+    """Readers see the old file or the new one, never half of it (a crash leaves only a .partial behind); the
+    file, then its folder, are on disk before this returns, so a manifest line written after it never points at
+    a photo a power cut lost."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
+    with partial.open("wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
     partial.replace(path)
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync a folder: the names made, renamed or removed in it are on disk."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def manifest_size(manifest: Path) -> int:

@@ -121,8 +121,14 @@ class TorchServe:
         config = read_properties(self.base_config)
         config.update({"model_store": str(self.model_store), "allowed_urls": allowed_urls_for(self.model_store)})
         config.update(self.overrides or {})
-        # TorchServe puts its workers' sockets in java.io.tmpdir (/tmp, whatever TMPDIR says) named by port alone:
-        # two instances on one host would share them. Each gets its own folder (issue 33).
+        return config
+
+    @property
+    def launch_config(self) -> dict[str, str]:
+        """`config` as this instance starts with it. TorchServe puts its workers' sockets in java.io.tmpdir (/tmp,
+        whatever TMPDIR says) named by port alone: two instances on one host would share them, so each gets its
+        own folder (issue 33). A container, alone in its /tmp, runs `config` as it is (deploy/kubernetes)."""
+        config = self.config
         config["vmargs"] = f"{config.get('vmargs', '')} -Djava.io.tmpdir={self.socket_dir}".strip()
         return config
 
@@ -174,7 +180,7 @@ class TorchServe:
         self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.key_file.unlink(missing_ok=True)
         config_file = self.home / "config.properties"
-        config_file.write_text("".join(f"{key}={value}\n" for key, value in self.config.items()))
+        config_file.write_text("".join(f"{key}={value}\n" for key, value in self.launch_config.items()))
         launcher_log = self.home / "logs" / "launcher.log"
         with launcher_log.open("w") as log:  # not a pipe: the Java server inherits it and outlives the launcher
             result = subprocess.run(

@@ -278,10 +278,11 @@ def by_source(args: argparse.Namespace, model: RotationNet, image_size: int, tem
     if args.leave_one_source_out:
         answers = left_out_answers(model, real, image_size, HeadRecipe(), args.augmentations, args.square)
         temperature = pooled_temperature(answers)
-        threshold = rounded_up(shipped_threshold(answers, temperature, args.max_harm, agreement))
+        rule = rounded_up(shipped_threshold(answers, temperature, args.max_harm, agreement))
+        threshold = rule if args.min_confidence is None else args.min_confidence
         how = (f"leave one source out: a head fitted without each group on {args.model.name}'s frozen backbone; "
-               f"T {temperature:.3f} fitted on the pooled out-of-group answers; threshold {threshold:.4f}: the "
-               f"smallest with harm <= {args.max_harm:.1%} on every left-out group")
+               f"T {temperature:.3f} fitted on the pooled out-of-group answers; {rule:.4f} is the smallest "
+               f"threshold with harm <= {args.max_harm:.1%} on every left-out group; figures at {threshold:.4f}")
     else:
         answers = answers_as_it_is(model, real, image_size, args.square)
         threshold = min_confidence
@@ -323,7 +324,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.by_source or args.leave_one_source_out:
-        return by_source(args, model, image_size, temperature, min_confidence)
+        try:
+            return by_source(args, model, image_size, temperature, min_confidence)
+        except (OSError, ValueError) as exc:  # no photos grouped by source there, a model without a spatial head
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     logits, labels, views_agree = collect_answers(model, photos, image_size, args.batch_size)
     require_agreement = configured_agreement(args.config, args.agreement)
     agree = views_agree if require_agreement else None

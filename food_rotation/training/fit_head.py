@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         "turn_averaging": True, "sha256": sha256, "temperature": temperature, "min_confidence": threshold,
         "head": {"backbone": args.backbone.name, "backbone_sha256": hashlib.sha256(args.backbone.read_bytes())
                  .hexdigest(), "photos": len(train), "no_up_photos": len(no_up), "augmentations": args.augmentations,
-                 "recipe": recipe.__dict__},
+                 "recipe": asdict(recipe)},
         "calibration": {"data": f"leave-one-source-out answers of {args.real}", "n": sum(4 * a.photos
                                                                                             for a in answers)},
         "evaluation_by_source": {**left_out.as_dict(), "max_harm": args.max_harm, "weights_sha256": sha256},

@@ -152,3 +152,21 @@ def test_an_exif_turned_photo_is_stored_upright(stack):
                           headers={"Authorization": f"Bearer {admin}"}, timeout=30)
     upright = Image.open(BytesIO(stored.content))
     assert same_picture(upright, scene(5999).resize(upright.size))
+
+
+def test_a_dataset_folder_a_crash_left_half_made_wedges_nothing(stack):
+    """Issue 33: the next dataset's folder, made by a gateway that died before its dataset.json: POST /datasets
+    answered 500 and then every POST /feedback too. Now it is set aside and both go on."""
+    _, proxy = stack
+    token = issue_token(proxy, "--user", "cook", "--scopes", "predict")[1]
+    admin = {"Authorization": f"Bearer {issue_token(proxy, '--user', 'ops', '--scopes', 'admin')[1]}"}
+    listed = requests.get(f"{proxy.url}/datasets", headers=admin, timeout=30).json()["datasets"]
+    numbers = [int(d["name"].rsplit("-", 1)[1]) for d in listed if d["name"].startswith("feedback-")]
+    half_made = proxy.home / "datasets" / f"feedback-{max(numbers, default=0) + 1}"
+    (half_made / "photos").mkdir(parents=True)
+    made = requests.post(f"{proxy.url}/datasets", headers=admin, json={}, timeout=30)
+    assert made.status_code == 201 and made.json()["name"] == half_made.name, made.text
+    answer = requests.post(f"{proxy.url}/feedback", params={"true_degree": "90"}, data=encode(scene(6100)),
+                           headers={"Authorization": f"Bearer {token}", "Content-Type": "image/jpeg"}, timeout=30)
+    assert answer.status_code == 201 and answer.json()["dataset"] == half_made.name, answer.text
+    assert list((proxy.home / "datasets").glob(f".broken-{half_made.name}-*"))

@@ -82,6 +82,8 @@ def test_every_refusal_is_exact_and_torchserve_never_sees_it(proxy, torchserve, 
         "jwt not yet valid": (bearer(signed(jwt_keys, nbf=int(time.time()) + 600)), 401),
         "no predict scope": (bearer(admin_only), 403),
         "jwt without predict scope": (bearer(signed(jwt_keys, scope="admin")), 403),
+        "jwt without sub": (bearer(signed(jwt_keys, sub="")), 401),
+        "jwt for a month": (bearer(signed(jwt_keys, exp=int(time.time()) + 30 * 86400)), 401),
     }
     before = torchserve_predictions(torchserve)
     for name, (headers, status) in cases.items():

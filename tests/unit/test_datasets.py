@@ -88,6 +88,26 @@ def test_starting_a_dataset_closes_the_active_one(store):
         assert refused.value.status == status
 
 
+def test_a_crash_while_a_dataset_is_made_never_wedges_feedback(store):
+    """Issue 33: a folder made without its dataset.json (the crash) answered 500 to every later POST /datasets and,
+    the active dataset closed by then, to every POST /feedback. Now the new one is renamed into place whole, the
+    old one closed last, and what a crash left is set aside."""
+    first, _, _ = store.add(encode(scene()), 0, "alice")
+    (store.root / "feedback-2" / "photos").mkdir(parents=True)  # the crash: no dataset.json
+    assert store.start_new() == "feedback-2" and store.active() == "feedback-2"
+    assert store.summary(first)["closed_at"] is not None
+    assert store.add(encode(scene(1002)), 90, "alice")[0] == "feedback-2"
+    assert [p.name.split("-2-")[0] for p in store.root.glob(".broken-*")] == [".broken-feedback"]
+
+    (store.root / "feedback-3").mkdir()  # and at start: half-made folders, a scratch folder never renamed
+    scratch = store.root / ".new-feedback-4-x"
+    (scratch / "photos").mkdir(parents=True)
+    (scratch / "dataset.json").write_text("{}")
+    assert DatasetStore(store.root, LIMIT).repair() == [".new-feedback-4-x", "feedback-3"]
+    assert store.names() == [first, "feedback-2"] and store.active() == "feedback-2"
+    assert len(list(store.root.glob(".broken-*"))) == 3  # kept for a person to look at, never deleted
+
+
 def test_split_holds_out_by_sha_and_names_the_exact_state(store):
     for seed in range(1001, 1013):
         store.add(encode(scene(seed).resize((160, 120))), 0, "alice")

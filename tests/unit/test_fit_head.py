@@ -9,7 +9,7 @@ import json
 import torch
 
 from food_rotation.rotation_model import RotationNet
-from food_rotation.training import fit_head
+from food_rotation.training import evaluate, fit_head
 from food_rotation.training.archive import metadata
 from tests.photos import encode, scene
 
@@ -43,3 +43,14 @@ def test_fit_head_keeps_the_backbone_and_records_what_it_does_on_sources_left_ou
     assert "val_acc" not in info and "evaluation" not in info  # the backbone's own head's figures are dropped
     assert by_source["weights_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
     assert metadata(out, "food_rotation", "1.0")["evaluation_by_source"] == by_source
+
+    table, report = tmp_path / "by_source.md", tmp_path / "left_out.json"
+    assert evaluate.main([str(out), str(tmp_path / "real"), "--by-source", "--markdown", str(table),
+                          "--threads", "1"]) == 0
+    rows = [line for line in table.read_text().splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[2:]] == ["| interiors", "| lomiri", "| mate (seen)", "| plasma (seen)",
+                                                          "| **food groups**", "| **all groups**"]
+    assert evaluate.main([str(backbone), str(tmp_path / "real"), "--leave-one-source-out", "--augmentations", "0",
+                          "--square", "--json", str(report), "--threads", "1"]) == 0
+    assert json.loads(report.read_text())["summary"]["all_photos"] == 16
+    assert evaluate.main([str(out), str(tmp_path / "nowhere"), "--by-source"]) == 2

@@ -154,7 +154,8 @@ def test_two_instances_on_one_host_never_share_worker_sockets(tmp_path):
     first port (issue 33), and a home too deep for a socket's name gets a short folder of its own."""
     first = TorchServe.on_free_ports(tmp_path / "a", tmp_path)
     second = TorchServe.on_free_ports(tmp_path / "b", tmp_path)
-    assert first.config["vmargs"].endswith(f"-Djava.io.tmpdir={tmp_path / 'a' / 'tmp'}")
+    assert first.launch_config["vmargs"].endswith(f"-Djava.io.tmpdir={tmp_path / 'a' / 'tmp'}")
+    assert first.launch_config["vmargs"].startswith(first.config["vmargs"])
     assert first.socket_dir != second.socket_dir
     assert first.config["initial_worker_port"] != second.config["initial_worker_port"]
     deep = TorchServe.on_free_ports(tmp_path / ("d" * 120), tmp_path)

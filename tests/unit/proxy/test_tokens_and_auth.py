@@ -112,7 +112,31 @@ def _claims(**overrides):
 def test_jwt_valid(signer):
     algorithm, private, verifier = signer
     principal = verifier.verify(jwt.encode(_claims(), private, algorithm=algorithm))
-    assert principal.user == "gina" and principal.scopes == {"predict", "admin"} and principal.source == "jwt"
+    assert principal.user == "jwt:gina" and principal.scopes == {"predict", "admin"} and principal.source == "jwt"
+
+
+@pytest.mark.parametrize(("overrides", "reason"), [
+    ({"sub": None}, "malformed"),  # no sub: every such token was one user, "unknown"
+    ({"sub": ""}, "malformed"),
+    ({"sub": 42}, "malformed"),
+    ({"exp": "far"}, "malformed"),
+])
+def test_a_jwt_must_name_its_user(signer, overrides, reason):
+    algorithm, private, verifier = signer
+    claims = {key: value for key, value in _claims(**overrides).items() if value is not None}
+    with pytest.raises(AuthError) as caught:
+        verifier.verify(jwt.encode(claims, private, algorithm=algorithm))
+    assert caught.value.reason == reason and caught.value.status == 401
+
+
+def test_a_jwt_that_lives_too_long_is_refused_and_its_user_keeps_its_source(signer):
+    algorithm, private, verifier = signer
+    far = jwt.encode(_claims(exp=int(time.time()) + 30 * 86400), private, algorithm=algorithm)
+    with pytest.raises(AuthError) as caught:
+        verifier.verify(far)
+    assert caught.value.reason == "too_long_lived" and "86400" in caught.value.message
+    admin = verifier.verify(jwt.encode(_claims(sub="admin"), private, algorithm=algorithm))
+    assert admin.user == "jwt:admin" and admin.subject_key == "jwt:admin"  # never the opaque token user "admin"
 
 
 @pytest.mark.parametrize(("overrides", "reason"), [  # times relative to when the test runs, not when it was collected
@@ -154,7 +178,7 @@ async def test_authenticator_routes_jwts_to_the_verifier(store, signer):
     algorithm, private, verifier = signer
     auth = Authenticator(store, verifier, cache_s=0.5)
     token = jwt.encode(_claims(scope="predict"), private, algorithm=algorithm)
-    assert (await auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")).user == "gina"
+    assert (await auth.authenticate({"Authorization": f"Bearer {token}"}, "predict")).user == "jwt:gina"
 
 
 def test_a_token_signed_for_the_other_key_family_is_a_401_not_a_500(signer):
