@@ -47,6 +47,11 @@ def end_to_end_source(relative: str) -> bool:
     return relative.split("/", 1)[0] in END_TO_END_SOURCES
 
 
+def end_to_end_group(group: str) -> bool:
+    """Whether a source group's photos (their training side) trained the end-to-end stage."""
+    return group.split("-", 1)[0] in END_TO_END_SOURCES
+
+
 def is_food(group: str) -> bool:
     return group.startswith("food-")
 

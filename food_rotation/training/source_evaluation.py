@@ -1,8 +1,8 @@
 """Figures per source group, for `scripts/evaluate.py --leave-one-source-out` and `--by-source`, and for
 `make weights` (fit_head.py): the table, the harm-vs-fix curve per group, and the summary a version records.
 
---by-source scores a model as it is, per group: honest only for groups it never trained on (the table says which
-sources the shipped backbone saw). --leave-one-source-out fits the shipped head recipe once per group on the
+--by-source scores a model as it is, per group: honest only for groups it never trained on (the table marks the
+end-to-end stage's sources "(seen)"). --leave-one-source-out fits the shipped head recipe once per group on the
 frozen features of the model's backbone, without that group, and scores the group with it
 (leave_one_source_out.py): every group is then a source the head never saw.
 """
@@ -30,11 +30,8 @@ from food_rotation.training.leave_one_source_out import (
     threshold_from_the_others,
     wilson_upper,
 )
-from food_rotation.training.photo_sources import is_food, labelled, source_group
+from food_rotation.training.photo_sources import end_to_end_group, is_food, labelled, source_group
 from food_rotation.training.real_scenes import split_by_source
-
-# Sources the shipped backbone was fine-tuned on (the train side of their split): --by-source is optimistic there.
-SEEN_BY_THE_SHIPPED_BACKBONE = ("gcompris-", "mate", "plasma")
 
 
 @dataclass(frozen=True)
@@ -140,7 +137,7 @@ def table(answers: Sequence[GroupAnswers], threshold: float, temperature: float,
         rows.append(row)
         others = threshold_from_the_others(answers, group.group, temperature, max_harm, agreement)
         carried = figures_at(group, others, temperature, agreement)
-        seen = " (seen)" if mark_seen and group.group.startswith(SEEN_BY_THE_SHIPPED_BACKBONE) else ""
+        seen = " (seen)" if mark_seen and end_to_end_group(group.group) else ""  # --by-source is optimistic there
         no_up = "" if row.left_alone_no_up is None else f"{row.left_alone_no_up:.0%} of {row.no_up_items}"
         lines.append(f"| {group.group}{seen} | {row.photos} | {row.accuracy:.3f} | {row.fix:.1%} | "
                      f"{row.harmed}/{row.photos} = {row.harm:.1%} ({row.harm_upper:.1%}) | {no_up} | "
