@@ -11,6 +11,7 @@ import io
 import struct
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,16 +149,42 @@ def _decode(img: Image.Image) -> None:
         raise PhotoError(400, "corrupt_image", f"the {img.format} image could not be decoded: {exc}") from exc
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Any mode to 8-bit RGB: transparency over white, 16-bit and float scaled rather than clipped."""
+_STRIP_PIXELS = 1 << 20  # 16-bit and float images are scaled a strip of about a million pixels at a time
+
+
+def _strips(img: Image.Image) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, float32 pixels) of each horizontal strip: the temporaries of a conversion stay a few MB."""
+    width, height = img.size
+    rows = max(1, _STRIP_PIXELS // width)
+    for top in range(0, height, rows):
+        yield top, np.array(img.crop((0, top, width, min(height, top + rows))), dtype=np.float32)
+
+
+def eight_bit_grey(img: Image.Image) -> Image.Image:
+    """A 16-bit or float image scaled to 8 bits (its peak to 255) strip by strip: the whole image as float32,
+    and three more copies of it, cost 0.6 GB for a 97 KB PNG of 7071 x 7071 (issue 33)."""
+    if img.mode.startswith("I;16"):
+        peak = 65535.0
+    else:
+        top = max(float(pixels.max()) for _, pixels in _strips(img))
+        peak = max(top, 1.0) if img.mode == "F" else (65535.0 if top > 255 else 255.0)
+    out = np.empty((img.height, img.width), dtype=np.uint8)
+    for first, pixels in _strips(img):
+        np.clip(pixels * (255.0 / peak), 0, 255, out=pixels)
+        out[first:first + len(pixels)] = pixels
+    return Image.fromarray(out)
+
+
+def to_rgb(img: Image.Image, min_side: int | None = None) -> Image.Image:
+    """Any mode to 8-bit RGB: transparency over white, 16-bit and float scaled rather than clipped. With
+    `min_side`, a 16-bit or float image is first shrunk (by a whole factor, as a JPEG's draft is) to no less than
+    that, so its RGB copy costs what the model needs, not three bytes a pixel of the original."""
     if img.mode == "RGB":
         return img
     if img.mode in _SIXTEEN_BIT_MODES:
-        pixels = np.asarray(img, dtype=np.float32)
-        peak = 65535.0 if img.mode.startswith("I;16") or pixels.max() > 255 else 255.0
-        if img.mode == "F":
-            peak = max(float(pixels.max()), 1.0)
-        return Image.fromarray(np.clip(pixels * (255.0 / peak), 0, 255).astype(np.uint8)).convert("RGB")
+        grey = eight_bit_grey(img)
+        factor = min(grey.size) // min_side if min_side else 1
+        return (grey.reduce(factor) if factor > 1 else grey).convert("RGB")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -180,7 +207,7 @@ def load_upright(data: bytes, min_side: int, max_pixels: int,
     else:
         check_full_decode(img, max_full_pixels, "shrinking it decodes it whole")
     _decode(img)
-    img = to_rgb(img)
+    img = to_rgb(img, min_side)
     if orientation.transpose is not None:
         img = img.transpose(orientation.transpose)
     return img, orientation

@@ -15,7 +15,9 @@ import subprocess
 import sys
 import zipfile
 from io import BytesIO
+from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 from PIL import Image
@@ -23,7 +25,7 @@ from PIL import Image
 from food_rotation.operations.serving import Proxy
 from tests.conftest import ROOT
 from tests.photos import encode, jpeg_with_orientation, rotated, same_picture, scene
-from tests.stack import build_archive, issue_token, running_proxy, running_torchserve
+from tests.stack import build_archive, issue_token, running_proxy, running_torchserve, worker_pids
 
 pytestmark = pytest.mark.integration
 DEGREES = (0, 90, 180, 270)
@@ -170,3 +172,33 @@ def test_a_dataset_folder_a_crash_left_half_made_wedges_nothing(stack):
                            headers={"Authorization": f"Bearer {token}", "Content-Type": "image/jpeg"}, timeout=30)
     assert answer.status_code == 201 and answer.json()["dataset"] == half_made.name, answer.text
     assert list((proxy.home / "datasets").glob(f".broken-{half_made.name}-*"))
+
+
+def peak_resident_mib(pid: int) -> int:
+    """The process's high-water mark of resident memory (VmHWM), in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) // 1024
+
+
+def test_a_small_huge_16_bit_png_does_not_cost_the_gateway_or_a_worker_half_a_gigabyte(stack):
+    """Issue 33: a 97 KB 16-bit grey PNG of 7071 x 7071 raised the gateway's peak memory from 70 to ~840 MB
+    (feedback) and each TorchServe worker's by ~750 MB (predict): the small 2 GiB profile would be killed."""
+    torchserve, proxy = stack
+    token = issue_token(proxy, "--user", "cook", "--scopes", "predict")[1]
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "image/png"}
+    pixels = np.zeros((7071, 7071), dtype=np.uint16)
+    pixels[::97, ::89] = 40000
+    buffer = BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    body = buffer.getvalue()
+    assert len(body) < 200_000
+    processes = [proxy.pid(), *worker_pids(torchserve)]
+    before = [peak_resident_mib(pid) for pid in processes]
+    for _ in range(2):  # both workers, most likely
+        answer = requests.post(f"{proxy.url}/predictions/food_rotation", data=body, headers=auth, timeout=120)
+        assert answer.status_code == 200, answer.text
+    stored = requests.post(f"{proxy.url}/feedback", params={"true_degree": "0"}, data=body, headers=auth,
+                           timeout=120)
+    assert stored.status_code == 201, stored.text
+    grown = [peak_resident_mib(pid) - was for pid, was in zip(processes, before, strict=True)]
+    assert max(grown) < 250, grown  # the decoded 16-bit image (95 MiB) and its 8-bit copy; was ~750

@@ -1,4 +1,6 @@
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -195,3 +197,29 @@ def test_the_decoding_budget_counts_bytes_not_pixels():
         open_photo(floats.getvalue(), 4_000_000)
     assert caught.value.status == 413 and "F image" in caught.value.message
     assert open_photo(encode(Image.new("RGB", (2000, 2000)), "PNG"), 4_000_000).size == (2000, 2000)
+
+
+def test_a_small_file_of_a_huge_16_bit_image_costs_what_the_model_needs_not_its_float_copies(tmp_path):
+    """Issue 33: a 97 KB 16-bit grey PNG of 7071 x 7071 raised a process's peak memory by ~0.6 GB (the whole image
+    as float32, and copies of it). Measured in a process of its own: its peak resident memory, before and after."""
+    script = tmp_path / "decode.py"
+    script.write_text("""
+import io, resource
+import numpy as np
+from PIL import Image
+from food_rotation.photo_io import load_upright
+pixels = np.zeros((7071, 7071), dtype=np.uint16)
+pixels[::97, ::89] = 40000
+buffer = io.BytesIO()
+Image.fromarray(pixels).save(buffer, "PNG")
+data = buffer.getvalue()
+del pixels, buffer
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+img, _ = load_upright(data, 224, 100_000_000, 50_000_000)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(len(data), (after - before) // 1024, img.mode, min(img.size))
+""")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True)
+    size, grown_mib, mode, side = run.stdout.split()
+    assert int(size) < 200_000 and mode == "RGB" and int(side) >= 224
+    assert int(grown_mib) < 160, run.stdout  # the decoded 16-bit image (95 MiB) and little else; was ~570
