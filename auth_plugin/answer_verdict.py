@@ -9,6 +9,13 @@ from collections.abc import Mapping
 MAX_JSON_BYTES = 1 << 16  # a verdict is a few hundred bytes; anything bigger is not one
 
 
+def trusted_by_the_archive(headers: Mapping[str, str], verdict: tuple[float, bool] | None) -> bool | None:
+    """Whether the version, at its own bar, trusted the answer (the handler's X-Archive-Trusted), else the
+    answer's `trusted`: what the canary analysis counts, never a caller's own min_confidence."""
+    own = {"true": True, "false": False}.get(headers.get("X-Archive-Trusted", ""))
+    return own if own is not None else (None if verdict is None else verdict[1])
+
+
 def verdict_of(status: int, content_type: str, headers: Mapping[str, str], body: bytes) -> tuple[float, bool] | None:
     """(confidence, trusted) of a 200 answer, or None when it carries no verdict."""
     if status != 200:

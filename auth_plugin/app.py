@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from auth_plugin.access import authorize, requires
-from auth_plugin.answer_verdict import verdict_of
+from auth_plugin.answer_verdict import trusted_by_the_archive, verdict_of
 from auth_plugin.app_keys import (
     ANALYST,
     AUTHENTICATOR,
@@ -146,6 +146,7 @@ async def predict(request: web.Request) -> web.Response:
     if version is not None and not (_NAME.fullmatch(version) and registry.knows(model, version)):
         raise ServiceError(404, "unknown_version", f"{model} has no version {version[:40]!r} "
                                                    f"(GET /admin/models/{model} lists them)")
+    routed = version is None
     async with app[STREAMS].body(request, settings.max_body_bytes, settings.body_timeout_s) as body:
         version = version or registry.choose(model)  # an explicit version, so drains know what is in flight
         request[SERVED_VERSION] = version or "none"
@@ -156,12 +157,14 @@ async def predict(request: web.Request) -> web.Response:
                                        forwarded_headers(request.headers, request[REQUEST_ID]),
                                        forwarded_query(request.query))
         except UpstreamError as exc:
-            app[SIGNALS].prediction(request[SERVED_VERSION], exc.status, time.perf_counter() - started, None)
+            if routed:
+                app[SIGNALS].prediction(request[SERVED_VERSION], exc.status, time.perf_counter() - started, None)
             raise
     content_type = answer.headers.pop("Content-Type", "application/json").split(";")[0]
     verdict = verdict_of(answer.status, content_type, answer.headers, answer.body)
-    app[SIGNALS].prediction(request[SERVED_VERSION], answer.status, time.perf_counter() - started,
-                            None if verdict is None else verdict[1])
+    if routed:  # only what the router sent a version is its evidence: a caller naming a version proves nothing
+        app[SIGNALS].prediction(request[SERVED_VERSION], answer.status, time.perf_counter() - started,
+                                trusted_by_the_archive(answer.headers, verdict))
     if verdict is not None:
         app[METRICS].confidence.labels(request[SERVED_VERSION]).observe(verdict[0])
         if not verdict[1]:

@@ -96,6 +96,11 @@ class RotationHandler(BaseHandler):  # the only class here: TorchServe loads the
             raise RuntimeError("inference() left an item without probabilities")
         bar = self.settings.min_confidence if item.payload.min_confidence is None else item.payload.min_confidence
         verdict = decide(item.probabilities, bar, item.views_agree, self.settings.require_agreement)
+        # What the archive's own bar says, whatever the caller asked for: the gateway's canary analysis reads it,
+        # so a caller's min_confidence cannot make a version look surer than it is (issue 33).
+        own = verdict if item.payload.min_confidence is None else decide(
+            item.probabilities, self.settings.min_confidence, item.views_agree, self.settings.require_agreement)
+        self.context.set_response_header(idx, "X-Archive-Trusted", "true" if own.trusted else "false")
         prediction = {
             "model_degree": verdict.model_degree,
             "exif_degree": item.exif_degree,

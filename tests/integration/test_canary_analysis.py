@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from tests.integration.load import Load
+from tests.photos import CLEAR_SCENES, encode, scene
 from tests.stack import build_archive, config_with_min_confidence, issue_token, running_proxy, running_torchserve
 
 pytestmark = pytest.mark.integration
@@ -70,3 +71,30 @@ def test_a_good_canary_promotes_itself_and_a_worse_one_is_retired_under_load(sta
                                                                                      "auto_promoted"]
     signals = requests.get(f"{url}/signals?window=60", headers=headers, timeout=30).json()["versions"]
     assert [row["version"] for row in signals] == ["2.0"] and signals[0]["requests"] > 0
+
+
+
+def test_a_caller_naming_a_version_steers_nothing(stack):
+    """Issue 33: 25 calls naming a canary, with min_confidence=0, promoted a canary no routed traffic had reached.
+    Only what the router sends a version is its evidence."""
+    proxy = stack
+    admin = {"Authorization": f"Bearer {issue_token(proxy, '--user', 'ops', '--scopes', 'admin')[1]}"}
+    user = {"Authorization": f"Bearer {issue_token(proxy, '--user', 'caller', '--scopes', 'predict')[1]}",
+            "Content-Type": "image/jpeg"}
+    url = f"{proxy.url}/admin/models/food_rotation"
+    default = next(row["version"] for row in requests.get(url, headers=admin, timeout=30).json()["versions"]
+                   if row["default"])
+
+    def counted() -> int:
+        rows = requests.get(f"{url}/signals?window=60", headers=admin, timeout=30).json()["versions"]
+        return next(row["requests"] for row in rows if row["version"] == default)
+
+    photo = encode(scene(CLEAR_SCENES[0]))
+    before = counted()
+    for _ in range(10):
+        named = requests.post(f"{proxy.url}/predictions/food_rotation/{default}?min_confidence=0", data=photo,
+                              headers=user, timeout=60)
+        assert named.status_code == 200 and named.headers["X-Archive-Trusted"] in ("true", "false")
+    assert counted() == before
+    assert requests.post(f"{proxy.url}/predictions/food_rotation", data=photo, headers=user, timeout=60).ok
+    assert counted() == before + 1

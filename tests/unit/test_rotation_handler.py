@@ -257,6 +257,17 @@ def test_the_bar_can_be_set_by_json_field_form_field_query_parameter_or_header(h
     assert Image.open(io.BytesIO(answers[4])).size == scene(CLEAR_SCENES[3]).size
 
 
+def test_the_archive_s_own_verdict_is_told_whatever_bar_the_caller_chose(handler_and_context):
+    """X-Archive-Trusted: what the version's own min_confidence says, for the gateway's canary analysis, so that a
+    caller's `min_confidence=0` cannot make a canary look sure of everything (issue 33)."""
+    data = encode(rotated(scene(CLEAR_SCENES[3]), 180), "JPEG")
+    answers, context = handle(handler_and_context, jpeg_request(data), jpeg_request(data, **{"X-Min-Confidence": "0"}),
+                              jpeg_request(data, **{"X-Min-Confidence": "1"}))
+    own = json.loads(answers[0])["trusted"]
+    assert [json.loads(answer)["trusted"] for answer in answers[1:]] == [json.loads(answers[1])["trusted"], False]
+    assert [context.get_response_headers(i)["X-Archive-Trusted"] for i in range(3)] == [str(own).lower()] * 3
+
+
 def test_a_bad_bar_is_a_400_for_that_item_only(handler_and_context):
     data = encode(rotated(scene(CLEAR_SCENES[0]), 90), "JPEG")
     answers, context = handle(

@@ -36,6 +36,7 @@ class FakeTorchServe:
         self.delay_s = 0.0
         self.confidence = 0.97  # what every answer says of itself
         self.verdicts: dict[str, tuple[int, bool]] = {}  # version -> (model_degree, trusted) it always answers
+        self.extra_headers: dict[str, str] = {}  # more headers on every answer (X-Archive-Trusted, ...)
         self.key = ""
         self.management = ""
         self.renewed: list[str] = []
@@ -75,7 +76,7 @@ class FakeTorchServe:
         degree, trusted = self.verdicts.get(request.match_info.get("version", ""), (90, self.confidence >= 0.9))
         return web.json_response({"model_degree": degree, "bytes": len(body), "model_version": "1.0",
                                   "confidence": self.confidence, "trusted": trusted},
-                                 headers={"Connection": "keep-alive", "X-Custom": "kept"})
+                                 headers={"Connection": "keep-alive", "X-Custom": "kept", **self.extra_headers})
 
     async def token(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != "Bearer api00001":

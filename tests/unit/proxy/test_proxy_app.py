@@ -9,6 +9,7 @@ import time
 import pytest
 
 from auth_plugin.app import create_app
+from auth_plugin.app_keys import SIGNALS
 from auth_plugin.settings import ProxySettings
 
 
@@ -265,3 +266,16 @@ def test_every_route_but_the_public_ones_requires_a_scope(tmp_path):
     assert scopes[("POST", "/predictions/{model}")] == "predict" and scopes[("POST", "/feedback")] == "predict"
     assert scopes[("POST", "/admin/models/{model}/promote")] == "admin"
     assert None not in scopes.values(), [route for route, scope in scopes.items() if scope is None]
+
+
+
+async def test_the_signals_count_a_version_at_its_own_bar_not_the_caller_s(setup):
+    """Issue 33: with min_confidence=0 every answer is 'trusted', and a canary looked sure of everything. The
+    canary analysis reads the handler's X-Archive-Trusted (the version's own bar) instead."""
+    fake, client, auth = setup
+    proxy = await client()
+    fake.extra_headers = {"X-Archive-Trusted": "false"}
+    answer = await proxy.post("/predictions/food_rotation?min_confidence=0", data=b"x", headers=auth)
+    assert answer.status == 200 and (await answer.json())["trusted"] is True  # the caller still gets its answer
+    summary = proxy.server.app[SIGNALS].summary("none", 60)
+    assert summary.requests == 1 and summary.unsure_share == 1.0
