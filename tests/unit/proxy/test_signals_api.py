@@ -18,10 +18,12 @@ async def test_canary_and_default_are_counted_apart(setup, admin_auth, tmp_path)
     registry = proxy.server.app[REGISTRY]
     registry.add_version("food_rotation", "1.0", "food_rotation-v1.0.mar")
     registry.add_version("food_rotation", "2.0", "food_rotation-v2.0.mar")
-    registry.set_route("food_rotation", Route(default="1.0", canary="2.0", canary_percent=50))
-    for version, confidence in (("2.0", 0.5), ("2.0", 0.99), ("1.0", 0.99)):
+    for share, confidence in ((100, 0.5), (100, 0.99), (0, 0.99)):  # what the router sends: 2.0, 2.0, then 1.0
+        registry.set_route("food_rotation", Route(default="1.0", canary="2.0", canary_percent=share))
         fake.confidence = confidence
-        assert (await proxy.post(f"/predictions/food_rotation/{version}", data=b"x", headers=auth)).status == 200
+        assert (await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)).status == 200
+    assert (await proxy.post("/predictions/food_rotation/2.0", data=b"x", headers=auth)).status == 200  # not counted
+    registry.set_route("food_rotation", Route(default="1.0", canary="2.0", canary_percent=50))
     for seed, model_version in ((3, "2.0"), (4, "9.9")):  # a version nobody deployed is "other": no new labels
         answer = await proxy.post("/feedback", data=encode(scene(seed=seed)), headers={
             **auth, "Content-Type": "image/jpeg"}, params={"true_degree": "0", "model_degree": "90",
