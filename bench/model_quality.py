@@ -35,12 +35,11 @@ from food_rotation.abstention import calibrated
 from food_rotation.operations.serving import ROOT
 from food_rotation.rotation_model import CLASSES
 from food_rotation.training.calibration import choose_threshold, point_at, summary
-from food_rotation.training.evaluate import (
+from food_rotation.training.evaluate import collect_answers, load_model
+from food_rotation.training.model_records import (
     MODEL_CONFIG,
-    collect_answers,
     configured_agreement,
     configured_min_confidence,
-    load_model,
     rounded_up,
     sidecar_temperature,
 )

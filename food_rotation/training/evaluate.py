@@ -32,15 +32,11 @@ read the turn from).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import math
 import os
 import pickle
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +45,6 @@ import yaml
 from torch import Tensor
 
 from food_rotation.abstention import answering_views, averaged, calibrated
-from food_rotation.handler_settings import HandlerSettings
 from food_rotation.rotation_model import CLASSES, DEFAULT_IMAGE_SIZE, RotationNet
 from food_rotation.training.calibration import (
     MAX_TEMPERATURE,
@@ -66,18 +61,18 @@ from food_rotation.training.calibration import (
 )
 from food_rotation.training.evaluation_plots import draw_curve, draw_matrix
 from food_rotation.training.extract_model_weight import CheckpointError, extract, load_checkpoint
-from food_rotation.training.leave_one_source_out import HeadRecipe, pooled_temperature, shipped_threshold
-from food_rotation.training.rotation_data import RotatedPhotos, find_photos, loader
-from food_rotation.training.source_evaluation import (
-    RealPhotos,
-    answers_as_it_is,
-    curves,
-    left_out_answers,
-    table,
+from food_rotation.training.model_records import (
+    MODEL_CONFIG,
+    configured_agreement,
+    configured_min_confidence,
+    recorded_figures,
+    rounded_up,
+    sidecar_temperature,
+    write_evaluation,
+    write_temperature,
 )
-from food_rotation.training.source_evaluation import summary as source_summary
-
-MODEL_CONFIG = Path(__file__).resolve().parents[2] / "handler" / "model-config.yaml"
+from food_rotation.training.rotation_data import RotatedPhotos, find_photos, loader
+from food_rotation.training.source_evaluation import by_source
 
 
 def load_model(path: Path) -> tuple[RotationNet, int]:
@@ -112,70 +107,6 @@ def collect_answers(model: RotationNet, photos: Sequence[Path], image_size: int,
 def pooled_photos(folders: Sequence[Path]) -> list[Path]:
     """The photos of every folder, each once, in a stable order."""
     return list(dict.fromkeys(photo for folder in folders for photo in find_photos(folder)))
-
-
-def sidecar_temperature(model: Path) -> tuple[float, str]:
-    """The temperature stored beside a .pth by --write-temperature, else 1 (an uncalibrated softmax)."""
-    sidecar = model.with_suffix(".json")
-    if model.suffix != ".tar" and sidecar.is_file():
-        value = json.loads(sidecar.read_text()).get("temperature")
-        if value is not None:
-            return float(value), str(sidecar)
-    return 1.0, "default"
-
-
-def _handler_section(config: Path) -> dict[str, Any]:
-    return (yaml.safe_load(config.read_text()) or {}).get("handler") or {}
-
-
-def configured_min_confidence(config: Path) -> tuple[float, str]:
-    """`min_confidence` of the handler: section, what the served model uses; 0 (trust everything) if unset."""
-    handler = _handler_section(config)
-    if handler.get("min_confidence") is None:
-        return 0.0, f"not set in {config}: every prediction trusted"
-    return float(handler["min_confidence"]), str(config)
-
-
-def configured_agreement(config: Path, override: bool | None = None) -> bool:
-    """`override` when given (--agreement / --no-agreement), else `require_agreement` of the handler: section,
-    with the handler's own default where it is unset."""
-    if override is not None:
-        return override
-    return bool(_handler_section(config).get("require_agreement", HandlerSettings.require_agreement))
-
-
-def write_temperature(model: Path, temperature: float, calibration: dict[str, Any]) -> Path:
-    """Store T and how it was fitted in the weights' .json; scripts/archive.sh carries that into the archive."""
-    sidecar = model.with_suffix(".json")
-    info = json.loads(sidecar.read_text())
-    info["temperature"] = temperature
-    info["calibration"] = calibration
-    sidecar.write_text(json.dumps(info, indent=2) + "\n")
-    return sidecar
-
-
-def write_evaluation(model: Path, evaluation: dict[str, Any]) -> Path:
-    """Store the figures of this evaluation, tied to the weights' sha256, in the weights' .json."""
-    sidecar = model.with_suffix(".json")
-    info = json.loads(sidecar.read_text())
-    info["evaluation"] = {**evaluation, "weights_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
-                          "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    sidecar.write_text(json.dumps(info, indent=2) + "\n")
-    return sidecar
-
-
-def recorded_figures(figures: dict[str, Any], folders: Sequence[Path], photos: int) -> dict[str, Any]:
-    """What a version says of itself: accuracy at four turns, and fix and harm at its shipped threshold."""
-    upright = sum(figures["confusion"][0])
-    return {"data": [str(folder) for folder in folders], "photos": photos, "accuracy": figures["accuracy"],
-            "fix": figures["fix"], "harm": figures["harm"], "harmed": round(figures["harm"] * upright),
-            "upright": upright, "min_confidence": figures["threshold"],
-            "require_agreement": figures["require_agreement"]}
-
-
-def rounded_up(threshold: float) -> float:
-    """Four decimals for model-config.yaml, rounded up so that it admits no item the exact threshold refuses."""
-    return math.ceil(threshold * 1e4) / 1e4
 
 
 def _threshold_text(threshold: float) -> str:
@@ -270,39 +201,6 @@ def draw(args: argparse.Namespace, probs: Tensor, labels: Tensor, figures: dict[
         print(f"harm-vs-fix curve: {args.curve}")
 
 
-def by_source(args: argparse.Namespace, model: RotationNet, image_size: int, temperature: float,
-              min_confidence: float) -> int:
-    """--by-source and --leave-one-source-out: the per-group table, its curves, its summary."""
-    real = RealPhotos.under(args.data_dirs[0])
-    agreement = configured_agreement(args.config, args.agreement)
-    if args.leave_one_source_out:
-        answers = left_out_answers(model, real, image_size, HeadRecipe(), args.augmentations, args.square)
-        temperature = pooled_temperature(answers)
-        rule = rounded_up(shipped_threshold(answers, temperature, args.max_harm, agreement))
-        threshold = rule if args.min_confidence is None else args.min_confidence
-        how = (f"leave one source out: a head fitted without each group on {args.model.name}'s frozen backbone; "
-               f"T {temperature:.3f} fitted on the pooled out-of-group answers; {rule:.4f} is the smallest "
-               f"threshold with harm <= {args.max_harm:.1%} on every left-out group; figures at {threshold:.4f}")
-    else:
-        answers = answers_as_it_is(model, real, image_size, args.square)
-        threshold = min_confidence
-        how = f"{args.model.name} as it is, T {temperature:.3f}, min_confidence {threshold:.4f}"
-    how += ", centre squares" if args.square else ""
-    lines, rows = table(answers, threshold, temperature, args.max_harm, agreement, mark_seen=args.by_source)
-    print(how)
-    print("\n".join(lines))
-    if args.markdown:
-        args.markdown.write_text(f"{how}\n\n" + "\n".join(lines) + "\n")
-    if args.curve:
-        curves(answers, threshold, temperature, agreement, f"{args.model.name}: {how.split(':')[0]}", args.max_harm,
-               args.curve)
-        print(f"harm-vs-fix curves: {args.curve}")
-    if args.json:
-        args.json.write_text(json.dumps({"model": str(args.model), "how": how, "groups": [asdict(r) for r in rows],
-                                         "summary": source_summary(rows, threshold, temperature).as_dict()}, indent=2))
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -310,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         if (args.write_temperature or args.record) and args.model.suffix == ".tar":
             raise ValueError("--write-temperature and --record write the .json beside a .pth; extract the .tar first")
         model, image_size = load_model(args.model)
-        photos = pooled_photos(args.data_dirs)
+        by_group = args.by_source or args.leave_one_source_out  # reads data/real's own grouping instead
+        photos = [] if by_group else pooled_photos(args.data_dirs)
         temperature, temperature_source = ((args.temperature, "--temperature") if args.temperature is not None
                                            else sidecar_temperature(args.model))
         min_confidence, min_confidence_source = ((args.min_confidence, "--min-confidence")
@@ -323,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    if args.by_source or args.leave_one_source_out:
+    if by_group:
         try:
             return by_source(args, model, image_size, temperature, min_confidence)
         except (OSError, ValueError) as exc:  # no photos grouped by source there, a model without a spatial head

@@ -24,16 +24,11 @@ from pathlib import Path
 
 import torch
 
-from food_rotation.training.evaluate import load_model, rounded_up
+from food_rotation.training.evaluate import load_model
 from food_rotation.training.frozen_features import photo_features
-from food_rotation.training.leave_one_source_out import (
-    HeadRecipe,
-    figures_at,
-    out_of_group,
-    pooled_temperature,
-    shipped_threshold,
-)
-from food_rotation.training.source_evaluation import RealPhotos, summary
+from food_rotation.training.leave_one_source_out import HeadRecipe, figures_at, out_of_group
+from food_rotation.training.model_records import tied_to
+from food_rotation.training.source_evaluation import RealPhotos, left_out_rule, summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe = HeadRecipe()
     features = photo_features(net, real.photos, image_size, args.augmentations).features
     answers = out_of_group(features, real.groups, real.kinds, real.trainable, recipe)
-    temperature = pooled_temperature(answers)
-    threshold = rounded_up(shipped_threshold(answers, temperature, args.max_harm, True))
+    temperature, threshold = left_out_rule(answers, args.max_harm, True)
     rows = [figures_at(group, threshold, temperature, True) for group in answers]
     left_out = summary(rows, threshold, temperature)
     print(f"leave one source out ({len(answers)} groups): T {temperature:.3f}, threshold {threshold:.4f}; worst "
@@ -81,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                  "recipe": asdict(recipe)},
         "calibration": {"data": f"leave-one-source-out answers of {args.real}", "n": sum(4 * a.photos
                                                                                             for a in answers)},
-        "evaluation_by_source": {**left_out.as_dict(), "max_harm": args.max_harm, "weights_sha256": sha256},
+        "evaluation_by_source": tied_to(args.out, {**left_out.as_dict(), "max_harm": args.max_harm}),
     })
     args.out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"{args.out}: head fitted on {len(train)} photos with an up and {len(no_up)} without; set "

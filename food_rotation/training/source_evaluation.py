@@ -1,5 +1,5 @@
-"""Figures per source group, for `scripts/evaluate.py --leave-one-source-out` and `--by-source`, and for
-`make weights` (fit_head.py): the table, the harm-vs-fix curve per group, and the summary a version records.
+"""Figures per source group, for `scripts/evaluate.py --leave-one-source-out` and `--by-source` (`by_source`), and
+for `make weights` (fit_head.py): the table, the harm-vs-fix curve per group, and the summary a version records.
 
 --by-source scores a model as it is, per group: honest only for groups it never trained on (the table marks the
 end-to-end stage's sources "(seen)"). --leave-one-source-out fits the shipped head recipe once per group on the
@@ -9,6 +9,8 @@ frozen features of the model's backbone, without that group, and scores the grou
 
 from __future__ import annotations
 
+import argparse
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,9 +29,12 @@ from food_rotation.training.leave_one_source_out import (
     HeadRecipe,
     figures_at,
     out_of_group,
+    pooled_temperature,
+    shipped_threshold,
     threshold_from_the_others,
     wilson_upper,
 )
+from food_rotation.training.model_records import configured_agreement, rounded_up
 from food_rotation.training.photo_sources import end_to_end_group, is_food, labelled, source_group
 from food_rotation.training.real_scenes import split_by_source
 
@@ -162,3 +167,42 @@ def curves(answers: Sequence[GroupAnswers], threshold: float, temperature: float
         lines[group.group] = operating_points(probs, labels, agree)
         marks[group.group] = point_at(probs, labels, threshold, agree)
     draw_group_curves(lines, marks, title, max_harm).save(out)
+
+
+def left_out_rule(answers: Sequence[GroupAnswers], max_harm: float, agreement: bool) -> tuple[float, float]:
+    """(temperature, threshold) of leave-one-source-out: T fitted on the pooled out-of-group answers, and the
+    smallest threshold (four decimals, rounded up) with harm <= max_harm on every left-out group."""
+    temperature = pooled_temperature(answers)
+    return temperature, rounded_up(shipped_threshold(answers, temperature, max_harm, agreement))
+
+
+def by_source(args: argparse.Namespace, model: RotationNet, image_size: int, temperature: float,
+              min_confidence: float) -> int:
+    """--by-source and --leave-one-source-out: the per-group table, its curves, its summary."""
+    real = RealPhotos.under(args.data_dirs[0])
+    agreement = configured_agreement(args.config, args.agreement)
+    if args.leave_one_source_out:
+        answers = left_out_answers(model, real, image_size, HeadRecipe(), args.augmentations, args.square)
+        temperature, rule = left_out_rule(answers, args.max_harm, agreement)
+        threshold = rule if args.min_confidence is None else args.min_confidence
+        how = (f"leave one source out: a head fitted without each group on {args.model.name}'s frozen backbone; "
+               f"T {temperature:.3f} fitted on the pooled out-of-group answers; {rule:.4f} is the smallest "
+               f"threshold with harm <= {args.max_harm:.1%} on every left-out group; figures at {threshold:.4f}")
+    else:
+        answers = answers_as_it_is(model, real, image_size, args.square)
+        threshold = min_confidence
+        how = f"{args.model.name} as it is, T {temperature:.3f}, min_confidence {threshold:.4f}"
+    how += ", centre squares" if args.square else ""
+    lines, rows = table(answers, threshold, temperature, args.max_harm, agreement, mark_seen=args.by_source)
+    print(how)
+    print("\n".join(lines))
+    if args.markdown:
+        args.markdown.write_text(f"{how}\n\n" + "\n".join(lines) + "\n")
+    if args.curve:
+        curves(answers, threshold, temperature, agreement, f"{args.model.name}: {how.split(':')[0]}", args.max_harm,
+               args.curve)
+        print(f"harm-vs-fix curves: {args.curve}")
+    if args.json:
+        args.json.write_text(json.dumps({"model": str(args.model), "how": how, "groups": [asdict(r) for r in rows],
+                                         "summary": summary(rows, threshold, temperature).as_dict()}, indent=2))
+    return 0
