@@ -18,12 +18,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
-import os
 import re
-import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -32,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from auth_plugin.database import AdvisoryLock
+from auth_plugin.feedback.dataset_folders import half_made, is_dataset, make_whole, read_info, set_aside, write_info
 from auth_plugin.feedback.manifest import append_event, manifest_size, read_events, sync_folder, write_whole
 from auth_plugin.feedback.splits import Split, is_held_out
 from food_rotation.photo_io import TURNS, load_upright, turn
@@ -39,7 +36,6 @@ from food_rotation.service_error import ServiceError
 
 _WRITER_NAMESPACE = 0x66727377  # "frsw": the advisory lock of the datasets' one writer
 SHARED_WAIT_S = 10.0  # how long a write waits for another gateway's before 503 datasets_busy
-log = logging.getLogger(__name__)
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -119,12 +115,9 @@ class DatasetStore:
         if not _NAME.fullmatch(name):
             raise DatasetError(400, "bad_dataset_name", "a dataset name is 1-64 of a-z, 0-9, '_' and '-'")
         folder = self.root / name
-        if not (folder / "dataset.json").is_file():
+        if not is_dataset(folder):
             raise DatasetError(404, "unknown_dataset", f"there is no dataset {name!r}")
         return folder
-
-    def _info(self, folder: Path) -> dict[str, Any]:
-        return json.loads((folder / "dataset.json").read_text())
 
     def _events(self, folder: Path) -> Iterator[dict[str, Any]]:
         return read_events(folder / "manifest.jsonl")
@@ -164,15 +157,15 @@ class DatasetStore:
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        folders = [p for p in self.root.iterdir() if not p.name.startswith(".") and (p / "dataset.json").is_file()]
-        return [p.name for p in sorted(folders, key=lambda p: self._info(p)["number"])]
+        folders = [p for p in self.root.iterdir() if is_dataset(p)]
+        return [p.name for p in sorted(folders, key=lambda p: read_info(p)["number"])]
 
     def active(self) -> str | None:
-        return next((name for name in reversed(self.names()) if self._info(self.root / name)["closed_at"] is None),
+        return next((name for name in reversed(self.names()) if read_info(self.root / name)["closed_at"] is None),
                     None)
 
     def summary(self, name: str, corrections: list[Correction] | None = None) -> dict[str, Any]:
-        info = self._info(self._folder(name))
+        info = read_info(self._folder(name))
         corrections = self.corrections(name) if corrections is None else corrections
         per_class = {str(degree): 0 for degree in TURNS}
         for correction in corrections:
@@ -215,7 +208,8 @@ class DatasetStore:
     def start_new(self, name: str | None = None) -> str:
         """Open a new, empty dataset, then close the active one (if any). The new one is built in a scratch
         folder and renamed into place, so a crash leaves either no new dataset or a whole one; a folder of that
-        name left without its dataset.json by an earlier crash is set aside first (set_aside), never a 500."""
+        name left without its dataset.json by an earlier crash is set aside first, never a 500
+        (dataset_folders.make_whole)."""
         with self._writing():
             existing = self.names()
             if name is None:
@@ -226,40 +220,19 @@ class DatasetStore:
             if name in existing:
                 raise DatasetError(409, "dataset_exists", f"there is already a dataset {name!r}")
             active = self.active()
-            self.root.mkdir(parents=True, exist_ok=True)
-            scratch = Path(tempfile.mkdtemp(prefix=f".new-{name}-", dir=self.root))
-            (scratch / "photos").mkdir()
-            (scratch / "thumbs").mkdir()
-            self._write_info(scratch, {"name": name, "number": len(existing) + 1, "created_at": now(),
-                                       "closed_at": None})
-            if (self.root / name).exists():
-                self.set_aside(self.root / name)
-            scratch.rename(self.root / name)
-            sync_folder(self.root)
+            make_whole(self.root, name, {"name": name, "number": len(existing) + 1, "created_at": now(),
+                                         "closed_at": None})
             if active is not None:  # last: until here the old one still takes corrections
                 folder = self.root / active
-                self._write_info(folder, {**self._info(folder), "closed_at": now()})
+                write_info(folder, {**read_info(folder), "closed_at": now()})
             return name
 
-    def set_aside(self, folder: Path) -> Path:
-        """A dataset folder without its dataset.json (a crash while it was made): renamed to .broken-<name>-<time>,
-        kept for a person to look at, out of every listing."""
-        target = folder.with_name(f".broken-{folder.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
-        folder.rename(target)
-        log.warning("dataset folder %s had no dataset.json: set aside as %s", folder.name, target.name)
-        return target
-
     def repair(self) -> list[str]:
-        """At start: folders left by a crash (scratch folders of a dataset never made, dataset folders without
-        their dataset.json) are set aside; their names, for the log."""
-        if not self.root.is_dir():
-            return []
+        """At start: what a crash left half made is set aside (dataset_folders.half_made); their names."""
         with self._writing():
-            broken = [folder for folder in sorted(self.root.iterdir())
-                      if folder.is_dir() and not folder.name.startswith(".broken-")
-                      and (folder.name.startswith(".new-") or not (folder / "dataset.json").is_file())]
+            broken = half_made(self.root)
             for folder in broken:
-                self.set_aside(folder)
+                set_aside(folder)
             if broken:
                 sync_folder(self.root)
             return [folder.name for folder in broken]
@@ -323,7 +296,3 @@ class DatasetStore:
             out = io.BytesIO()
             copy.save(out, "JPEG", quality=quality)  # no EXIF: location and camera data stay out of the dataset
             write_whole(folder / kind / f"{sha}.jpg", out.getvalue())
-
-    @staticmethod
-    def _write_info(folder: Path, info: dict[str, Any]) -> None:
-        write_whole(folder / "dataset.json", (json.dumps(info, indent=2) + "\n").encode())
