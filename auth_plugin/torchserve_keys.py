@@ -55,6 +55,10 @@ class Keys:
         life = max(self.expires_at.values()) - self.written_at
         return self.expires_at[kind] - now <= min(margin_s, life / 2)
 
+    def must_renew(self, kind: Kind, margin_s: float, refused: str | None) -> bool:
+        """Renew when the key is due, or when TorchServe refused the very key the settled file still holds."""
+        return self.due(kind, margin_s, time.time()) or refused == self.key(kind)
+
 
 def _epoch(stamp: str) -> float:
     """TorchServe writes nanoseconds ('...T03:16:45.671557840Z'); Python parses at most microseconds."""
@@ -103,10 +107,6 @@ class KeyFile:
             return keys
         return None
 
-    def must_renew(self, keys: Keys, kind: Kind, margin_s: float, refused: str | None) -> bool:
-        """Renew when the key is due, or when TorchServe refused the very key the settled file still holds."""
-        return keys.due(kind, margin_s, time.time()) or refused == keys.key(kind)
-
 
 def renewal(management_url: str, kind: Kind, api_key: str) -> dict[str, Any]:
     """The token API call that replaces `kind`'s key (and its expiry) in TorchServe and in its key file."""
@@ -143,11 +143,11 @@ class TorchServeKeys:
         """The `kind` key to send now, renewed first when it is due or was refused as it stands (one renewal at a
         time; a request that waited for it uses the new key)."""
         keys = await self.read(refused)
-        if not self._file.must_renew(keys, kind, self._margin, refused):
+        if not keys.must_renew(kind, self._margin, refused):
             return keys.key(kind)
         async with self._renewing[kind]:
             keys = await self.read()
-            if self._file.must_renew(keys, kind, self._margin, refused):  # not renewed while we waited
+            if keys.must_renew(kind, self._margin, refused):  # not renewed while we waited
                 async with session.post(**renewal(self._management_url, kind, keys.api)) as answer:
                     await answer.read()
                     _renewed(kind, answer.status)
@@ -179,7 +179,7 @@ class BlockingTorchServeKeys:
 
     def key(self, kind: Kind, refused: str | None = None) -> str:
         keys = self.read(refused)
-        if self._file.must_renew(keys, kind, self._margin, refused):
+        if keys.must_renew(kind, self._margin, refused):
             try:
                 answer = requests.post(**renewal(self._management_url, kind, keys.api), timeout=10)
             except requests.RequestException as exc:

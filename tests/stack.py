@@ -84,8 +84,7 @@ def running_proxy(home: Path, torchserve: TorchServe, **env: str) -> Iterator[Pr
 
 
 def worker_pids(server: TorchServe) -> list[int]:
-    headers = server.keys.headers("management")
-    answer = requests.get(f"{server.management_url}/models/food_rotation", headers=headers, timeout=10)
+    answer = server.keys.request("GET", f"{server.management_url}/models/food_rotation", "management")
     answer.raise_for_status()
     return sorted(worker["pid"] for worker in answer.json()[0]["workers"] if worker["status"] == "READY")
 

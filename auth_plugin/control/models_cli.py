@@ -138,13 +138,15 @@ def quality(version: dict) -> str:
     """The evaluation the version's weights carry (scripts/evaluate.py --record: held-out photos; fit_head.py: on
     sources left out), else its checkpoint's val_acc."""
     evaluation, unseen = version.get("evaluation"), version.get("evaluation_by_source")
-    shown = ("" if version.get("val_acc") is None else f"val_acc {version['val_acc']:.4f} (checkpoint)")
+    parts = []
     if isinstance(evaluation, dict):
-        shown = (f"acc {evaluation['accuracy']:.3f} fix {evaluation['fix']:.0%} "
-                 f"harm {evaluation['harmed']}/{evaluation['upright']}")
+        parts.append(f"acc {evaluation['accuracy']:.3f} fix {evaluation['fix']:.0%} "
+                     f"harm {evaluation['harmed']}/{evaluation['upright']}")
+    elif version.get("val_acc") is not None:
+        parts.append(f"val_acc {version['val_acc']:.4f} (checkpoint)")
     if isinstance(unseen, dict):
-        shown += f"; unseen sources: worst harm {unseen['worst_harm']:.0%}, food fix {unseen['food_fix']:.0%}"
-    return shown.lstrip("; ")
+        parts.append(f"unseen sources: worst harm {unseen['worst_harm']:.0%}, food fix {unseen['food_fix']:.0%}")
+    return "; ".join(parts)
 
 
 class Refused(Exception):

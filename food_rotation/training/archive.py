@@ -78,14 +78,15 @@ def _evaluation(info: dict[str, object], sha256: str) -> dict[str, object]:
     each only while it describes these very weights: a version shows what it serves, never the figures of the
     weights that were there before."""
     carried: dict[str, object] = {}
-    for key in ("evaluation", "evaluation_by_source"):
+    recorders = {"evaluation": "scripts/evaluate.py --record", "evaluation_by_source": "training/fit_head.py"}
+    for key, recorder in recorders.items():
         evaluation = info.get(key)
         if not isinstance(evaluation, dict):
             continue
         if evaluation.get("weights_sha256") != sha256:
             print(f"note: the recorded {key} is of other weights (sha256 "
                   f"{str(evaluation.get('weights_sha256'))[:12]}, these are {sha256[:12]}): the archive carries "
-                  "none; run scripts/evaluate.py --record", file=sys.stderr)
+                  f"none; run {recorder}", file=sys.stderr)
             continue
         carried[key] = evaluation
     return carried

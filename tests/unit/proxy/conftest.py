@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -59,6 +60,11 @@ class FakeTorchServe:
         if meanwhile == "truncated":
             self.key_file.write_text("")
         asyncio.get_running_loop().call_later(file_lag_s, self.key_file.write_text, document)
+
+    def written_an_hour_ago(self) -> None:
+        """The key file as TorchServe wrote it an hour ago: the keys' life is an hour, not what is left of it."""
+        an_hour_ago = time.time() - 3600
+        os.utime(self.key_file, (an_hour_ago, an_hour_ago))
 
     def life_left(self, kind: str) -> float:
         stamp = json.loads(self.key_file.read_text())[kind]["expiration time"]

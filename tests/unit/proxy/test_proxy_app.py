@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import pytest
@@ -199,8 +198,7 @@ async def test_no_key_file_is_503_at_once(setup):
 async def test_key_is_renewed_before_it_expires(setup):
     fake, client, auth = setup
     fake.renew("old00001", expires_in_s=60)  # within the 300 s margin of an hour's life
-    an_hour_ago = time.time() - 3600
-    os.utime(fake.key_file, (an_hour_ago, an_hour_ago))
+    fake.written_an_hour_ago()
     proxy = await client()
     assert (await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)).status == 200
     assert fake.seen[-1]["Authorization"] == "Bearer infer002"  # renewed through the token API first

@@ -4,19 +4,12 @@ alike: before they expire, and when TorchServe refuses a key the file still hold
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 
 import aiohttp
 import pytest
 
 from auth_plugin.torchserve_keys import BlockingTorchServeKeys, Keys, TorchServeKeys
 from tests.unit.proxy.conftest import FakeTorchServe
-
-
-def written_an_hour_ago(fake: FakeTorchServe) -> None:
-    an_hour_ago = time.time() - 3600
-    os.utime(fake.key_file, (an_hour_ago, an_hour_ago))
 
 
 @pytest.fixture
@@ -50,7 +43,7 @@ async def test_a_refused_key_that_the_file_still_holds_is_renewed(torchserve):
 async def test_concurrent_callers_share_one_renewal(torchserve):
     fake, url = torchserve
     fake.renew("infer001", expires_in_s=10, management_expires_in_s=10)
-    written_an_hour_ago(fake)
+    fake.written_an_hour_ago()
     keys = TorchServeKeys(fake.key_file, url, 300, settle_s=0.1)
     async with aiohttp.ClientSession() as session:
         got = await asyncio.gather(*(keys.management(session) for _ in range(20)))
