@@ -108,7 +108,7 @@ bench-quality: install java
 # Corrections collected on the admin page -> the next version, fine-tuned from the version served by default
 # (asked of the proxy: `make serve` must be running), deployed as a canary through the smoke gate.
 # DATASET: every dataset by default, or a name, or name,name. RETRAIN_ARGS e.g. "--demo-scenes 200" or "--init demo".
-retrain: install
+retrain: install real-data
 	$(PY) scripts/retrain.py $(if $(DATASET),--dataset $(DATASET)) $(RETRAIN_ARGS)
 
 # The real upright photos of four Debian packages (apt-get download, no root needed); idempotent, checksummed.

@@ -253,7 +253,8 @@ def create_app(settings: ProxySettings) -> web.Application:
         app[UPLOADS] = ThreadPoolExecutor(settings.upload_threads, thread_name_prefix="upload")
         app[SESSION] = upstream_session(settings.connect_timeout_s, settings.read_timeout_s)
         gate = SmokeGate(app[SESSION], app[KEYS], settings.inference_url, settings.gate_dir,
-                         settings.gate_min_accuracy, settings.gate_real_dir, settings.gate_tolerance)
+                         settings.gate_min_accuracy, settings.gate_real_dir, settings.gate_tolerance,
+                         max_unseen_harm=settings.gate_max_unseen_harm)
         app[TORCHSERVE] = TorchServeAdmin(app[SESSION], app[KEYS], settings.management_url)
         rollout_settings = _rollout_settings(settings)
         history = History(open_database(settings))

@@ -75,6 +75,8 @@ class ProxySettings:
     # real upright photos never trained on (make real-data); a new version must do as well as the default on them
     gate_real_dir: Path = ROOT / "data" / "rotation_set" / "heldout" / "real"
     gate_tolerance: float = 0.05  # how much worse than the default (accuracy, upright photos turned) a version may be
+    # a version whose record says it turns more upright photos of a source it never saw is refused (leave one out)
+    gate_max_unseen_harm: float = 0.01
     deploy_workers: int = 2  # workers a deployed version is registered with (its archive's model-config wins)
     register_timeout_s: float = 180.0  # how long a version's workers may take to start
     drain_timeout_s: float = 60.0  # how long a promotion waits for the old default's requests in flight

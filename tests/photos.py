@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -77,3 +78,14 @@ def same_picture(a: Image.Image, b: Image.Image) -> bool:
     x = np.asarray(a.convert("L").resize(small), dtype=np.float32)
     y = np.asarray(b.convert("L").resize(small), dtype=np.float32)
     return float(np.abs(x - y).mean()) < 6.0
+
+
+def real_sources(root: Path, sources: tuple[str, ...] = ("mate", "plasma", "lomiri", "interiors"),
+                 per_source: int = 4) -> Path:
+    """A data/real-shaped tree (photos/<source>/*.jpg) of generated scenes, one source group per folder."""
+    for source in sources:
+        folder = root / "photos" / source
+        folder.mkdir(parents=True)
+        for seed in range(per_source):
+            (folder / f"p{seed}.jpg").write_bytes(encode(scene(seed + 10 * len(source)).resize((96, 72))))
+    return root

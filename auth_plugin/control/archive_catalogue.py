@@ -8,9 +8,11 @@ import asyncio
 import json
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from food_rotation.service_error import ServiceError
 
@@ -26,6 +28,7 @@ class ArchiveInfo:
     model: str
     version: str
     metadata: dict[str, Any]
+    handler_config: dict[str, Any] = field(default_factory=dict)  # the handler: section of its model-config.yaml
 
     @property
     def datasets(self) -> list[str]:
@@ -56,9 +59,12 @@ def read_archive(model_store: Path, archive: str) -> ArchiveInfo:
         with zipfile.ZipFile(path) as mar:
             manifest = json.loads(mar.read("MAR-INF/MANIFEST.json"))["model"]
             metadata = json.loads(mar.read("metadata.json")) if "metadata.json" in mar.namelist() else {}
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+            config = yaml.safe_load(mar.read(manifest["configFile"])) if manifest.get("configFile") else {}
+    except (zipfile.BadZipFile, KeyError, ValueError, yaml.YAMLError) as exc:
         raise ArchiveError(400, "bad_archive", f"{archive} is not a model archive: {exc}") from exc
-    return ArchiveInfo(manifest["modelName"], manifest["modelVersion"], metadata)
+    handler = config.get("handler") if isinstance(config, dict) else None
+    return ArchiveInfo(manifest["modelName"], manifest["modelVersion"], metadata,
+                       handler if isinstance(handler, dict) else {})
 
 
 class ArchiveCatalogue:

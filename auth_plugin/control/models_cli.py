@@ -145,7 +145,9 @@ def quality(version: dict) -> str:
     elif version.get("val_acc") is not None:
         parts.append(f"val_acc {version['val_acc']:.4f} (checkpoint)")
     if isinstance(unseen, dict):
-        parts.append(f"unseen sources: worst harm {unseen['worst_harm']:.0%}, food fix {unseen['food_fix']:.0%}")
+        food = unseen.get("food_fix")  # None where no food group was scored
+        parts.append(f"unseen sources: worst harm {unseen['worst_harm']:.0%}"
+                     + ("" if food is None else f", food fix {food:.0%}"))
     return "; ".join(parts)
 
 

@@ -158,13 +158,18 @@ class Rollouts(Recovery):
         if info.model != model:
             raise RolloutError(400, "wrong_model", f"{archive} holds model {info.model!r}, not {model!r}")
         version = info.version
+        try:
+            recorded = self._gate.check_recorded(info)
+        except GateRefused as exc:
+            raise RolloutError(422, "gate_refused", f"version {version} refused by the smoke gate: {exc}") from exc
         async with self._transition(model):
             route = self._route(model)
             live = {state.version for state in await self._torchserve(self._admin.versions, model)}
             if version in self._registry.versions(model) or version in live:
                 raise RolloutError(409, "version_exists", f"{model} {version} is already deployed")
             self._intend(model, "deploy", version, route.default)
-            accuracy = await self._register_and_gate(model, version, archive, held_out, baseline=route.default)
+            accuracy = recorded | await self._register_and_gate(model, version, archive, held_out,
+                                                                 baseline=route.default)
             self._registry.mark_live(model, version)
             self._registry.add_version(model, version, archive)  # the other pods load it now
             if canary_percent > 0:

@@ -1,6 +1,9 @@
 """The smoke gate: validation sets run through one exact version before it may take any traffic.
 
-Any folder of upright photos will do: each is sent at its four turns, so the labels come free, as in training.
+First, what the version recorded of itself (check_recorded): a version that turns more than max_unseen_harm of the
+upright photos of a source it never saw (leave one source out: make weights, make retrain), or that serves a lower
+threshold than the one that kept it there, is refused before it is even registered.
+Then any folder of upright photos will do: each is sent at its four turns, so the labels come free, as in training.
 The sets: the generated samples, real photos never trained on, and for a retrained version the corrections held
 out of its training. A version that errors on any image, scores below the threshold, or does worse than the
 current default on any set (accuracy, or upright photos turned) is refused, with every set's scores and the next
@@ -20,6 +23,7 @@ from typing import Protocol
 import aiohttp
 from PIL import Image
 
+from auth_plugin.control.archive_catalogue import ArchiveInfo
 from auth_plugin.forwarding import UpstreamError, forward
 from auth_plugin.torchserve_keys import TorchServeKeys
 from food_rotation.photo_io import TURNS
@@ -100,7 +104,7 @@ class SmokeGate:
 
     def __init__(self, session: aiohttp.ClientSession, keys: TorchServeKeys, inference_url: str, folder: Path,
                  min_accuracy: float, real_folder: Path | None = None, tolerance: float = 0.05,
-                 max_photos: int = 8, max_real_photos: int = 12) -> None:
+                 max_photos: int = 8, max_real_photos: int = 12, max_unseen_harm: float = 0.01) -> None:
         self._session = session
         self._keys = keys
         self._url = inference_url.rstrip("/")
@@ -110,7 +114,17 @@ class SmokeGate:
         self._tolerance = tolerance
         self._max_photos = max_photos
         self._max_real_photos = max_real_photos
+        self._max_unseen_harm = max_unseen_harm
         self._baselines: dict[tuple[str, str, tuple[Path, ...]], Score] = {}
+
+    def check_recorded(self, info: ArchiveInfo) -> dict[str, float]:
+        """The version's recorded harm on sources it never saw ({"unseen_worst_harm": ...}; {} when it recorded
+        none, e.g. the demo weights); GateRefused when it is above max_unseen_harm or would not hold as served."""
+        problem = unseen_sources_problem(info, self._max_unseen_harm)
+        if problem:
+            raise GateRefused(problem + ". " + NEXT_STEP)
+        recorded = info.metadata.get("evaluation_by_source")
+        return {"unseen_worst_harm": float(recorded["worst_harm"])} if isinstance(recorded, dict) else {}
 
     async def _sets(self, held_out: Sequence[Path]) -> list[GateSet]:
         sets = [GateSet("gate", "the gate's samples", tuple(await asyncio.to_thread(
@@ -181,6 +195,31 @@ class SmokeGate:
                 upright += 1
                 harmed += trusted and degree not in (None, 0)
         return Score(correct / len(images), harmed / max(1, upright))
+
+
+def unseen_sources_problem(info: ArchiveInfo, max_harm: float) -> str | None:
+    """Why the archive's own leave-one-source-out record (metadata.json's evaluation_by_source, carried only for
+    the weights it describes) refuses it, or None. Its figures hold at its threshold with agreement required: an
+    archive whose model-config.yaml serves a lower threshold, or no agreement, turns more than it measured."""
+    recorded = info.metadata.get("evaluation_by_source")
+    if not isinstance(recorded, dict):
+        return None
+    try:
+        worst, group, threshold = float(recorded["worst_harm"]), str(recorded["worst_group"]), float(
+            recorded["threshold"])
+    except (KeyError, TypeError, ValueError):
+        return "its evaluation_by_source (metadata.json) is incomplete: it needs worst_harm, worst_group, threshold"
+    if worst > max_harm:
+        return (f"on sources it never saw it turns {worst:.1%} of the upright photos of {group}, above "
+                f"{max_harm:.1%} (PROXY_GATE_MAX_UNSEEN_HARM)")
+    served = info.handler_config.get("min_confidence", 0.0)
+    if not isinstance(served, (int, float)) or served < threshold:
+        return (f"its model-config.yaml serves min_confidence {served}, below the {threshold:.4f} that kept harm "
+                f"<= {max_harm:.1%} on every source it never saw")
+    if info.handler_config.get("require_agreement", True) is not True:
+        return ("its model-config.yaml sets require_agreement: false, but its harm on sources it never saw was "
+                "measured with agreement required")
+    return None
 
 
 def _verdict(body: bytes) -> tuple[int | None, bool]:

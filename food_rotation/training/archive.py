@@ -135,9 +135,10 @@ def staged_library(stage: Path) -> Path:
 def build_archive(weights: Path, version: str, name: str = MODEL_NAME, archive_name: str | None = None,
                   export_path: Path = MODEL_STORE, config: Path = MODEL_CONFIG, force: bool = False,
                   archiver: Path | None = None, provenance: Provenance | None = None,
-                  workers: int | None = None) -> Path:
+                  workers: int | None = None, min_confidence: float | None = None) -> Path:
     """Write `export_path/<archive_name>.mar` and return its path; ArchiveBuildError when an input is wrong.
-    `workers` replaces the config's minWorkers and maxWorkers (the small-node profile: 1)."""
+    `workers` replaces the config's minWorkers and maxWorkers (the small-node profile: 1); `min_confidence` its
+    handler's threshold (a retrained version's own, chosen leaving one source out)."""
     archiver = archiver or Path(os.environ.get("TORCH_MODEL_ARCHIVER", Path(sys.executable).parent /
                                                "torch-model-archiver"))
     archive_name = archive_name or name
@@ -153,8 +154,8 @@ def build_archive(weights: Path, version: str, name: str = MODEL_NAME, archive_n
     with tempfile.TemporaryDirectory(prefix="archive.") as stage:
         (Path(stage) / "tmp").mkdir()
         (Path(stage) / "metadata.json").write_text(json.dumps(document, indent=2) + "\n")
-        if workers is not None:
-            config = _with_workers(config, workers, Path(stage))
+        if workers is not None or min_confidence is not None:
+            config = _config_copy(config, Path(stage), workers, min_confidence)
         built = subprocess.run(
             [str(archiver), "--model-name", name, "--version", version, "--serialized-file", str(weights),
              "--handler", str(HANDLER_DIR / "rotation_handler.py"),
@@ -167,13 +168,22 @@ def build_archive(weights: Path, version: str, name: str = MODEL_NAME, archive_n
     return target
 
 
-def _with_workers(config: Path, workers: int, stage: Path) -> Path:
-    """A copy of `config` (comments and all) asking TorchServe for `workers` workers."""
-    if workers < 1:
-        raise ArchiveBuildError(f"--workers must be at least 1, got {workers}")
-    text, count = re.subn(r"(?m)^(minWorkers|maxWorkers):\s*\d+", rf"\g<1>: {workers}", config.read_text())
-    if count != 2:
-        raise ArchiveBuildError(f"{config} must set minWorkers and maxWorkers once each for --workers")
+def _config_copy(config: Path, stage: Path, workers: int | None, min_confidence: float | None) -> Path:
+    """A copy of `config` (comments and all) asking TorchServe for `workers` workers and the handler for
+    `min_confidence`, where given."""
+    text = config.read_text()
+    if workers is not None:
+        if workers < 1:
+            raise ArchiveBuildError(f"--workers must be at least 1, got {workers}")
+        text, count = re.subn(r"(?m)^(minWorkers|maxWorkers):\s*\d+", rf"\g<1>: {workers}", text)
+        if count != 2:
+            raise ArchiveBuildError(f"{config} must set minWorkers and maxWorkers once each for --workers")
+    if min_confidence is not None:
+        if not 0 <= min_confidence <= 1:
+            raise ArchiveBuildError(f"min_confidence must be from 0 to 1, got {min_confidence}")
+        text, count = re.subn(r"(?m)^(\s+min_confidence:)\s*[0-9.]+", rf"\g<1> {min_confidence!r}", text)
+        if count != 1:
+            raise ArchiveBuildError(f"{config} must set the handler's min_confidence once to replace it")
     (stage / "config").mkdir()
     (stage / "config" / config.name).write_text(text)
     return stage / "config" / config.name

@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 
 from food_rotation.training.evaluate import load_model
-from food_rotation.training.frozen_features import photo_features
-from food_rotation.training.leave_one_source_out import HeadRecipe, figures_at, out_of_group
+from food_rotation.training.leave_one_source_out import HeadRecipe
 from food_rotation.training.model_records import tied_to
-from food_rotation.training.source_evaluation import RealPhotos, left_out_rule, summary
+from food_rotation.training.source_evaluation import RealPhotos
+from food_rotation.training.source_rule import fitted_on_sources, install_head
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,24 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     net, image_size = load_model(args.backbone)
     net.turn_averaging = True  # the head is fitted for, and scored as, the four-view average
     real = RealPhotos.under(args.real)
-    recipe = HeadRecipe()
-    features = photo_features(net, real.photos, image_size, args.augmentations).features
-    answers = out_of_group(features, real.groups, real.kinds, real.trainable, recipe)
-    temperature, threshold = left_out_rule(answers, args.max_harm, True)
-    rows = [figures_at(group, threshold, temperature, True) for group in answers]
-    left_out = summary(rows, threshold, temperature)
-    print(f"leave one source out ({len(answers)} groups): T {temperature:.3f}, threshold {threshold:.4f}; worst "
-          f"harm {left_out.worst_harm:.1%} ({left_out.worst_group}), food fix {left_out.food_fix:.1%}, all fix "
-          f"{left_out.all_fix:.1%}, no up left alone {left_out.no_up_left_alone}")
-
-    train = [i for i, (kind, trainable) in enumerate(zip(real.kinds, real.trainable, strict=True))
-             if trainable and kind == "upright"]
-    no_up = [i for i, (kind, trainable) in enumerate(zip(real.kinds, real.trainable, strict=True))
-             if trainable and kind == "no_up"]
-    head = recipe.fit(features[train], features[no_up])
-    with torch.no_grad():
-        net.head[-1].weight.copy_(head.weight)
-        net.head[-1].bias.copy_(head.bias)
+    rule = fitted_on_sources(net, image_size, real, args.max_harm, args.augmentations)
+    left_out = rule.summary
+    print(f"leave one source out ({left_out.groups} groups): T {rule.temperature:.3f}, threshold "
+          f"{rule.threshold:.4f}; worst harm {left_out.worst_harm:.1%} ({left_out.worst_group}), food fix "
+          f"{left_out.food_fix:.1%}, all fix {left_out.all_fix:.1%}, no up left alone {left_out.no_up_left_alone}")
+    install_head(net, rule.head)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), args.out)
     info = json.loads(args.backbone.with_suffix(".json").read_text())
@@ -69,17 +57,17 @@ def main(argv: list[str] | None = None) -> int:
         info.pop(stale, None)  # figures of the backbone's own head, not of this one
     sha256 = hashlib.sha256(args.out.read_bytes()).hexdigest()
     info.update({
-        "turn_averaging": True, "sha256": sha256, "temperature": temperature, "min_confidence": threshold,
+        "turn_averaging": True, "sha256": sha256, "temperature": rule.temperature, "min_confidence": rule.threshold,
         "head": {"backbone": args.backbone.name, "backbone_sha256": hashlib.sha256(args.backbone.read_bytes())
-                 .hexdigest(), "photos": len(train), "no_up_photos": len(no_up), "augmentations": args.augmentations,
-                 "recipe": asdict(recipe)},
-        "calibration": {"data": f"leave-one-source-out answers of {args.real}", "n": sum(4 * a.photos
-                                                                                            for a in answers)},
-        "evaluation_by_source": tied_to(args.out, {**left_out.as_dict(), "max_harm": args.max_harm}),
+                 .hexdigest(), "photos": len(real.fitted("upright")),
+                 "no_up_photos": len(real.fitted("no_up")),
+                 "augmentations": args.augmentations, "recipe": asdict(HeadRecipe())},
+        "calibration": {"data": f"leave-one-source-out answers of {args.real}", "n": 4 * left_out.all_photos},
+        "evaluation_by_source": tied_to(args.out, rule.record(args.max_harm)),
     })
     args.out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
-    print(f"{args.out}: head fitted on {len(train)} photos with an up and {len(no_up)} without; set "
-          f"min_confidence: {threshold:.4f} in handler/model-config.yaml")
+    print(f"{args.out}: head fitted on {len(real.fitted('upright'))} photos with an up and "
+          f"{len(real.fitted('no_up'))} without; set min_confidence: {rule.threshold:.4f} in handler/model-config.yaml")
     return 0
 
 

@@ -20,12 +20,20 @@
    collected before it was opened (0.685 against 1.000 on their held-out photos, bench/TWO_DATASETS.md).
 3. The held-out corrections are the validation set; the last epoch is kept, so its accuracy there is an honest
    test figure (`heldout_acc`, next to `heldout_acc_before` of the starting weights).
-4. The temperature is the starting version's, unless there are enough held-out corrections (50 photos) to refit
-   it on them: fine-tuning moves the logits less than a fit on a few photos would err.
-5. Extract the weights (weights/retrained/, git-ignored), archive model_store/food_rotation-v<next>.mar with its
-   provenance (food_rotation/provenance.py) in its metadata.json: each dataset's name, manifest digest, training
-   count and the sha256 of every photo held out of it, and where it started (`init_version`, `init_sha256`).
-6. Deploy through the proxy: the smoke gate checks the gate samples and the corrections the archive names as held
+4. Its rule, as `make weights` chose the shipped one (training/source_rule.py): every source group of --sources
+   (data/real: the shipped sources) and every dataset, as one more group, is left out in turn; a head is fitted
+   on the new backbone's frozen features of the others, the temperature on those out-of-group answers, and the
+   threshold is the smallest that keeps harm <= --max-harm on every group left out. The shipped head is the same
+   recipe on every training photo (the dataset's top blocks are still fine-tuned on its corrections, so its own
+   group is scored by a head, not a backbone, that never saw it). The archive serves that threshold and records
+   the per-group figures; with no threshold that harmless, nothing is archived. A torchvision arch (the demo
+   weights) cannot refit its head: it is scored as it is per group, under the same rule.
+5. Extract the weights (weights/retrained/, git-ignored), archive model_store/food_rotation-v<next>.mar with that
+   record and its provenance (food_rotation/provenance.py) in its metadata.json: each dataset's name, manifest
+   digest, training count and the sha256 of every photo held out of it, and where it started (`init_version`,
+   `init_sha256`).
+6. Deploy through the proxy: the gate refuses a version whose record has harm above 1 % on a source it never saw
+   (PROXY_GATE_MAX_UNSEEN_HARM); the smoke gate checks the gate samples and the corrections the archive names as held
    out; the version then takes --canary percent of traffic. Promote it on the admin page or with
    `.venv/bin/python -m auth_plugin models promote`.
 """
@@ -39,34 +47,39 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from auth_plugin.control.models_cli import Refused, admin_call, admin_token, default_url
 from auth_plugin.feedback.datasets import DatasetError, DatasetStore
 from auth_plugin.feedback.splits import union
 from auth_plugin.settings import ROOT, ProxySettings
-from food_rotation.abstention import calibrated
 from food_rotation.provenance import DatasetUse, Provenance
 from food_rotation.rotation_model import CLASSES, RotationNet
 from food_rotation.training import evaluate, extract_model_weight, make_demo_data, train
 from food_rotation.training.archive import build_archive
-from food_rotation.training.calibration import expected_calibration_error, fit_temperature, nll
 from food_rotation.training.cross_validation import cross_validate
+from food_rotation.training.model_records import tied_to
 from food_rotation.training.retrain_plan import Plan, gate_scores, shortfall
 from food_rotation.training.retrain_start import starting_weights
 from food_rotation.training.rotation_data import find_photos
 from food_rotation.training.served_weights import archives_of
+from food_rotation.training.source_evaluation import RealPhotos
+from food_rotation.training.source_rule import (
+    NoHarmlessThreshold,
+    SourceRule,
+    install_head,
+    source_rule,
+    with_corrections,
+)
 from food_rotation.training.train_end_to_end import held_out_accuracy
 from food_rotation.training.train_pretrained import FineTuning, fine_tune
 
 CORRECTION_VIEWS = 4  # augmented views of each correction in efficientnet_lite0's cache (a demo scene gets 1)
-REFIT_MIN_PHOTOS = 50  # held-out corrections needed to refit the temperature rather than carry it
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -95,6 +108,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cross-validate", type=int, default=0, metavar="K",
                         help="first score K folds of the training corrections, each by a model trained on the "
                              "others (K more trainings): a steadier figure than a held-out fifth of a few photos")
+    parser.add_argument("--sources", type=Path, default=ROOT / "data" / "real",
+                        help="the real photo sources the threshold is chosen on, with the datasets (make real-data)")
+    parser.add_argument("--max-harm", type=float, default=0.01,
+                        help="upright photos the version may turn on any source group left out")
+    parser.add_argument("--source-augmentations", type=int, default=3,
+                        help="augmented copies of each photo the leave-one-source-out heads are fitted on")
     parser.add_argument("--plan", action="store_true",
                         help="say what the retrain would do and whether the data suffices, then stop")
     parser.add_argument("--url", default=default_url(), help="the token proxy")
@@ -148,23 +167,6 @@ def fine_tune_top(args: argparse.Namespace, init: Path, info: dict[str, Any], co
     return {key: value for key, value in saved.items() if key != "state_dict"}
 
 
-def temperature_fields(carried: float | None, held_out_photos: int,
-                       logits: Callable[[], tuple[Tensor, Tensor]]) -> dict[str, Any]:
-    """`temperature` (and how it was fitted) for the new version's .json: refitted on the held-out corrections'
-    logits when there are REFIT_MIN_PHOTOS of them, else the starting version's (none when it had none)."""
-    if held_out_photos < REFIT_MIN_PHOTOS:
-        return {} if carried is None else {"temperature": carried}
-    scores, labels = logits()
-    before = 1.0 if carried is None else carried
-    fitted = fit_temperature(scores, labels)
-    return {"temperature": fitted, "calibration": {
-        "data": "held-out corrections", "n": len(labels), "temperature_before": before,
-        "nll_before": nll(scores, labels, before), "nll_after": nll(scores, labels, fitted),
-        "ece_before": expected_calibration_error(calibrated(scores, before), labels),
-        "ece_after": expected_calibration_error(calibrated(scores, fitted), labels),
-    }}
-
-
 REFUSED_DIR = ROOT / ".run" / "refused"
 
 
@@ -201,11 +203,10 @@ def selected_datasets(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
 
 @dataclass(frozen=True)
 class Start:
-    """The version a retrain fine-tunes: its name, the sha256 of its weights and its temperature."""
+    """The version a retrain fine-tunes: its name and the sha256 of its weights."""
 
     init_version: str | None
     init_sha256: str
-    init_temperature: float | None
 
 
 def train_version(args: argparse.Namespace, version: str, split: Any, named: str,
@@ -215,8 +216,7 @@ def train_version(args: argparse.Namespace, version: str, split: Any, named: str
     with tempfile.TemporaryDirectory() as scratch:
         init = starting_weights(args, Path(scratch))
         init_info = json.loads(init.with_suffix(".json").read_text())
-        start = Start(init_info.get("version"), hashlib.sha256(init.read_bytes()).hexdigest(),
-                      init_info.get("temperature"))
+        start = Start(init_info.get("version"), hashlib.sha256(init.read_bytes()).hexdigest())
         began = (f"{start.init_version} ({init_info.get('archive', init.name)}, {init_info['arch']})"
                  if start.init_version else f"{init} ({init_info['arch']})")
         plan = Plan(args.model, version, named, len(split.train), len(split.held_out), max(args.demo_scenes, 0),
@@ -244,29 +244,54 @@ def train_version(args: argparse.Namespace, version: str, split: Any, named: str
     return result, start, len(mixed)
 
 
+def chosen_rule(args: argparse.Namespace, weights: Path, splits: dict[str, Any]) -> SourceRule:
+    """The new version's rule on --sources plus each dataset (its head refitted into `weights` where it can
+    be); SystemExit when the sources are missing or no threshold keeps it harmless."""
+    try:
+        real = RealPhotos.under(args.sources)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: {exc}: the threshold is chosen leaving one source out over them") from exc
+    photos = with_corrections(real, {name: (part.train, part.held_out) for name, part in splits.items()})
+    net, image_size = evaluate.load_model(weights)
+    started = time.perf_counter()
+    try:
+        rule = source_rule(net, image_size, photos, args.max_harm, args.source_augmentations)
+    except NoHarmlessThreshold as exc:
+        raise SystemExit(f"error: not archived: {exc}") from exc
+    if rule.head is not None:
+        install_head(net, rule.head)
+        torch.save(net.state_dict(), weights)
+    left_out = rule.summary
+    print(f"rule ({rule.record(args.max_harm)['how']}, {left_out.groups} source groups, "
+          f"{time.perf_counter() - started:.0f} s): T {rule.temperature:.3f}, min_confidence {rule.threshold:.4f}; "
+          f"worst harm {left_out.worst_harm:.1%} ({left_out.worst_group}), fix {left_out.all_fix:.1%}", flush=True)
+    return rule
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     splits, split = selected_datasets(args)
     version = args.version or next_version(args.model_store, args.model)
     weights = args.weights_dir / f"{args.model}-v{version}.pth"
     result, start, mixed = train_version(args, version, split, ", ".join(splits), weights)
-
-    def held_out_logits() -> tuple[Tensor, Tensor]:
-        model, image_size = evaluate.load_model(weights)
-        logits, labels, _ = evaluate.collect_answers(model, split.held_out, image_size, 64)
-        return logits, labels
-
+    rule = chosen_rule(args, weights, splits)
     provenance = Provenance(
         tuple(DatasetUse.of(name, part.manifest_sha256, part.train, part.held_out) for name, part in splits.items()),
         mixed, start.init_version, start.init_sha256, result["val_acc"], result.get("init_val_acc"))
     sidecar = weights.with_suffix(".json")
+    info = {key: value for key, value in json.loads(sidecar.read_text()).items() if key != "evaluation"}
     sidecar.write_text(json.dumps({
-        **json.loads(sidecar.read_text()), "version": version, **provenance.as_metadata(),
-        **temperature_fields(start.init_temperature, len(split.held_out), held_out_logits),
+        **info, "version": version, **provenance.as_metadata(), "temperature": rule.temperature,
+        "min_confidence": rule.threshold,
+        "calibration": {"data": f"out-of-group answers of {args.sources} and the datasets",
+                        "n": 4 * rule.summary.all_photos},
+        "evaluation_by_source": tied_to(weights, rule.record(args.max_harm)),
         **({"cross_validation": result["cross_validation"]} if "cross_validation" in result else {}),
     }, indent=2) + "\n")
     archive = f"{args.model}-v{version}"
-    print(f"wrote {build_archive(weights, version, args.model, archive, args.model_store, provenance=provenance)}")
+    built = build_archive(weights, version, args.model, archive, args.model_store, provenance=provenance,
+                          min_confidence=rule.threshold)
+    print(f"wrote {built} (min_confidence {rule.threshold:.4f})")
     print(f"trained in {result['train_s']:.0f} s: held-out corrections {result.get('init_val_acc', float('nan')):.4f}"
           f" -> {result['val_acc']:.4f} ({len(split.held_out)} photos x 4 turns)")
     if args.no_deploy:

@@ -45,7 +45,8 @@ class Plan:
         return shortfall(self.corrections, self.held_out) is None
 
     def lines(self) -> list[str]:
-        archived = f"archive it as {self.model} {self.version}"
+        archived = (f"choose its threshold leaving one source out (the real photo sources and each dataset: harm "
+                    f"<= 1 % on every one) and archive it as {self.model} {self.version}")
         then = (f"{archived}, gate it (samples, real photos and these {self.held_out} held-out corrections, "
                 f"against the default) and deploy it as a {self.deploy_canary:g}% canary"
                 if self.deploy_canary is not None else f"{archived} (--no-deploy: not deployed)")
@@ -85,4 +86,6 @@ def gate_scores(scores: Mapping[str, Any]) -> str:
             default = scores.get(f"{key}_default_accuracy")
             parts.append(f"{label} {scores[f'{key}_accuracy']:.3f}" + ("" if default is None else
                                                                         f" (default {default:.3f})"))
+    if "unseen_worst_harm" in scores:
+        parts.append(f"worst harm on sources it never saw {scores['unseen_worst_harm']:.1%}")
     return ", ".join(parts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,6 +67,10 @@ class RealPhotos:
     def indices(self, kind: str, group: str) -> list[int]:
         return [i for i, (g, k) in enumerate(zip(self.groups, self.kinds, strict=True)) if g == group and k == kind]
 
+    def fitted(self, kind: str) -> list[int]:
+        """The photos of `kind` that a head may be fitted on (the training side of the split)."""
+        return [i for i, (k, t) in enumerate(zip(self.kinds, self.trainable, strict=True)) if t and k == kind]
+
 
 def left_out_answers(net: RotationNet, real: RealPhotos, image_size: int, recipe: HeadRecipe, augmentations: int,
                      square: bool = False) -> list[GroupAnswers]:
@@ -111,7 +116,9 @@ class Summary:
     no_up_left_alone: float | None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON's numbers: a figure of no photos (no food group) is None, not NaN."""
+        return {key: None if isinstance(value, float) and math.isnan(value) else value
+                for key, value in asdict(self).items()}
 
 
 def _pooled(rows: Sequence[GroupFigures], field: str) -> float:

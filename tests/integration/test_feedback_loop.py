@@ -108,6 +108,11 @@ def test_corrections_become_a_gated_canary_version(stack, tmp_path, demo_weights
     assert metadata["heldout_acc"] >= 0.9
     assert metadata["init_version"] == "1.0"
     assert metadata["init_sha256"] == hashlib.sha256(demo_weights.read_bytes()).hexdigest()
+    # its rule: the real photo sources (make real-data) and each dataset as source groups, harm <= 1 % on each
+    by_source = metadata["evaluation_by_source"]
+    assert by_source["groups"] >= 2 + 19 and by_source["worst_harm"] <= 0.01, retrain.stdout[-2000:]
+    assert by_source["how"] == "as it is, per source group (not left out)"  # the demo mobilenet keeps its head
+    assert f"min_confidence {by_source['threshold']:.4f}" in retrain.stdout
 
     listed = requests.get(f"{proxy.url}/admin/models/food_rotation", headers=admin_auth, timeout=30)
     rows = {row["version"]: row for row in listed.json()["versions"]}

@@ -2,11 +2,16 @@
 
 deploy v2 as a 50 % canary -> promote (v1 drained, unregistered) -> an untrained v3 and an unloadable v4 refused
 by the gate -> roll back to v1 -> roll back again to v2 -> restart TorchServe and the proxy: v2 is still the default.
+Versions whose own leave-one-source-out record is harmful (v5), or holds only above the threshold they serve (v6),
+are refused before they are registered.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -14,6 +19,7 @@ import torch
 
 from food_rotation.operations.serving import Proxy
 from food_rotation.rotation_model import RotationNet
+from food_rotation.training.model_records import tied_to
 from tests.integration.load import Load
 from tests.photos import CLEAR_SCENES, encode, scene
 from tests.stack import (
@@ -39,6 +45,17 @@ def listed(proxy: Proxy, token: str) -> dict[str, dict]:
     return {row["version"]: row for row in answer.json()["versions"]}
 
 
+def recorded(folder: Path, weights: Path, worst_harm: float, threshold: float) -> Path:
+    """A copy of `weights` whose .json records this leave-one-source-out result (as fit_head.py writes it)."""
+    folder.mkdir()
+    copy = Path(shutil.copy(weights, folder / "weights.pth"))
+    summary = {"threshold": threshold, "temperature": 1.0, "groups": 19, "worst_group": "food-D",
+               "worst_harm": worst_harm, "worst_harm_upper": 0.1, "max_harm": 0.01, "how": "leave one source out"}
+    info = {**json.loads(weights.with_suffix(".json").read_text()), "evaluation_by_source": tied_to(copy, summary)}
+    copy.with_suffix(".json").write_text(json.dumps(info))
+    return copy
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, demo_weights):
     base = tmp_path_factory.mktemp("rollout")
@@ -51,6 +68,10 @@ def stack(tmp_path_factory, demo_weights):
     torch.save(RotationNet("resnet18").state_dict(), wrong)
     wrong.with_suffix(".json").write_text((base / "untrained" / "untrained.json").read_text())
     build_archive(wrong, "4.0", store, "food_rotation-v4.0")
+    build_archive(recorded(base / "v5", demo_weights, worst_harm=0.03, threshold=0.5), "5.0", store,
+                  "food_rotation-v5.0")
+    build_archive(recorded(base / "v6", demo_weights, worst_harm=0.0, threshold=0.99), "6.0", store,
+                  "food_rotation-v6.0")
     with running_torchserve(base / "torchserve", store) as torchserve:
         with running_proxy(base / "proxy", torchserve, PROXY_RECONCILE_INTERVAL_S="1") as proxy:
             yield torchserve, proxy
@@ -122,6 +143,19 @@ def test_bad_control_plane_input(stack, action, body, status, error):
     token = issue_token(proxy, "--user", "ops", "--scopes", "admin")[1]
     answer = admin(proxy, token, action, body)
     assert (answer.status_code, answer.json()["error"]) == (status, error), answer.text
+
+
+def test_a_version_harmful_on_sources_it_never_saw_is_refused_before_it_is_registered(stack):
+    _, proxy = stack
+    token = issue_token(proxy, "--user", "ops", "--scopes", "admin")[1]
+    before = listed(proxy, token)
+    harmful = admin(proxy, token, "deploy", {"archive": "food_rotation-v5.0.mar", "canary": 10})
+    assert (harmful.status_code, harmful.json()["error"]) == (422, "gate_refused"), harmful.text
+    assert "turns 3.0% of the upright photos of food-D, above 1.0%" in harmful.json()["message"]
+    served_lower = admin(proxy, token, "deploy", {"archive": "food_rotation-v6.0.mar", "canary": 10})
+    assert (served_lower.status_code, served_lower.json()["error"]) == (422, "gate_refused"), served_lower.text
+    assert "serves min_confidence 0.8952, below the 0.9900" in served_lower.json()["message"]
+    assert set(listed(proxy, token)) == set(before)  # neither was registered
 
 
 def test_unknown_model_is_404(stack):

@@ -11,7 +11,7 @@ import torch
 from food_rotation.rotation_model import RotationNet
 from food_rotation.training import evaluate, fit_head
 from food_rotation.training.archive import metadata
-from tests.photos import encode, scene
+from tests.photos import real_sources
 
 
 def test_fit_head_keeps_the_backbone_and_records_what_it_does_on_sources_left_out(tmp_path):
@@ -22,11 +22,7 @@ def test_fit_head_keeps_the_backbone_and_records_what_it_does_on_sources_left_ou
     backbone.with_suffix(".json").write_text(json.dumps({"arch": "efficientnet_lite0", "image_size": 64,
                                                          "classes": [0, 90, 180, 270], "turn_averaging": True,
                                                          "val_acc": 0.5, "evaluation": {"accuracy": 0.5}}))
-    for source in ("mate", "plasma", "lomiri", "interiors"):  # four source groups
-        folder = tmp_path / "real" / "photos" / source
-        folder.mkdir(parents=True)
-        for seed in range(4):
-            (folder / f"p{seed}.jpg").write_bytes(encode(scene(seed + 10 * len(source)).resize((96, 72)), "JPEG"))
+    real_sources(tmp_path / "real")  # four source groups of four photos
     out = tmp_path / "shipped.pth"
 
     assert fit_head.main([str(backbone), str(tmp_path / "real"), "--out", str(out), "--augmentations", "1",

@@ -1,5 +1,5 @@
-"""What a retrain starts from (the served default, else offline the newest archive, else what --init names), its
-temperature, the efficientnet_lite0 path, and the next version's number."""
+"""What a retrain starts from (the served default, else offline the newest archive, else what --init names), the
+efficientnet_lite0 path, its rule chosen leaving one source out, and the next version's number."""
 
 from __future__ import annotations
 
@@ -11,18 +11,18 @@ import zipfile
 
 import pytest
 import torch
+import yaml
 
 from auth_plugin.control import models_cli
 from auth_plugin.control.models_cli import Refused
 from auth_plugin.feedback.datasets import DatasetStore
 from food_rotation.rotation_model import RotationNet
 from food_rotation.training import extract_model_weight, retrain, retrain_start, served_weights
-from food_rotation.training.calibration import fit_temperature
-from food_rotation.training.retrain import REFIT_MIN_PHOTOS, next_version, starting_weights, temperature_fields
+from food_rotation.training.retrain import next_version, starting_weights
 from food_rotation.training.retrain_plan import shortfall
 from tests.archives import state_bytes, write_mar
 from tests.conftest import ROOT
-from tests.photos import encode, scene
+from tests.photos import encode, real_sources, scene
 
 VERSIONS = {"versions": [{"version": "1.0", "default": False, "archive": "food_rotation.mar"},
                          {"version": "2.0", "default": True, "archive": "food_rotation-v2.0.mar"}]}
@@ -117,22 +117,6 @@ def test_init_names_the_demo_weights_an_archive_or_a_weights_file(tmp_path, stor
         starting_weights(options(store, "--init", "missing.mar"), tmp_path)
 
 
-def test_the_starting_temperature_is_carried_unless_the_held_out_corrections_can_refit_it():
-    def never():
-        raise AssertionError("too few held-out corrections to refit: no logits needed")
-
-    assert temperature_fields(1.7, REFIT_MIN_PHOTOS - 1, never) == {"temperature": 1.7}
-    assert temperature_fields(None, REFIT_MIN_PHOTOS - 1, never) == {}
-    generator = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 4, (4 * REFIT_MIN_PHOTOS,), generator=generator)
-    logits = torch.randn(len(labels), 4, generator=generator) + 6 * torch.nn.functional.one_hot(labels, 4)
-    fields = temperature_fields(1.7, REFIT_MIN_PHOTOS, lambda: (logits, labels))
-    assert fields["temperature"] == fit_temperature(logits, labels)
-    calibration = fields["calibration"]
-    assert calibration["n"] == len(labels) and calibration["temperature_before"] == 1.7
-    assert calibration["nll_after"] <= calibration["nll_before"]
-
-
 def photos(folder, seeds) -> list:
     folder.mkdir(parents=True)
     for seed in seeds:
@@ -164,7 +148,8 @@ def test_an_offline_retrain_starts_from_the_newest_archive_and_says_so_in_the_ne
     weights.parent.mkdir()
     torch.save(RotationNet("efficientnet_lite0").state_dict(), weights)
     weights.with_suffix(".json").write_text(json.dumps({"arch": "efficientnet_lite0", "image_size": 64,
-                                                        "classes": [0, 90, 180, 270], "temperature": 1.5}))
+                                                        "classes": [0, 90, 180, 270], "temperature": 1.5,
+                                                        "turn_averaging": True}))
     subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(weights), "--version", "1.0",
                     "--export-path", str(model_store)], check=True, capture_output=True, timeout=180)
     datasets = DatasetStore(tmp_path / "datasets", 10**8)
@@ -176,7 +161,8 @@ def test_an_offline_retrain_starts_from_the_newest_archive_and_says_so_in_the_ne
     monkeypatch.setenv("TQDM_DISABLE", "1")
     arguments = ["--no-deploy", "--epochs", "1", "--demo-scenes", "0", "--datasets-dir", str(tmp_path / "datasets"),
                  "--model-store", str(model_store), "--weights-dir", str(tmp_path / "retrained"),
-                 "--url", "http://127.0.0.1:9", "--token", "t"]
+                 "--url", "http://127.0.0.1:9", "--token", "t", "--source-augmentations", "0",
+                 "--sources", str(real_sources(tmp_path / "real"))]
     with pytest.raises(SystemExit) as planned:  # --plan: says what it would do, trains nothing
         retrain.main([*arguments, "--plan"])
     said = capsys.readouterr().out
@@ -188,7 +174,14 @@ def test_an_offline_retrain_starts_from_the_newest_archive_and_says_so_in_the_ne
     with zipfile.ZipFile(model_store / "food_rotation-v2.0.mar") as mar:
         metadata = json.loads(mar.read("metadata.json"))
     assert (metadata["version"], metadata["arch"], metadata["image_size"]) == ("2.0", "efficientnet_lite0", 64)
-    assert metadata["init_version"] == "1.0" and metadata["temperature"] == 1.5
+    assert metadata["init_version"] == "1.0"
+    # its rule: chosen leaving out each of the four sources and the dataset (five groups), served by the archive
+    by_source = metadata["evaluation_by_source"]
+    assert (by_source["groups"], by_source["how"], by_source["max_harm"]) == (5, "leave one source out", 0.01)
+    assert by_source["worst_harm"] <= 0.01 and metadata["temperature"] == by_source["temperature"] != 1.5
+    with zipfile.ZipFile(model_store / "food_rotation-v2.0.mar") as mar:
+        served = yaml.safe_load(mar.read("model-config.yaml"))["handler"]
+    assert served["min_confidence"] == by_source["threshold"] and served["require_agreement"] is True
     assert metadata["init_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     sidecar = json.loads((tmp_path / "retrained" / "food_rotation-v2.0.json").read_text())
     assert len(sidecar["cross_validation"]["folds"]) == 2

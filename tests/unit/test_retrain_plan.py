@@ -35,6 +35,7 @@ def test_the_plan_names_the_start_the_counts_and_what_follows():
     assert deployed[0].startswith("plan: fine-tune 1.0 (food_rotation.mar) for 4 epochs on 30 corrections")
     assert "8 corrections held out" in deployed[0] and "deploy it as a 10% canary" in deployed[0]
     assert "--no-deploy: not deployed" in kept[0]
+    assert "choose its threshold leaving one source out" in kept[0]
     assert deployed[1].startswith("data: ")
 
 
@@ -43,4 +44,6 @@ def test_the_deploy_line_names_every_set_the_gate_scored_beside_the_default():
                 "real_default_accuracy": 0.8125, "real_harm": 0.0, "heldout_accuracy": 0.96875}
     assert gate_scores(deployed) == ("samples 1.000 (default 1.000), real photos 0.833 (default 0.812), "
                                      "held-out corrections 0.969")
+    assert gate_scores({**deployed, "unseen_worst_harm": 0.004}).endswith(
+        ", worst harm on sources it never saw 0.4%")
     assert gate_scores({"gate_accuracy": 0.9}) == "samples 0.900"  # a rollback: nothing compared

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from auth_plugin.control.smoke_gate import GateRefused
+from auth_plugin.control.archive_catalogue import ArchiveInfo
+from auth_plugin.control.smoke_gate import GateRefused, unseen_sources_problem
 from auth_plugin.control.torchserve_admin import ManagementError, VersionState
 
 
@@ -52,3 +53,10 @@ class FakeGate:
         if version in self.refuse:
             raise GateRefused(f"accuracy 0.250 on the gate's samples is below 0.9 ({version})")
         return {"gate_accuracy": 1.0}
+
+    def check_recorded(self, info: ArchiveInfo) -> dict[str, float]:
+        """The real rule on what the archive recorded (it reads no photos)."""
+        problem = unseen_sources_problem(info, 0.01)
+        if problem:
+            raise GateRefused(problem)
+        return {}

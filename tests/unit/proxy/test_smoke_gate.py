@@ -6,6 +6,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from auth_plugin.control.archive_catalogue import ArchiveInfo
 from auth_plugin.control.smoke_gate import GateRefused, SmokeGate, upright_photos
 from auth_plugin.torchserve_keys import TorchServeKeys
 from tests.conftest import ROOT
@@ -52,3 +53,25 @@ def test_the_gate_takes_its_photos_from_every_source_not_the_first_folder(tmp_pa
     assert [p.parent.name for p in chosen] == ["fish", "fish", "monuments", "monuments", "wallpapers", "wallpapers"]
     assert upright_photos(tmp_path, 6) == chosen  # the same photos every time: baselines are cached per set
     assert len(upright_photos(tmp_path, 100)) == 30 and upright_photos(tmp_path / "absent", 6) == []
+
+
+def test_what_a_version_recorded_on_sources_it_never_saw_is_held_to_as_it_is_served(gate):
+    _, smoke = gate
+    record = {"threshold": 0.8952, "worst_harm": 0.0, "worst_group": "food-D"}
+    served = {"min_confidence": 0.8952, "require_agreement": True}
+
+    def archive(record: dict | None, **handler: object) -> ArchiveInfo:
+        return ArchiveInfo("food_rotation", "2.0", {} if record is None else {"evaluation_by_source": record},
+                           {**served, **handler})
+
+    assert smoke.check_recorded(archive(record)) == {"unseen_worst_harm": 0.0}
+    assert smoke.check_recorded(archive(None, min_confidence=0.0)) == {}  # nothing recorded (the demo weights)
+    refusals = {
+        "turns 2.0% of the upright photos of food-D, above 1.0%": archive({**record, "worst_harm": 0.02}),
+        "serves min_confidence 0.5, below the 0.8952": archive(record, min_confidence=0.5),
+        "require_agreement: false": archive(record, require_agreement=False),
+        "is incomplete": archive({"worst_harm": 0.0}),
+    }
+    for said, refused in refusals.items():
+        with pytest.raises(GateRefused, match=said):
+            smoke.check_recorded(refused)
