@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import NamedTuple
 
 MAX_JSON_BYTES = 1 << 16  # a verdict is a few hundred bytes; anything bigger is not one
 
@@ -16,8 +17,14 @@ def trusted_by_the_archive(headers: Mapping[str, str], verdict: tuple[float, boo
     return own if own is not None else (None if verdict is None else verdict[1])
 
 
-def verdict_of(status: int, content_type: str, headers: Mapping[str, str], body: bytes) -> tuple[float, bool] | None:
-    """(confidence, trusted) of a 200 answer, or None when it carries no verdict."""
+class Verdict(NamedTuple):
+    confidence: float
+    trusted: bool
+    model_degree: int | None = None  # the turn it answered (what an answer id vouches for), where it says one
+
+
+def verdict_of(status: int, content_type: str, headers: Mapping[str, str], body: bytes) -> Verdict | None:
+    """(confidence, trusted, model_degree) of a 200 answer, or None when it carries no verdict."""
     if status != 200:
         return None
     if content_type == "application/json":
@@ -29,12 +36,20 @@ def verdict_of(status: int, content_type: str, headers: Mapping[str, str], body:
             return None
         if not isinstance(document, dict):
             return None
-        confidence, trusted = document.get("confidence"), document.get("trusted")
+        confidence, trusted, degree = document.get("confidence"), document.get("trusted"), document.get("model_degree")
     else:
         confidence, trusted = headers.get("X-Confidence"), {"true": True, "false": False}.get(
             headers.get("X-Trusted", ""))
+        degree = headers.get("X-Model-Degree")
     try:
         confidence = float(confidence)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
-    return (confidence, trusted) if isinstance(trusted, bool) and 0 <= confidence <= 1 else None
+    if not (isinstance(trusted, bool) and 0 <= confidence <= 1):
+        return None
+    return Verdict(confidence, trusted, _degree(degree))
+
+
+def _degree(value: object) -> int | None:
+    text = str(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    return int(text) if text in {"0", "90", "180", "270"} else None

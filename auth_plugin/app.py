@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from auth_plugin.access import authorize, requires
+from auth_plugin.answer_receipts import AnswerReceipts
 from auth_plugin.answer_verdict import trusted_by_the_archive, verdict_of
 from auth_plugin.app_keys import (
     ANALYST,
@@ -31,6 +32,7 @@ from auth_plugin.app_keys import (
     METRICS,
     PODS,
     READINESS,
+    RECEIPTS,
     REGISTRY,
     ROLLOUTS,
     SERVED_VERSION,
@@ -171,6 +173,8 @@ async def predict(request: web.Request) -> web.Response:
             app[METRICS].unsure.labels(request[SERVED_VERSION]).inc()
     response = web.Response(status=answer.status, body=answer.body, headers=answer.headers)
     response.content_type = content_type
+    if routed and verdict is not None and verdict.model_degree is not None:  # what a correction quotes to count
+        response.headers["X-Answer-Id"] = app[RECEIPTS].issue(request[SERVED_VERSION], verdict.model_degree)
     return response
 
 
@@ -233,6 +237,8 @@ def create_app(settings: ProxySettings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = ProxyMetrics()
     app[SIGNALS] = VersionSignals()
+    app[RECEIPTS] = AnswerReceipts(settings.answer_key.encode() if settings.answer_key else None,
+                                   settings.answer_id_lifetime_s)
     app[METRICS].watch(lambda: app.get(REGISTRY), settings.model_name)
     app[STREAMS] = UploadStreams(settings.streamed_uploads)
     app[LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)

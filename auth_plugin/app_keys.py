@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import aiohttp
 from aiohttp import web
 
+from auth_plugin.answer_receipts import AnswerReceipts
 from auth_plugin.auth import Authenticator
 from auth_plugin.bodies import UploadStreams
 from auth_plugin.control.canary_analysis import CanaryAnalyst
@@ -39,5 +40,6 @@ HELD_OUT = web.AppKey("held_out", HeldOutSource)  # the feedback store's held-ou
 READINESS = web.AppKey("readiness", Readiness)  # /readyz's answer, cached for a second
 UPLOADS = web.AppKey("uploads", ThreadPoolExecutor)  # feedback parsing and decoding: its own bounded pool
 STREAMS = web.AppKey("streams", UploadStreams)  # prediction bodies sent on while they arrive
+RECEIPTS = web.AppKey("receipts", AnswerReceipts)  # the answer ids a correction quotes to count as evidence
 SIGNALS = web.AppKey("signals", VersionSignals)  # each version's requests, errors, latency, unsure, corrections
 SERVED_VERSION = "served_version"  # request[SERVED_VERSION]: the version a prediction went to, for the metrics

@@ -66,6 +66,10 @@ class ProxySettings:
     read_timeout_s: float = 35.0  # above TorchServe's 30 s response timeout -> 504 only when truly stuck
     key_refresh_margin_s: float = 300.0  # renew TorchServe's keys this long before they expire
     token_cache_s: float = 0.5  # an opaque-token lookup is trusted this long: revocation bites within a second
+    # signs the answer ids (X-Answer-Id) a correction quotes to count for its version; unset: a random key per
+    # gateway process. Gateways sharing one accept each other's ids
+    answer_key: str | None = field(default=None, repr=False)
+    answer_id_lifetime_s: float = 3600.0  # a correction quoting an older answer id is stored but counts for nothing
     rate_limit_per_s: float = 0.0  # requests per second per token; 0 turns rate limiting off
     rate_limit_burst: int = 20  # requests a token may send at once before the rate applies
     jwt: JwtSettings = field(default_factory=JwtSettings)

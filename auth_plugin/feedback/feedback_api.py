@@ -1,7 +1,8 @@
 """Corrections in, datasets out: the feedback loop over HTTP.
 
-    POST   /feedback                               (predict) the photo + "true_degree" [+ "model_degree",
-                                                   "model_version"]: the same input forms as a prediction
+    POST   /feedback                               (predict) the photo + "true_degree" [+ "answer_id", the
+                                                   prediction's X-Answer-Id; or "model_degree", "model_version"
+                                                   as the caller says]: the same input forms as a prediction
                                                    (raw body with the fields as query parameters, multipart
                                                    form fields, or JSON {"image": "<base64>", ...})
     GET    /datasets                               (admin) every dataset with its counts per class
@@ -12,7 +13,9 @@
     DELETE /datasets/{name}/photos/{sha256}        (admin) remove one photo
 
 The photo is parsed by the handler's own `request_payload`, so what predicts also corrects, and refused with the
-same 4xx codes.
+same 4xx codes. Only a correction quoting an answer id the gateway issued (auth_plugin/answer_receipts.py), once,
+counts in its version's signals (what the canary analysis reads), with the version and turn the id vouches for;
+any other is stored for training all the same ("evidence": false in the answer).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from typing import Any
 from aiohttp import web
 
 from auth_plugin.access import PRINCIPAL, requires
-from auth_plugin.app_keys import DATASETS, METRICS, REGISTRY, SETTINGS, SIGNALS, UPLOADS
+from auth_plugin.answer_receipts import Answered
+from auth_plugin.app_keys import DATASETS, METRICS, RECEIPTS, REGISTRY, SETTINGS, SIGNALS, UPLOADS
 from auth_plugin.auth import Principal
 from auth_plugin.bodies import read_body, read_json_object
 from auth_plugin.feedback.datasets import Correction, DatasetError
@@ -36,7 +40,7 @@ from food_rotation.photo_io import TURNS
 from food_rotation.request_payload import multipart_fields, parse_payload
 from food_rotation.service_error import ServiceError
 
-FIELDS = ("true_degree", "model_degree", "model_version")
+FIELDS = ("true_degree", "model_degree", "model_version", "answer_id")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
 
@@ -74,21 +78,25 @@ def parse_feedback(body: bytes, content_type: str, query: Mapping[str, str]) -> 
     version = fields.get("model_version")
     if version is not None and (not isinstance(version, str) or not _VERSION.fullmatch(version)):
         raise ServiceError(400, "invalid_model_version", "\"model_version\" must look like 1.0 (letters, digits, ._-)")
+    answer_id = fields.get("answer_id")
+    if answer_id is not None and not isinstance(answer_id, str):
+        raise ServiceError(400, "invalid_answer_id", "\"answer_id\" must be the X-Answer-Id of a prediction")
     return image, {"true_degree": parse_degree(fields.get("true_degree"), "true_degree", required=True),
                    "model_degree": parse_degree(fields.get("model_degree"), "model_degree", required=False),
-                   "model_version": version}
+                   "model_version": version, "answer_id": answer_id}
 
 
-def count_correction(app: web.Application, correction: Correction) -> None:
-    """Feedback per served version, and whether that version had the turn right: a version the routing table
-    does not know (the caller names it) is counted as "other", so callers cannot grow the label set."""
+def count_correction(app: web.Application, correction: Correction, evidence: bool) -> None:
+    """Feedback per served version, and whether that version had the turn right. Only `evidence` (a correction
+    that quoted an answer id, redeemed once) counts in the version's signals; the rest is counted under
+    "unverified", so callers can neither steer the analysis nor grow the label set."""
     model = app[SETTINGS].model_name
-    version = correction.model_version
-    if version is None or version not in app[REGISTRY].versions(model):
+    version = correction.model_version if evidence else "unverified"
+    if version is None or (evidence and version not in app[REGISTRY].versions(model)):
         version = "other"
     agreed = None if correction.model_degree is None else correction.model_degree == correction.true_degree
     app[METRICS].feedback.labels(version, {None: "unknown", True: "yes", False: "no"}[agreed]).inc()
-    if agreed is not None and version != "other":
+    if evidence and agreed is not None and version != "other":
         app[SIGNALS].feedback(version, agreed)
 
 
@@ -102,16 +110,21 @@ def add_routes(app: web.Application, settings: ProxySettings) -> None:
 
         # Parsing a 15 MB form and decoding the photo: off the event loop, in the uploads' own few threads, so a
         # flood of uploads queues there and never holds the threads the dataset and admin routes use.
-        def store() -> tuple[str, Any, bool]:
+        def store() -> tuple[str, Any, bool, Answered | None, str | None]:
             image, fields = parse_feedback(body, request.headers.get("Content-Type", ""), request.query)
-            return app[DATASETS].add(image, fields["true_degree"], principal.user, fields["model_version"],
-                                     fields["model_degree"])
+            answered = app[RECEIPTS].verify(fields["answer_id"])
+            version, degree = ((answered.version, answered.model_degree) if answered else
+                               (fields["model_version"], fields["model_degree"]))  # the id's word over the caller's
+            added = app[DATASETS].add(image, fields["true_degree"], principal.user, version, degree)
+            return (*added, answered, fields["answer_id"])
 
-        name, correction, duplicate = await asyncio.get_running_loop().run_in_executor(app[UPLOADS], store)
+        loop = asyncio.get_running_loop()
+        name, correction, duplicate, answered, answer_id = await loop.run_in_executor(app[UPLOADS], store)
+        evidence = not duplicate and answered is not None and app[RECEIPTS].redeem(answer_id or "")
         if not duplicate:
-            count_correction(app, correction)
-        return web.json_response({"dataset": name, **asdict(correction), "duplicate": duplicate},
-                                 status=200 if duplicate else 201)
+            count_correction(app, correction, evidence)
+        return web.json_response({"dataset": name, **asdict(correction), "duplicate": duplicate,
+                                  "evidence": evidence}, status=200 if duplicate else 201)
 
     @requires("admin")
     async def list_datasets(request: web.Request) -> web.Response:

@@ -343,6 +343,7 @@ function showPrediction(row, blob, headers) {
   row.modelDegree = parseDegree(headers.get("X-Model-Degree"));
   row.appliedDegree = parseDegree(headers.get("X-Applied-Degree")) ?? (trusted ? row.modelDegree ?? 0 : 0);
   row.modelVersion = headers.get("X-Model-Version") || "";
+  row.answerId = headers.get("X-Answer-Id") || "";  // a correction quoting it counts for that version
   row.urls.push(URL.createObjectURL(blob));
   parts.upright.src = row.urls.at(-1);
   parts.upright.alt = trusted ? "The photo turned upright by the model" : "The photo as sent: the model was unsure";
@@ -382,6 +383,7 @@ async function sendFix(row) {
   form.append("true_degree", parts.select.value);
   if (row.modelDegree !== null) form.append("model_degree", String(row.modelDegree));
   if (row.modelVersion) form.append("model_version", row.modelVersion);
+  if (row.answerId) form.append("answer_id", row.answerId);
   parts.send.disabled = true;
   setStatus(parts.fixStatus, "saving…", "busy");
   try {

@@ -98,3 +98,43 @@ def test_a_caller_naming_a_version_steers_nothing(stack):
     assert counted() == before
     assert requests.post(f"{proxy.url}/predictions/food_rotation", data=photo, headers=user, timeout=60).ok
     assert counted() == before + 1
+
+
+def test_only_a_correction_quoting_an_answer_the_router_gave_counts_once(stack):
+    """Issue 33: 12 invented corrections ("the canary answered 90, the truth was 0") rolled a healthy canary back.
+    A correction counts for a version only by quoting the X-Answer-Id of an answer the router had it give."""
+    proxy = stack
+    admin = {"Authorization": f"Bearer {issue_token(proxy, '--user', 'ops', '--scopes', 'admin')[1]}"}
+    user = {"Authorization": f"Bearer {issue_token(proxy, '--user', 'critic', '--scopes', 'predict')[1]}"}
+    url = f"{proxy.url}/admin/models/food_rotation"
+    default = next(row["version"] for row in requests.get(url, headers=admin, timeout=30).json()["versions"]
+                   if row["default"])
+
+    def corrections_counted() -> int:
+        rows = requests.get(f"{url}/signals?window=600", headers=admin, timeout=30).json()["versions"]
+        return next((row["feedback"] for row in rows if row["version"] == default), 0)
+
+    def correct(seed: int, **fields: object) -> dict:
+        sent = requests.post(f"{proxy.url}/feedback", files={"image": ("p.jpg", encode(scene(seed)), "image/jpeg")},
+                             data={"true_degree": "0", **fields}, headers=user, timeout=60)
+        assert sent.status_code == 201, sent.text
+        return sent.json()
+
+    before = corrections_counted()
+    invented = [correct(7000 + i, model_version=default, model_degree="90") for i in range(12)]
+    assert [answer["evidence"] for answer in invented] == [False] * 12 and corrections_counted() == before
+
+    photo = encode(scene(CLEAR_SCENES[0]))
+    routed = requests.post(f"{proxy.url}/predictions/food_rotation", data=photo,
+                           headers={**user, "Content-Type": "image/jpeg"}, timeout=60)
+    named = requests.post(f"{proxy.url}/predictions/food_rotation/{default}", data=photo,
+                          headers={**user, "Content-Type": "image/jpeg"}, timeout=60)
+    assert routed.ok and named.ok and "X-Answer-Id" not in named.headers
+    answer_id = routed.headers["X-Answer-Id"]
+    quoted = correct(7100, answer_id=answer_id, model_version="9.9", model_degree="90")  # the id's word wins
+    assert quoted["evidence"] is True and corrections_counted() == before + 1
+    assert (quoted["model_version"], quoted["model_degree"]) == (default, routed.json()["model_degree"])
+    assert correct(7101, answer_id=answer_id)["evidence"] is False  # used once
+    forged = answer_id[:-4] + ("AAAA" if not answer_id.endswith("AAAA") else "BBBB")
+    assert correct(7102, answer_id=forged)["evidence"] is False
+    assert corrections_counted() == before + 1

@@ -36,8 +36,11 @@ def test_a_window_counts_only_its_own_seconds_per_version():
 
 
 @pytest.mark.parametrize(("status", "content_type", "headers", "body", "verdict"), [
-    (200, "application/json", {}, b'{"confidence": 0.97, "trusted": true}', (0.97, True)),
-    (200, "image/jpeg", {"X-Confidence": "0.5", "X-Trusted": "false"}, b"\xff\xd8", (0.5, False)),
+    (200, "application/json", {}, b'{"confidence": 0.97, "trusted": true}', (0.97, True, None)),
+    (200, "application/json", {}, b'{"confidence": 0.97, "trusted": true, "model_degree": 90}', (0.97, True, 90)),
+    (200, "application/json", {}, b'{"confidence": 0.97, "trusted": true, "model_degree": 45}', (0.97, True, None)),
+    (200, "image/jpeg", {"X-Confidence": "0.5", "X-Trusted": "false"}, b"\xff\xd8", (0.5, False, None)),
+    (200, "image/jpeg", {"X-Confidence": "0.5", "X-Trusted": "false", "X-Model-Degree": "270"}, b"", (0.5, False, 270)),
     (200, "application/json", {}, b'{"confidence": "high", "trusted": true}', None),
     (200, "application/json", {}, b"[1, 2]", None),
     (200, "image/jpeg", {"X-Confidence": "2"}, b"", None),

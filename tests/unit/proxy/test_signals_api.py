@@ -18,17 +18,22 @@ async def test_canary_and_default_are_counted_apart(setup, admin_auth, tmp_path)
     registry = proxy.server.app[REGISTRY]
     registry.add_version("food_rotation", "1.0", "food_rotation-v1.0.mar")
     registry.add_version("food_rotation", "2.0", "food_rotation-v2.0.mar")
+    answer_ids = []
     for share, confidence in ((100, 0.5), (100, 0.99), (0, 0.99)):  # what the router sends: 2.0, 2.0, then 1.0
         registry.set_route("food_rotation", Route(default="1.0", canary="2.0", canary_percent=share))
         fake.confidence = confidence
-        assert (await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)).status == 200
-    assert (await proxy.post("/predictions/food_rotation/2.0", data=b"x", headers=auth)).status == 200  # not counted
+        routed = await proxy.post("/predictions/food_rotation", data=b"x", headers=auth)
+        assert routed.status == 200
+        answer_ids.append(routed.headers["X-Answer-Id"])
+    named = await proxy.post("/predictions/food_rotation/2.0", data=b"x", headers=auth)  # not counted
+    assert named.status == 200 and "X-Answer-Id" not in named.headers
     registry.set_route("food_rotation", Route(default="1.0", canary="2.0", canary_percent=50))
-    for seed, model_version in ((3, "2.0"), (4, "9.9")):  # a version nobody deployed is "other": no new labels
+    # 2.0's answer (90) quoted, the truth 0: one disagreement; the same claim made without an id counts for nothing
+    for seed, fields in ((3, {"answer_id": answer_ids[0]}), (4, {"model_version": "2.0", "model_degree": "90"})):
         answer = await proxy.post("/feedback", data=encode(scene(seed=seed)), headers={
-            **auth, "Content-Type": "image/jpeg"}, params={"true_degree": "0", "model_degree": "90",
-                                                           "model_version": model_version})
+            **auth, "Content-Type": "image/jpeg"}, params={"true_degree": "0", **fields})
         assert answer.status == 201, await answer.text()
+        assert (await answer.json())["evidence"] is (seed == 3)
 
     rows = (await (await proxy.get("/admin/models/food_rotation/signals?window=60", headers=admin_auth)).json())
     by_version = {row["version"]: row for row in rows["versions"]}
@@ -41,7 +46,7 @@ async def test_canary_and_default_are_counted_apart(setup, admin_auth, tmp_path)
 
     text = await (await proxy.get("/metrics")).text()
     for line in ('proxy_feedback_total{agreed="no",model_version="2.0"} 1.0',
-                 'proxy_feedback_total{agreed="no",model_version="other"} 1.0',
+                 'proxy_feedback_total{agreed="no",model_version="unverified"} 1.0',
                  'proxy_default_version{version="1.0"} 1.0', 'proxy_canary_percent{version="2.0"} 50.0',
                  'proxy_in_flight{version="2.0"} 0.0', 'proxy_predictions_unsure_total{model_version="2.0"} 1.0'):
         assert line in text
