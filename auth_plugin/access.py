@@ -11,6 +11,7 @@ from aiohttp import web
 
 from auth_plugin.app_keys import AUTHENTICATOR, LIMITER
 from auth_plugin.auth import Principal
+from auth_plugin.listener import CONNECTIONS
 from auth_plugin.rate_limit import RateLimiter
 from food_rotation.service_error import ServiceError
 
@@ -48,4 +49,12 @@ async def authorize(request: web.Request,
     scope = getattr(request.match_info.handler, _SCOPE, None)
     if scope is not None:
         request[PRINCIPAL] = await admit(request, scope)
+        vouch_for_connection(request)
     return await handler(request)
+
+
+def vouch_for_connection(request: web.Request) -> None:
+    """A valid token came on this request's connection: kept alive, it is the last to make room for others."""
+    connections = request.app.get(CONNECTIONS)
+    if connections is not None:  # None in-process (tests): no listener counts connections there
+        connections.vouch(request.protocol)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from auth_plugin.access import authorize, requires
+from auth_plugin.access import authorize, requires, vouch_for_connection
 from auth_plugin.answer_receipts import AnswerReceipts
 from auth_plugin.answer_verdict import trusted_by_the_archive, verdict_of
 from auth_plugin.app_keys import (
@@ -181,6 +181,7 @@ async def predict(request: web.Request) -> web.Response:
 async def whoami(request: web.Request) -> web.Response:
     """Who this token is and what it may do: the admin page signs in with it."""
     principal = await request.app[AUTHENTICATOR].identify(request.headers)
+    vouch_for_connection(request)
     return web.json_response({"user": principal.user, "scopes": sorted(principal.scopes),
                               "model": request.app[SETTINGS].model_name})
 

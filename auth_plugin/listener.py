@@ -3,6 +3,11 @@ its headers within `header_timeout_s`, and the proxy holds at most `max_connecti
 `max_connections_per_address` from one client address. Before these, 500 sockets sending a header byte every 10 s
 and 50 silent ones were never closed, and ~20k idle sockets made /healthz and predictions fail (issue 12).
 
+When every slot is taken, a new connection is not refused while an idle one can make room: the oldest idle
+kept-alive connection that never presented a valid token goes first, then the oldest idle one of a token holder.
+Before that, 4 x 256 token-less connections asking /healthz every 10 s locked every new caller out (issue 33).
+Only busy connections (a request in progress) and the per-address cap refuse a newcomer.
+
 Each connection's aiohttp handler is wrapped in a `Guard` protocol that forwards everything to it. Later requests
 on a kept-alive connection are aiohttp's own business: its keep-alive timer closes a connection that is still
 waiting for a request's headers `keepalive_timeout_s` after the last answer. A request aiohttp cannot parse gets
@@ -35,28 +40,58 @@ class Limits:
 
 
 class Book:
-    """Open connections, in all and per client address."""
+    """Open connections, in all and per client address, oldest first; which of them a token holder has used."""
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self.total = 0
         self.per_address: Counter[str] = Counter()
         self.refused = 0
+        self.evicted = 0
+        self._open: dict[int, Guard] = {}  # id(guard) -> guard, in admission order
+        self._by_handler: dict[int, Guard] = {}  # id(its aiohttp handler) -> guard, for vouch()
 
-    def admit(self, address: str) -> bool:
-        if self.total >= self.limits.max_connections or \
-                self.per_address[address] >= self.limits.max_connections_per_address:
+    @property
+    def total(self) -> int:
+        return len(self._open)
+
+    def admit(self, guard: Guard, address: str) -> bool:
+        """Take `guard` in; when full, evict an idle connection to make room; False when none can be."""
+        if self.per_address[address] >= self.limits.max_connections_per_address:
             self.refused += 1
             return False
-        self.total += 1
+        if self.total >= self.limits.max_connections:
+            victim = self._evictable()
+            if victim is None:
+                self.refused += 1
+                return False
+            self.evicted += 1
+            victim.evict()
+        self._open[id(guard)] = guard
+        self._by_handler[id(guard.inner)] = guard
         self.per_address[address] += 1
         return True
 
-    def release(self, address: str) -> None:
-        self.total -= 1
-        self.per_address[address] -= 1
-        if self.per_address[address] <= 0:
-            del self.per_address[address]
+    def _evictable(self) -> Guard | None:
+        """The oldest idle connection no valid token came through, else the oldest idle one at all."""
+        idle = [guard for guard in self._open.values() if guard.idle]
+        return next((guard for guard in idle if not guard.vouched), idle[0] if idle else None)
+
+    def release(self, guard: Guard) -> None:
+        if self._open.pop(id(guard), None) is None:
+            return
+        self._by_handler.pop(id(guard.inner), None)
+        self.per_address[guard.address] -= 1
+        if self.per_address[guard.address] <= 0:
+            del self.per_address[guard.address]
+
+    def vouch(self, handler: object) -> None:
+        """A request on this connection (its aiohttp handler: request.protocol) presented a valid token."""
+        guard = self._by_handler.get(id(handler))
+        if guard is not None:
+            guard.vouched = True
+
+
+CONNECTIONS = web.AppKey("connections", Book)  # set by serve(): the access middleware vouches for connections
 
 
 class JsonParseErrors(RequestHandler):
@@ -86,23 +121,41 @@ def answer_parse_errors_in_json(handler: RequestHandler) -> RequestHandler:
 
 
 class Guard(asyncio.Protocol):
-    def __init__(self, inner: asyncio.Protocol, book: Book) -> None:
-        self._inner = inner
+    def __init__(self, inner: RequestHandler, book: Book) -> None:
+        self.inner = inner
         self._book = book
-        self._address: str | None = None
+        self.address = "unknown"
+        self.vouched = False  # a request on it presented a valid token
+        self._admitted = False
         self._transport: asyncio.BaseTransport | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._head = b""  # the first request's bytes until its headers end
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # uvloop's are not asyncio.Transport
         peer = transport.get_extra_info("peername")
-        address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
-        if not self._book.admit(address):
+        self.address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        if not self._book.admit(self, self.address):
             transport.abort()  # type: ignore[attr-defined]  # refused before any work: no handler, no buffer
             return
-        self._address, self._transport = address, transport
+        self._admitted, self._transport = True, transport
         self._deadline = asyncio.get_running_loop().call_later(self._book.limits.header_timeout_s, self._too_slow)
-        self._inner.connection_made(transport)
+        self.inner.connection_made(transport)
+
+    @property
+    def idle(self) -> bool:
+        """Waiting for a request: its first one's headers still to come, or kept alive between requests (aiohttp's
+        own idle test in its keep-alive timer: the handler awaits its next message)."""
+        if self._deadline is not None:
+            return True
+        waiter = getattr(self.inner, "_waiter", None)
+        return (waiter is not None and not waiter.done() and not getattr(self.inner, "_request_in_progress", True)
+                and not getattr(self.inner, "_messages", True))
+
+    def evict(self) -> None:
+        """Close it now to make room: its slot is free at once, before the transport reports the loss."""
+        self._book.release(self)
+        if self._transport is not None:
+            self._transport.abort()  # type: ignore[attr-defined]
 
     def _too_slow(self) -> None:
         self._deadline = None
@@ -115,39 +168,42 @@ class Guard(asyncio.Protocol):
             if any(mark in self._head for mark in _END_OF_HEADERS):
                 self._deadline.cancel()
                 self._deadline, self._head = None, b""
-        self._inner.data_received(data)
+        self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
+        return self.inner.eof_received()
 
     def pause_writing(self) -> None:
-        self._inner.pause_writing()
+        self.inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self._inner.resume_writing()
+        self.inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._address is None:
+        if not self._admitted:
             return  # refused in connection_made: the handler never saw it
+        self._admitted = False
         if self._deadline is not None:
             self._deadline.cancel()
-        self._book.release(self._address)
-        self._address, self._transport = None, None
-        self._inner.connection_lost(exc)
+        self._book.release(self)
+        self._transport = None
+        self.inner.connection_lost(exc)
 
 
 async def serve(app: web.Application, host: str, port: int, limits: Limits, tls: ReloadableTls | None = None,
                 **runner_options: object) -> None:
     """Run `app` on host:port until SIGTERM or SIGINT, every connection behind a Guard; with `tls`, HTTPS only,
     its certificate reread on SIGHUP."""
+    book = Book(limits)
+    app[CONNECTIONS] = book
     runner = web.AppRunner(app, handle_signals=False, **runner_options)
     await runner.setup()
-    book = Book(limits)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: Guard(answer_parse_errors_in_json(runner.server()), book), host, port,
                                       reuse_address=True, backlog=1024,
                                       ssl=None if tls is None else tls.listening)
-    log.info("listening on %s://%s:%d (header timeout %gs, at most %d connections, %d per address)",
+    log.info("listening on %s://%s:%d (header timeout %gs, at most %d connections, %d per address; the oldest "
+             "idle one makes room, token-less first)",
              "http" if tls is None else "https", host, port, limits.header_timeout_s, limits.max_connections,
              limits.max_connections_per_address)
     stop = asyncio.Event()

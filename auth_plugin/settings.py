@@ -60,7 +60,7 @@ class ProxySettings:
     streamed_uploads: int = 16
     keepalive_timeout_s: float = 15.0  # an idle keep-alive connection (or one slow to send its next request) closes
     header_timeout_s: float = 10.0  # a new connection must send its first request's headers within this
-    max_connections: int = 1024  # connections the gateway holds at once; more are closed at once
+    max_connections: int = 1024  # connections held at once; then the oldest idle one (token-less first) makes room
     max_connections_per_address: int = 256  # connections one client address may hold at once
     connect_timeout_s: float = 0.5  # TorchServe down -> 503 well within a second
     read_timeout_s: float = 35.0  # above TorchServe's 30 s response timeout -> 504 only when truly stuck

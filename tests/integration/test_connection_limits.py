@@ -81,3 +81,46 @@ def test_a_request_that_is_not_http_gets_a_json_400_that_echoes_nothing(tmp_path
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.split(b" ")[1] == b"400" and b"Content-Type: application/json" in head
         assert json.loads(body)["error"] == "malformed_request" and b"leak" not in answer
+
+
+def _kept_alive(host: str, port: int, source: str, request: bytes) -> socket.socket:
+    """A connection from `source` (a loopback address of its own) that sent `request` and read its answer."""
+    sock = socket.create_connection((host, port), timeout=10, source_address=(source, 0))
+    sock.sendall(request)
+    answer = b""
+    while b"\r\n\r\n" not in answer or not answer.split(b"\r\n\r\n", 1)[1].endswith(b"}"):
+        answer += sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    return sock
+
+
+def test_idle_kept_alive_connections_make_room_token_less_ones_first(tmp_path, torchserve):
+    """Issue 33 item 4: 4 x 256 token-less connections asking /healthz filled max_connections and locked every new
+    caller out. Here 4 addresses x 15 fill a cap of 61 beside one token holder's kept-alive connection; new callers
+    are served, the idle token-less connections make room oldest first, and the token holder's stays."""
+    with running_proxy(tmp_path, torchserve, PROXY_CONTROL_PLANE="false", PROXY_MAX_CONNECTIONS="61",
+                       PROXY_MAX_CONNECTIONS_PER_ADDRESS="15") as proxy:
+        token = issue_token(proxy, "--user", "regular")[1]
+        host, port = proxy.url.removeprefix("http://").split(":")
+        whoami = f"GET /whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+        regular = _kept_alive(host, int(port), "127.0.0.1", whoami)
+        healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        crowd = [_kept_alive(host, int(port), f"127.0.0.{2 + a}", healthz) for a in range(4) for _ in range(15)]
+        over = socket.create_connection((host, int(port)), timeout=5, source_address=("127.0.0.2", 0))
+        over.settimeout(1)
+        assert _closed(over)  # the per-address cap still holds: 127.0.0.2 has its 15
+
+        photo = encode(scene())
+        predict = (f"POST /predictions/food_rotation HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                   f"Content-Type: image/jpeg\r\nContent-Length: {len(photo)}\r\n\r\n").encode() + photo
+        newcomers = [_kept_alive(host, int(port), "127.0.0.1", predict) for _ in range(5)]  # each needs a slot
+        time.sleep(0.5)
+        for sock in crowd:
+            sock.settimeout(0.05)
+        closed = [_closed(sock) for sock in crowd]  # quickly: they are kept alive for 15 s only
+        assert closed == [True] * 5 + [False] * 55  # the oldest token-less ones made room, one each
+        regular.sendall(whoami)  # the token holder's connection, the oldest of all, is still open and served
+        regular.settimeout(10)
+        assert regular.recv(65536).startswith(b"HTTP/1.1 200")
+        for sock in [regular, over, *crowd, *newcomers]:
+            sock.close()
