@@ -14,7 +14,7 @@ DEMO_WEIGHTS := weights/food_rotation_demo.pth
 DEFAULT_VERSION := 1.0
 REAL_DATA := data/real
 ROTATION_SET := data/rotation_set
-# What every .mar carries: the adapter, its config and the library it adapts (not training/ or operations/).
+# What every .mar carries: the adapter, its config and the library it adapts (not training/).
 HANDLER_FILES := $(wildcard handler/*.py) handler/model-config.yaml $(wildcard food_rotation/*.py)
 # PROFILE=small make serve: the 1 vCPU / 2 GiB profile (deploy/profiles/small: one worker, a smaller JVM).
 PROFILE ?=
@@ -42,7 +42,7 @@ test: install java chromium ab postgres real-data
 install: $(INSTALLED)
 
 # The venv is rebuilt when the pinned requirements or the package's definition change; `pip install -e .` makes
-# food_rotation (training and operations included) and auth_plugin importable from anywhere (pyproject.toml).
+# food_rotation (training included), auth_plugin and operations importable from anywhere (pyproject.toml).
 $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true

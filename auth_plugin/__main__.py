@@ -26,9 +26,10 @@ import uvloop
 from auth_plugin import backup, listener, log_safety, settings_table
 from auth_plugin.app import create_app
 from auth_plugin.control import models_cli
-from auth_plugin.database import DatabaseError, open_database, open_sqlite
+from auth_plugin.database import DatabaseError
 from auth_plugin.listener import Limits
 from auth_plugin.log_safety import AccessLogger
+from auth_plugin.migrations import open_database, open_sqlite
 from auth_plugin.settings import ProxySettings
 from auth_plugin.tls import ReloadableTls
 from auth_plugin.token_store import MAX_TTL_S, SCOPES, TokenStore

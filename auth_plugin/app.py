@@ -56,12 +56,13 @@ from auth_plugin.control.signals import VersionSignals
 from auth_plugin.control.smoke_gate import SmokeGate
 from auth_plugin.control.torchserve_admin import TorchServeAdmin
 from auth_plugin.control.versions import VersionRegistry
-from auth_plugin.database import AdvisoryLock, open_database
+from auth_plugin.database import AdvisoryLock
 from auth_plugin.feedback import feedback_api
 from auth_plugin.feedback.datasets import DatasetStore, Quota
 from auth_plugin.feedback.gate_photos import HeldOutCorrections
 from auth_plugin.forwarding import UpstreamError, forward, forwarded_headers, forwarded_query, upstream_session
 from auth_plugin.log_safety import TracebackLimiter
+from auth_plugin.migrations import open_database
 from auth_plugin.probes import healthz, metrics, readiness_check, readyz
 from auth_plugin.proxy_metrics import ProxyMetrics
 from auth_plugin.rate_limit import RateLimiter

@@ -2,8 +2,9 @@
 that several gateways share (`PROXY_DATABASE_URL`, issue 15).
 
 The stores write their SQL once, in the dialect both understand (`?` placeholders, `ON CONFLICT ... DO UPDATE`,
-`RETURNING`); only the schema differs, and it lives in auth_plugin/migrations.py. Each store opens its own
-`Database`: one connection, serialised by a lock, because the proxy calls the stores from threads as well as from
+`RETURNING`); only the schema differs, and it lives in auth_plugin/migrations.py, which also opens each store's
+database (open_database, open_sqlite: connected here, then migrated). Each store has its own `Database`: one
+connection, serialised by a lock, because the proxy calls the stores from threads as well as from
 its event loop. The database URL carries a password: it never reaches an error message or a log line (see
 `redact_credentials`), and `describe()` is what may be shown.
 """
@@ -25,7 +26,6 @@ from urllib.parse import unquote, urlsplit
 if TYPE_CHECKING:
     import psycopg
 
-    from auth_plugin.settings import ProxySettings
 
 Execute = Callable[[str, Sequence[Any]], list[tuple]]
 REDACTED = "[redacted]"
@@ -252,26 +252,3 @@ class AdvisoryLock:
 def to_postgres(sql: str) -> str:
     """SQLite's `?` placeholders as psycopg's `%s` (a literal % doubled): the stores' SQL is written once."""
     return sql.replace("%", "%%").replace("?", "%s")
-
-
-def open_database(settings: ProxySettings, path: Path | None = None) -> Database:
-    """PostgreSQL when PROXY_DATABASE_URL is set, else the SQLite file (`path`, or PROXY_TOKEN_DB); migrated."""
-    if settings.database_url:
-        return _migrated(PostgresDatabase(settings.database_url))
-    return open_sqlite(path or settings.token_db)
-
-
-def open_sqlite(path: Path, busy_timeout_s: float = 5.0) -> Database:
-    """The SQLite file at `path`, migrated: what a store given a bare path (the CLI, the tests) opens."""
-    return _migrated(SqliteDatabase(path, busy_timeout_s))
-
-
-def _migrated(database: Database) -> Database:
-    from auth_plugin import migrations  # it names the tables; this module only connects
-
-    try:
-        migrations.apply(database)
-    except BaseException:
-        database.close()
-        raise
-    return database

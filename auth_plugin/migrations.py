@@ -8,14 +8,21 @@ tables already there, no `schema_migrations`) is adopted as it is.
 
 The dialects differ only here: PostgreSQL's REAL is 4 bytes (times and shares need DOUBLE PRECISION), it has
 identity columns instead of AUTOINCREMENT, and `user` is a reserved word there (the stores quote it).
+
+Every store opens its database here (open_database, open_sqlite): connected by auth_plugin/database.py, migrated.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from auth_plugin.database import Database
+from auth_plugin.database import Database, PostgresDatabase, SqliteDatabase
+
+if TYPE_CHECKING:
+    from auth_plugin.settings import ProxySettings
 
 
 @dataclass(frozen=True)
@@ -184,3 +191,24 @@ def applied(database: Database) -> list[tuple[int, str]]:
     """The steps this database has had, in order: (number, name)."""
     return [(number, name) for number, name in database.rows("SELECT number, name FROM schema_migrations "
                                                               "ORDER BY number")]
+
+
+def open_database(settings: ProxySettings, path: Path | None = None) -> Database:
+    """PostgreSQL when PROXY_DATABASE_URL is set, else the SQLite file (`path`, or PROXY_TOKEN_DB); migrated."""
+    if settings.database_url:
+        return _migrated(PostgresDatabase(settings.database_url))
+    return open_sqlite(path or settings.token_db)
+
+
+def open_sqlite(path: Path, busy_timeout_s: float = 5.0) -> Database:
+    """The SQLite file at `path`, migrated: what a store given a bare path (the CLI, the tests) opens."""
+    return _migrated(SqliteDatabase(path, busy_timeout_s))
+
+
+def _migrated(database: Database) -> Database:
+    try:
+        apply(database)
+    except BaseException:
+        database.close()
+        raise
+    return database

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from auth_plugin.database import Database, open_sqlite
+from auth_plugin.database import Database
+from auth_plugin.migrations import open_sqlite
 
 PREFIX = "frs_"
 SCOPES = frozenset({"predict", "admin"})

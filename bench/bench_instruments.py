@@ -26,8 +26,8 @@ import requests
 import torch
 from PIL import Image
 
-from food_rotation.operations.serving import ROOT, TorchServe
 from food_rotation.training.make_demo_data import render_scene
+from operations.torchserve_process import ROOT, TorchServe
 
 CACHE = ROOT / "bench" / ".cache"
 SIZES = {"12 MP": (4000, 3000), "1 MP": (1152, 864)}

@@ -12,7 +12,7 @@ import torch
 import ts
 from bench_instruments import SIZES, Measure, ServerTime
 
-from food_rotation.operations.serving import ROOT
+from operations.torchserve_process import ROOT
 
 
 @dataclass(frozen=True)

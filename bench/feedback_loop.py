@@ -34,8 +34,10 @@ from PIL import Image, ImageEnhance
 
 from auth_plugin.control.smoke_gate import TURNS, validation_images
 from auth_plugin.feedback.datasets import DatasetStore
-from food_rotation.operations.serving import ROOT, Proxy, TorchServe, free_ports
 from food_rotation.training.make_demo_data import render_scene
+from operations.gateway_process import Proxy
+from operations.processes import free_ports
+from operations.torchserve_process import ROOT, TorchServe
 
 WEIGHTS = ROOT / "weights" / "food_rotation_lite0.pth"  # what `make serve` serves
 
@@ -108,7 +110,7 @@ class Loop:
         proxy); its result and seconds."""
         started = time.perf_counter()
         result = subprocess.run(
-            [sys.executable, "-m", "food_rotation.training.retrain", "--dataset", dataset,
+            [sys.executable, "-m", "operations.retrain", "--dataset", dataset,
              "--datasets-dir", str(self.datasets), "--model-store", str(self.model_store),
              "--weights-dir", str(self.base / "weights"), "--url", self.proxy.url, "--token", self.admin, *options],
             cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from food_rotation.operations.serving import ROOT
 from food_rotation.rotation_model import RotationNet
 from food_rotation.training.rotation_data import RotatedPhotos, find_photos
+from operations.torchserve_process import ROOT
 
 WEIGHTS = ROOT / "weights" / "food_rotation_lite0.pth"
 

@@ -32,7 +32,6 @@ from quality_serving import CONCURRENCY, Served, serve
 from torch import Tensor
 
 from food_rotation.abstention import calibrated
-from food_rotation.operations.serving import ROOT
 from food_rotation.rotation_model import CLASSES
 from food_rotation.training.calibration import choose_threshold, point_at, summary
 from food_rotation.training.evaluate import collect_answers, load_model
@@ -44,6 +43,7 @@ from food_rotation.training.model_records import (
     sidecar_temperature,
 )
 from food_rotation.training.rotation_data import find_photos
+from operations.torchserve_process import ROOT
 
 HELDOUT = ROOT / "data" / "rotation_set" / "heldout"
 SETS = {"real": HELDOUT / "real", "composite": HELDOUT / "composite", "text": HELDOUT / "text",

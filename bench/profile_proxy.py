@@ -27,7 +27,7 @@ from bench_instruments import SIZES, make_images
 from auth_plugin.app import create_app
 from auth_plugin.settings import ProxySettings
 from auth_plugin.token_store import TokenStore
-from food_rotation.operations.serving import free_ports
+from operations.processes import free_ports
 
 
 def stand_in_torchserve(key_file: Path) -> web.Application:

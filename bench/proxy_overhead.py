@@ -17,7 +17,9 @@ import requests
 from bench_instruments import make_images
 
 from auth_plugin.control.models_cli import default_url
-from food_rotation.operations.serving import MODEL_NAME, ROOT, RUN_DIR, TorchServe
+from food_rotation import MODEL_NAME
+from operations.serving import RUN_DIR
+from operations.torchserve_process import ROOT, TorchServe
 
 
 def percentile(values: list[float], q: float) -> float:

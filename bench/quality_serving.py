@@ -18,7 +18,8 @@ from pathlib import Path
 import psutil
 import requests
 
-from food_rotation.operations.serving import MODEL_NAME, ROOT, TorchServe
+from food_rotation import MODEL_NAME
+from operations.torchserve_process import ROOT, TorchServe
 
 CONCURRENCY = (1, 4)
 

@@ -50,8 +50,11 @@ from bench_instruments import (
 )
 from bench_report import QUICK, Cell, Plan, Run, report
 
-from food_rotation.operations.serving import MODEL_NAME, ROOT, Proxy, TorchServe, free_ports
+from food_rotation import MODEL_NAME
 from food_rotation.training.archive import staged_library
+from operations.gateway_process import Proxy
+from operations.processes import free_ports
+from operations.torchserve_process import ROOT, TorchServe
 
 WEIGHTS = ROOT / "weights" / "food_rotation_lite0.pth"  # the shipped default (Makefile SHIPPED_WEIGHTS)
 

@@ -28,9 +28,11 @@ from bench_instruments import make_images  # bench/ is not a package: its module
 from quality_serving import load
 
 from auth_plugin.token_store import TokenStore
-from food_rotation.operations.processes import free_ports
-from food_rotation.operations.serving import MODEL_NAME, ROOT, Proxy, TorchServe, profile_proxy_env
+from food_rotation import MODEL_NAME
 from food_rotation.training.archive import build_archive
+from operations.gateway_process import Proxy
+from operations.processes import free_ports
+from operations.torchserve_process import ROOT, TorchServe, profile_proxy_env
 
 # label -> (PROFILE, cores, workers the archive asks for, environment of every process started)
 VARIANTS = {"default": ("default", {0, 1}, None, {}), "small": ("small", {0}, 1, {}),

@@ -17,7 +17,10 @@ import yaml
 from bench_instruments import Measure, against_direct, credentials_of, interleaved_cells, make_images, scratch
 from run_bench import WEIGHTS, build_archives
 
-from food_rotation.operations.serving import MODEL_NAME, ROOT, Proxy, TorchServe, free_ports
+from food_rotation import MODEL_NAME
+from operations.gateway_process import Proxy
+from operations.processes import free_ports
+from operations.torchserve_process import ROOT, TorchServe
 
 CONFIG = ROOT / "handler" / "model-config.yaml"
 

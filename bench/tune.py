@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_report import Plan, Run, worst_ratio
 from run_bench import WEIGHTS, measure
 
-from food_rotation.operations.serving import ROOT
+from operations.torchserve_process import ROOT
 
 SHIPPED = ROOT / "handler" / "model-config.yaml"
 VARIANTS: dict[str, dict[str, int]] = {  # name -> what differs from the shipped file

@@ -25,8 +25,8 @@ from PIL import Image, ImageOps
 
 from auth_plugin.control.smoke_gate import TURNS
 from auth_plugin.feedback.datasets import DatasetStore
-from food_rotation.operations.serving import ROOT
 from food_rotation.training.make_demo_data import render_scene
+from operations.torchserve_process import ROOT
 
 
 def grey_vignette(seed: int) -> Image.Image:

@@ -2,10 +2,10 @@
 the model (rotation_model), when to trust its answer (abstention), the handler's settings and the one error shape
 (service_error).
 
-No TorchServe and no aiohttp here: handler/ adapts this to TorchServe, auth_plugin/ (the gateway) uses it as a
-plain library. Every .mar carries its own copy (training/archive.py), without the two subpackages below, which this
-module does not import: training/ (data, training, evaluation, archives, retraining) and operations/ (starting
-and stopping TorchServe and the gateway).
+The bottom layer: no TorchServe, no aiohttp, nothing of the gateway here (tests/unit/test_layers.py). handler/
+adapts it to TorchServe, auth_plugin/ (the gateway) uses it as a plain library, and operations/ drives both. Every
+.mar carries its own copy (training/archive.py) without training/ (data, training, evaluation, leave one source
+out, archives), which this module does not import.
 """
 
 MODEL_NAME = "food_rotation"  # the one model this service serves: in TorchServe, in every URL, in each archive's name

@@ -1,11 +1,11 @@
 """Corrections collected on the admin page -> the next version, deployed as a canary.
 
-A thin command line: the work is food_rotation.training.retrain's main() (`--help` says how to call it).
+A thin command line: the work is operations.retrain's main() (`--help` says how to call it).
 """
 
 import sys
 
-from food_rotation.training.retrain import main
+from operations.retrain import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,11 +1,11 @@
 """Start or stop TorchServe and the token gateway (make serve, make stop).
 
-A thin command line: the work is food_rotation.operations.serving's main() (`--help` says how to call it).
+A thin command line: the work is operations.serving's main() (`--help` says how to call it).
 """
 
 import sys
 
-from food_rotation.operations.serving import main
+from operations.serving import main
 
 if __name__ == "__main__":
     sys.exit(main())

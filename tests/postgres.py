@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from food_rotation.operations.processes import free_ports
+from operations.processes import free_ports
 
 USER = "gateway"
 

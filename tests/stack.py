@@ -16,8 +16,10 @@ import requests
 import torch
 import yaml
 
-from food_rotation.operations.serving import Proxy, TorchServe, free_ports
 from food_rotation.rotation_model import RotationNet
+from operations.gateway_process import Proxy
+from operations.processes import free_ports
+from operations.torchserve_process import TorchServe
 from tests.conftest import ROOT
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from auth_plugin.control.versions import Route
-from auth_plugin.database import Database, open_sqlite
+from auth_plugin.database import Database
+from auth_plugin.migrations import open_sqlite
 from food_rotation.service_error import ServiceError
 
 AUDIT_FIELDS = 20

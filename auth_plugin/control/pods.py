@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from auth_plugin.control.intents import RolloutIntents
 from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin
 from auth_plugin.control.versions import VersionRegistry
-from auth_plugin.database import UNAVAILABLE, AdvisoryLock, Database, open_database
+from auth_plugin.database import UNAVAILABLE, AdvisoryLock, Database
+from auth_plugin.migrations import open_database
 from auth_plugin.settings import ProxySettings
 from auth_plugin.torchserve_keys import KeysUnavailable
 from food_rotation.service_error import ServiceError

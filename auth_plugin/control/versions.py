@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from auth_plugin.database import UNAVAILABLE, Database, open_sqlite
+from auth_plugin.database import UNAVAILABLE, Database
+from auth_plugin.migrations import open_sqlite
 
 log = logging.getLogger("auth_plugin")
 

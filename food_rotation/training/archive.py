@@ -5,7 +5,7 @@
 
 (scripts/archive.sh runs this module; retraining calls `build_archive` as a function.) The archive holds the
 TorchServe adapter (every module of handler/), the library it adapts (the food_rotation package: imaging, payload,
-model, abstention; not its training/ and operations/), the weights-only file, model-config.yaml and a metadata.json:
+model, abstention; not its training/), the weights-only file, model-config.yaml and a metadata.json:
 what this version is (arch, version, image size, turn averaging, accuracies, sha256 of the weights, created-at), its
 calibration, and where a retrained one came from (datasets, starting version).
 """
@@ -31,7 +31,7 @@ from food_rotation.provenance import Provenance
 ROOT = Path(__file__).resolve().parents[2]
 HANDLER_DIR = ROOT / "handler"
 LIBRARY = ROOT / "food_rotation"  # carried: a version runs its own library, not the one installed beside it
-NOT_CARRIED = ("training", "operations")  # subpackages the handler never imports (training, running the servers)
+NOT_CARRIED = ("training",)  # the subpackage the handler never imports
 MODEL_STORE = ROOT / "model_store"
 MODEL_CONFIG = HANDLER_DIR / "model-config.yaml"
 _VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,2}")
@@ -121,7 +121,7 @@ def _checked(weights: Path, version: str, name: str, archive_name: str, config: 
 
 def staged_library(stage: Path) -> Path:
     """A folder to pass to --extra-files that puts the food_rotation package at the archive's top (the archiver
-    copies a folder's contents, not the folder), without its training and operations subpackages."""
+    copies a folder's contents, not the folder), without its training subpackage."""
     caches = shutil.ignore_patterns("__pycache__")
 
     def left_out(folder: str, names: list[str]) -> set[str]:

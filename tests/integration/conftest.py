@@ -11,7 +11,8 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from food_rotation.operations.serving import Proxy, TorchServe
+from operations.gateway_process import Proxy
+from operations.torchserve_process import TorchServe
 from tests.stack import build_archive, every_guess_config, running_proxy, running_torchserve
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from food_rotation.operations.serving import Proxy
+from operations.gateway_process import Proxy
 from tests.photos import CLEAR_SCENES, encode, rotated, scene
 
 CLIENTS = 6

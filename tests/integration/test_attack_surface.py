@@ -9,7 +9,7 @@ import psutil
 import pytest
 import requests
 
-from food_rotation.operations.serving import TorchServe
+from operations.torchserve_process import TorchServe
 from tests.stack import issue_token
 
 pytestmark = pytest.mark.integration

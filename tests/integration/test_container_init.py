@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from food_rotation.operations.processes import alive, free_ports
+from operations.processes import alive, free_ports
 from tests.conftest import ROOT
 from tests.photos import encode, scene
 from tests.stack import build_archive
@@ -38,7 +38,7 @@ def test_the_entry_point_serves_and_stops_both_parts_on_sigterm(tmp_path, demo_w
            **{f"TORCHSERVE_{api}_PORT": str(port) for api, port in zip(
                ("INFERENCE", "MANAGEMENT", "METRICS", "GRPC_INFERENCE", "GRPC_MANAGEMENT"), torchserve, strict=True)}}
     run = tmp_path / "run"
-    init = subprocess.Popen([sys.executable, "-m", "food_rotation.operations.container_init", "--run-dir", str(run),
+    init = subprocess.Popen([sys.executable, "-m", "operations.container_init", "--run-dir", str(run),
                              "--model-store", str(store)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:

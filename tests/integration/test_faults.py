@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from food_rotation.operations.serving import ROOT
+from operations.torchserve_process import ROOT
 from tests.integration.load import CLIENTS, Load
 from tests.photos import CLEAR_SCENES, encode, scene
 from tests.stack import build_archive, issue_token, running_proxy, running_torchserve, worker_pids

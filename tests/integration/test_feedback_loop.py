@@ -1,5 +1,5 @@
 """The feedback loop end to end, on a TorchServe + proxy of its own: corrections posted over HTTP in every input
-form -> two datasets on disk (the first closed half-way) -> `python -m food_rotation.training.retrain` (every
+form -> two datasets on disk (the first closed half-way) -> `python -m operations.retrain` (every
 dataset, the default; as an operator runs it) -> version 2.0, fine-tuned from the served 1.0 (asked of the proxy),
 archived with both datasets and its starting version in its metadata, gated on their held-out corrections, serving as
 a canary; then bad feedback refused."""
@@ -22,7 +22,7 @@ import pytest
 import requests
 from PIL import Image
 
-from food_rotation.operations.serving import Proxy
+from operations.gateway_process import Proxy
 from tests.conftest import ROOT
 from tests.photos import encode, jpeg_with_orientation, rotated, same_picture, scene
 from tests.stack import build_archive, issue_token, running_proxy, running_torchserve, worker_pids
@@ -81,7 +81,7 @@ def test_corrections_become_a_gated_canary_version(stack, tmp_path, demo_weights
     assert 0 < first["held_out"] + second["held_out"] < PHOTOS
 
     retrain = subprocess.run(
-        [sys.executable, "-m", "food_rotation.training.retrain", "--epochs", "1",
+        [sys.executable, "-m", "operations.retrain", "--epochs", "1",
          "--datasets-dir", str(proxy.home / "datasets"), "--model-store", str(torchserve.model_store),
          "--weights-dir", str(tmp_path / "weights"), "--url", proxy.url, "--token", admin, "--canary", "25",
          "--demo-scenes", "8"],

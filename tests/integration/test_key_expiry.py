@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from auth_plugin.torchserve_keys import KeyFile, Keys, KeysUnavailable
-from food_rotation.operations.serving import TorchServe
+from operations.torchserve_process import TorchServe
 from tests.conftest import ROOT
 from tests.photos import CLEAR_SCENES, encode, scene
 from tests.stack import build_archive, issue_token, running_proxy, running_torchserve

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from food_rotation.operations.processes import alive, free_ports
+from operations.processes import alive, free_ports
 from tests.kustomize import ROOT, config_map, container, gateway_settings, rendered
 from tests.photos import encode, scene
 from tests.stack import ISSUED

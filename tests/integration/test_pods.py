@@ -33,7 +33,9 @@ import requests
 import yaml
 from aiohttp import web
 
-from food_rotation.operations.serving import Proxy, TorchServe, free_ports
+from operations.gateway_process import Proxy
+from operations.processes import free_ports
+from operations.torchserve_process import TorchServe
 from tests.conftest import ROOT
 from tests.integration.load import CLIENTS, Load
 from tests.photos import CLEAR_SCENES, encode, rotated, scene

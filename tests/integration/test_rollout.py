@@ -17,9 +17,9 @@ import pytest
 import requests
 import torch
 
-from food_rotation.operations.serving import Proxy
 from food_rotation.rotation_model import RotationNet
 from food_rotation.training.model_records import tied_to
+from operations.gateway_process import Proxy
 from tests.integration.load import Load
 from tests.photos import CLEAR_SCENES, encode, scene
 from tests.stack import (

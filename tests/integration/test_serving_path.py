@@ -14,7 +14,7 @@ import pytest
 import requests
 from PIL import Image
 
-from food_rotation.operations.serving import ROOT
+from operations.torchserve_process import ROOT
 from tests.photos import CLEAR_SCENES, encode, jpeg_with_orientation, png_bomb, png_header, rotated, scene
 from tests.stack import worker_pids
 

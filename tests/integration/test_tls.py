@@ -16,9 +16,9 @@ import pytest
 import requests
 
 from auth_plugin.settings import ProxySettings
-from food_rotation.operations.healthcheck import healthy
-from food_rotation.operations.processes import free_ports
-from food_rotation.operations.serving import Proxy
+from operations.gateway_process import Proxy
+from operations.healthcheck import healthy
+from operations.processes import free_ports
 from tests.certificates import Authority
 from tests.photos import encode, scene
 from tests.stack import issue_token, running_proxy

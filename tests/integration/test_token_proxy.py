@@ -16,7 +16,9 @@ import pytest
 import requests
 from PIL import Image
 
-from food_rotation.operations.serving import Proxy, curl_example, free_ports
+from operations.gateway_process import Proxy
+from operations.processes import free_ports
+from operations.serving import curl_example
 from tests.conftest import ROOT
 from tests.photos import CLEAR_SCENES, encode, rotated, scene
 from tests.stack import ISSUED, issue_token, torchserve_predictions

@@ -9,9 +9,10 @@ import threading
 import pytest
 from PIL import Image
 
-from auth_plugin.database import AdvisoryLock, open_database
+from auth_plugin.database import AdvisoryLock
 from auth_plugin.feedback.datasets import DatasetError, DatasetStore, Quota
 from auth_plugin.feedback.splits import is_held_out, union
+from auth_plugin.migrations import open_database
 from auth_plugin.settings import ProxySettings
 from food_rotation.photo_io import PhotoError
 from tests.photos import encode, jpeg_with_orientation, rotated, same_picture, scene

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from auth_plugin.app import create_app
 from auth_plugin.settings import ProxySettings
-from food_rotation.operations.serving import TorchServe, allowed_urls_for, read_properties
+from operations.torchserve_process import TorchServe, allowed_urls_for, read_properties
 from tests.kustomize import (
     KUBERNETES,
     ROOT,

@@ -17,9 +17,10 @@ from auth_plugin.control import models_cli
 from auth_plugin.control.models_cli import Refused
 from auth_plugin.feedback.datasets import DatasetStore
 from food_rotation.rotation_model import RotationNet
-from food_rotation.training import extract_model_weight, retrain, retrain_start, served_weights
-from food_rotation.training.retrain import next_version, starting_weights
-from food_rotation.training.retrain_plan import shortfall
+from food_rotation.training import extract_model_weight
+from operations import retrain, retrain_start, served_weights
+from operations.retrain import next_version, starting_weights
+from operations.retrain_plan import shortfall
 from tests.archives import state_bytes, write_mar
 from tests.conftest import ROOT
 from tests.photos import encode, real_sources, scene

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from food_rotation.training.retrain_plan import Plan, gate_scores
+from operations.retrain_plan import Plan, gate_scores
 
 
 def plan(corrections: int, held_out: int, canary: float | None = 10.0) -> Plan:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from food_rotation.rotation_model import RotationNet
-from food_rotation.training.served_weights import ServedWeightsError, served_weights
+from operations.served_weights import ServedWeightsError, served_weights
 from tests.archives import state_bytes, write_mar
 from tests.conftest import ROOT
 

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from food_rotation.handler_settings import HandlerSettings
-from food_rotation.operations.serving import ROOT, TorchServe, allowed_urls_for, read_properties
 from food_rotation.training.archive import metadata as build_metadata
+from operations.torchserve_process import ROOT, TorchServe, allowed_urls_for, read_properties
 
 
 def test_handler_settings_take_arch_from_metadata_and_tuning_from_yaml():
@@ -121,7 +121,7 @@ def test_archive_metadata_refuses_a_bad_calibration(weights_copy, extra):
 def test_torchserve_ports_move_by_environment_and_stay_on_loopback(tmp_path):
     import pytest
 
-    from food_rotation.operations.serving import ServingError
+    from operations.processes import ServingError
 
     moved = TorchServe.from_env(tmp_path, tmp_path, {"TORCHSERVE_INFERENCE_PORT": "9180",
                                                      "TORCHSERVE_MANAGEMENT_PORT": "9181",
@@ -135,7 +135,8 @@ def test_torchserve_ports_move_by_environment_and_stay_on_loopback(tmp_path):
 def test_the_small_profile_sizes_torchserve_and_the_gateway_down(tmp_path):
     import pytest
 
-    from food_rotation.operations.serving import ServingError, profile_proxy_env
+    from operations.processes import ServingError
+    from operations.torchserve_process import profile_proxy_env
 
     small = TorchServe.from_env(tmp_path, tmp_path, {"PROFILE": "small", "TORCHSERVE_INFERENCE_PORT": "9180"})
     assert small.config["default_workers_per_model"] == "1" and "-Xmx256m" in small.config["vmargs"]

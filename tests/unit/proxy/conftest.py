@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 
 from auth_plugin.app import create_app
-from auth_plugin.database import Database, open_database, open_sqlite
+from auth_plugin.database import Database
+from auth_plugin.migrations import open_database, open_sqlite
 from auth_plugin.settings import ProxySettings
 from auth_plugin.token_store import TokenStore
 

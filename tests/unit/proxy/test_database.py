@@ -21,13 +21,11 @@ from auth_plugin.database import (
     DatabaseError,
     DatabaseUnavailable,
     describe_url,
-    open_database,
-    open_sqlite,
     redact_credentials,
     to_postgres,
 )
 from auth_plugin.log_safety import RedactTokens, redact
-from auth_plugin.migrations import MIGRATIONS, Migration
+from auth_plugin.migrations import MIGRATIONS, Migration, open_database, open_sqlite
 from auth_plugin.settings import ProxySettings
 from auth_plugin.token_store import TokenStore
 from food_rotation.service_error import ServiceError

@@ -17,7 +17,8 @@ from auth_plugin.control.pods import DriverBusy, DriverLock, PodReports
 from auth_plugin.control.reconciler import Reconciler
 from auth_plugin.control.rollout import Rollouts, RolloutSettings
 from auth_plugin.control.versions import Route, VersionRegistry
-from auth_plugin.database import AdvisoryLock, open_database
+from auth_plugin.database import AdvisoryLock
+from auth_plugin.migrations import open_database
 from auth_plugin.settings import ProxySettings
 from food_rotation.service_error import ServiceError
 from tests.archives import write_mar

@@ -1,6 +1,6 @@
 """The container's first process: start TorchServe and the gateway, watch both, and stop them in order.
 
-    python -m food_rotation.operations.container_init [--run-dir /srv/run] [--model-store /srv/model_store]
+    python -m operations.container_init [--run-dir /srv/run] [--model-store /srv/model_store]
 
 `make serve` starts both and returns; a container needs a process that stays, forwards the orchestrator's SIGTERM
 and ends when a part dies (so the container is restarted instead of half-serving). On SIGTERM or SIGINT the
@@ -20,7 +20,9 @@ from pathlib import Path
 from types import FrameType
 
 from auth_plugin.settings import ROOT, ProxySettings
-from food_rotation.operations.serving import Proxy, ServingError, TorchServe, profile_proxy_env
+from operations.gateway_process import Proxy
+from operations.processes import ServingError
+from operations.torchserve_process import TorchServe, profile_proxy_env
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

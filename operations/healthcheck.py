@@ -1,6 +1,6 @@
 """The container's HEALTHCHECK: GET /healthz of the gateway that this environment configures, exit 0 if it answers.
 
-    python -m food_rotation.operations.healthcheck        (deploy/container/Dockerfile)
+    python -m operations.healthcheck        (deploy/container/Dockerfile)
 
 It reads the gateway's own settings (PROXY_HOST, PROXY_PORT, PROXY_TLS_CERT_FILE), so `-e PROXY_PORT=9000` or TLS
 in the gateway does not turn a healthy container "unhealthy" (and restarted by its orchestrator). The probe is
@@ -14,7 +14,7 @@ import os
 import sys
 
 from auth_plugin.settings import ProxySettings
-from food_rotation.operations.gateway_process import answers
+from operations.gateway_process import answers
 
 
 def healthy(settings: ProxySettings, timeout_s: float = 4.0) -> bool:

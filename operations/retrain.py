@@ -64,10 +64,7 @@ from food_rotation.training import evaluate, extract_model_weight, make_demo_dat
 from food_rotation.training.archive import build_archive
 from food_rotation.training.cross_validation import cross_validate
 from food_rotation.training.model_records import tied_to
-from food_rotation.training.retrain_plan import Plan, gate_scores, shortfall
-from food_rotation.training.retrain_start import starting_weights
 from food_rotation.training.rotation_data import find_photos
-from food_rotation.training.served_weights import archives_of
 from food_rotation.training.source_evaluation import RealPhotos
 from food_rotation.training.source_rule import (
     NoHarmlessThreshold,
@@ -78,6 +75,9 @@ from food_rotation.training.source_rule import (
 )
 from food_rotation.training.train_end_to_end import held_out_accuracy
 from food_rotation.training.train_pretrained import FineTuning, fine_tune
+from operations.retrain_plan import Plan, gate_scores, shortfall
+from operations.retrain_start import starting_weights
+from operations.served_weights import archives_of
 
 CORRECTION_VIEWS = 4  # augmented views of each correction in efficientnet_lite0's cache (a demo scene gets 1)
 

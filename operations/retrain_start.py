@@ -11,7 +11,7 @@ from pathlib import Path
 
 from auth_plugin.control.models_cli import Refused, find_admin_token
 from auth_plugin.settings import ROOT
-from food_rotation.training.served_weights import ServedWeightsError, newest_archive, served_archive, served_weights
+from operations.served_weights import ServedWeightsError, newest_archive, served_archive, served_weights
 
 DEMO_WEIGHTS = ROOT / "weights" / "food_rotation_demo.pth"
 

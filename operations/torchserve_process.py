@@ -1,16 +1,13 @@
-"""Start, wait for, and stop TorchServe and the token proxy; used by `make serve` / `make stop` and the tests.
+"""TorchServe as a process: its effective config (config.properties, the model store, a PROFILE's overrides, free
+ports for tests), started in a home folder of its own, waited for, stopped.
 
 Each instance lives in its own home folder: TorchServe's effective config, key_file.json, pid file (TorchServe
-keeps it under $TMPDIR, so TMPDIR points there) and logs; the proxy's token database, pid file and log. Two
-instances never share state, so the tests can run while `make serve` is up.
-
-    python scripts/serving.py start      # .run/torchserve + .run/proxy, ports from config.properties
-    python scripts/serving.py stop
+keeps it under $TMPDIR, so TMPDIR points there) and logs. Two instances never share state, so the tests can run
+while `make serve` is up.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import re
@@ -21,20 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import requests
 
-from auth_plugin.control.smoke_gate import upright_photos
-from auth_plugin.settings import ProxySettings
 from auth_plugin.torchserve_keys import BlockingTorchServeKeys, KeysUnavailable
 from food_rotation import MODEL_NAME
-from food_rotation.operations.gateway_process import Proxy
-from food_rotation.operations.processes import ServingError, free_ports, running_pid, stop_recorded
+from operations.processes import ServingError, free_ports, running_pid, stop_recorded
 
-ROOT = Path(__file__).resolve().parents[2]
-RUN_DIR = ROOT / ".run"
-SAMPLE_PHOTO = "samples/rotated_scene.jpg"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def read_properties(path: Path) -> dict[str, str]:
@@ -217,73 +208,3 @@ class TorchServe:
         """SIGTERM (what `torchserve --stop` sends), then SIGKILL; True if something was running."""
         self.key_file.unlink(missing_ok=True)
         return stop_recorded(self.pid_file, timeout)
-
-
-def ensure_running(server: TorchServe, proxy: Proxy) -> list[str]:
-    """Start whichever of the two is not running and wait until both answer. Run again on a healthy stack it
-    starts nothing, whatever the age of TorchServe's keys (the readiness check renews them); on a half-dead one
-    it starts the missing part. Returns what it did, a line each."""
-    actions = []
-    if server.pid() is None:
-        server.start()
-        actions.append("TorchServe was not running: started it")
-    server.wait_ready()
-    if proxy.pid() is None:
-        proxy.start()
-        actions.append("the token gateway was not running: started it")
-    proxy.wait_ready()
-    return actions or ["TorchServe and the token gateway were already running: nothing to start"]
-
-
-def curl_example(proxy_url: str, token: str) -> str:
-    return (f'curl -H "Authorization: Bearer {token}" --data-binary @{SAMPLE_PHOTO} '
-            f"{proxy_url}/predictions/{MODEL_NAME}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("start", "stop"))
-    parser.add_argument("--run-dir", type=Path, default=RUN_DIR)
-    parser.add_argument("--model-store", type=Path, default=ROOT / "model_store")
-    args = parser.parse_args(argv)
-    run_dir = args.run_dir.resolve()
-    try:
-        server = TorchServe.from_env(run_dir / "torchserve", args.model_store.resolve(), os.environ)
-    except ServingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    chosen = ProxySettings.from_env(os.environ)  # PROXY_HOST and PROXY_PORT move the gateway
-    bound, called = chosen.url(), chosen.url(for_callers=True)
-    proxy = Proxy(home=run_dir / "proxy", url=bound, torchserve=server, extra_env=profile_proxy_env(os.environ))
-    if args.command == "stop":
-        stopped = [name for name, part in (("proxy", proxy), ("TorchServe", server)) if part.stop()]
-        print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
-        return 0
-    try:
-        for action in ensure_running(server, proxy):
-            print(action)
-        token = proxy.saved_token("demo_token", "demo", ["predict"])
-        admin = proxy.saved_token("admin_token", "admin", ["admin", "predict"])  # the page, `auth_plugin models`
-    except ServingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"TorchServe serves {MODEL_NAME} on {urlsplit(server.inference_url).netloc} (loopback, its own keys); "
-          f"the token proxy listens on {urlsplit(bound).netloc}.")
-    print(f"Logs: {server.home / 'logs'}, {proxy.log_file}. Stop both with: make stop\n")
-    print(f"  {curl_example(called, token)}\n")
-    print("That token is a demo token (scope predict, 30 days). Issue your own with\n"
-          f"  PROXY_TOKEN_DB={proxy.token_db} .venv/bin/python -m auth_plugin tokens issue --user you "
-          "--scopes predict\n"
-          "Model versions: .venv/bin/python -m auth_plugin models list (admin token in .run/proxy/admin_token)\n")
-    print(f"Admin page (predict, fix, datasets, versions): open {called}/ and sign in with the admin token\n"
-          f"  {admin}\n"
-          "Corrections collected there become the next version (a canary) with: make retrain\n"
-          "  (every dataset collected so far; DATASET=feedback-1 for one)")
-    if not upright_photos(chosen.gate_real_dir, 1):
-        print(f"\nNote: new versions are gated on the generated samples only: no real photos in "
-              f"{chosen.gate_real_dir}.\n  make real-data fetches them (PROXY_GATE_REAL_DIR names another folder).")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,10 +19,10 @@ from urllib3.exceptions import InsecureRequestWarning
 
 from auth_plugin.settings import ROOT
 from food_rotation import MODEL_NAME
-from food_rotation.operations.processes import ServingError, running_pid, stop_recorded
+from operations.processes import ServingError, running_pid, stop_recorded
 
 if TYPE_CHECKING:
-    from food_rotation.operations.serving import TorchServe
+    from operations.torchserve_process import TorchServe
 
 DEMO_TOKEN_TTL_S = 30 * 86400
 
