@@ -46,13 +46,13 @@ from food_rotation.service_error import ServiceError
 def _model(request: web.Request) -> str:
     """The model named in the URL: only the one this gateway serves (anything else never reaches TorchServe), and
     only on the proxy that runs the control plane."""
-    model = request.match_info["model"]
-    if not request.app[SETTINGS].control_plane:
+    model, settings = request.match_info["model"], request.config_dict[SETTINGS]
+    if not settings.control_plane:
         raise RolloutError(409, "not_the_control_plane", "this proxy serves predictions only "
                                                          "(PROXY_CONTROL_PLANE=false): manage versions through the "
                                                          "proxy that runs the control plane")
-    if model != request.app[SETTINGS].model_name:
-        raise RolloutError(404, "unknown_model", f"this service manages {request.app[SETTINGS].model_name!r} only; "
+    if model != settings.model_name:
+        raise RolloutError(404, "unknown_model", f"this service manages {settings.model_name!r} only; "
                                                  f"there is no model {model[:40]!r}")
     return model
 
@@ -75,10 +75,10 @@ def _percent(body: dict[str, Any], key: str) -> float:
 
 async def list_versions(request: web.Request) -> web.Response:
     model = _model(request)
-    rollouts = request.app[ROLLOUTS]
-    rows = await version_views.versions(rollouts, request.app[REGISTRY], model)
+    rollouts = request.config_dict[ROLLOUTS]
+    rows = await version_views.versions(rollouts, request.config_dict[REGISTRY], model)
     target = rollouts.rollback_target(model)
-    analysis = request.app[ANALYST].latest.get(model)
+    analysis = request.config_dict[ANALYST].latest.get(model)
     return web.json_response({"model": model, "versions": rows,
                               "analysis": None if analysis is None else analysis.as_dict(),
                               "rollback_target": None if target is None else target.version,
@@ -92,11 +92,11 @@ async def signals(request: web.Request) -> web.Response:
     window = request.query.get("window", "300")
     if not window.isdigit() or not 10 <= int(window) <= 3600:
         raise RolloutError(400, "bad_window", "window must be a whole number of seconds from 10 to 3600")
-    route = request.app[REGISTRY].route(model)
-    rows = [{**request.app[SIGNALS].summary(version, int(window)).as_dict(),
+    route = request.config_dict[REGISTRY].route(model)
+    rows = [{**request.config_dict[SIGNALS].summary(version, int(window)).as_dict(),
              "role": "default" if route and version == route.default else
              "canary" if route and version == route.canary else "other"}
-            for version in request.app[REGISTRY].versions(model)]
+            for version in request.config_dict[REGISTRY].versions(model)]
     return web.json_response({"model": model, "window_s": int(window), "versions": rows})
 
 
@@ -104,7 +104,7 @@ async def pods(request: web.Request) -> web.Response:
     """Every live pod's last report of its own TorchServe (a shared database; [] on one machine): what a rollout
     step waits for."""
     model = _model(request)
-    reports = request.app[PODS]
+    reports = request.config_dict[PODS]
     live = await asyncio.to_thread(reports.live, model)
     now = time.time()
     return web.json_response({"model": model, "shared": reports.shared, "live_after_s": reports.live_after_s,
@@ -112,7 +112,7 @@ async def pods(request: web.Request) -> web.Response:
 
 
 async def remove_archive(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[ROLLOUTS].remove_archive(_model(request),
+    return web.json_response(await request.config_dict[ROLLOUTS].remove_archive(_model(request),
                                                                         request.match_info["archive"]))
 
 
@@ -120,13 +120,13 @@ async def audit_log(request: web.Request) -> web.Response:
     limit = request.query.get("limit", "100")
     if not limit.isdigit() or not 1 <= int(limit) <= 1000:
         raise RolloutError(400, "bad_limit", "limit must be a whole number from 1 to 1000")
-    entries = request.app[ROLLOUTS].history.audit_entries(int(limit))
+    entries = request.config_dict[ROLLOUTS].history.audit_entries(int(limit))
     return web.json_response({"entries": [entry.as_dict() for entry in entries]})
 
 
 async def list_archives(request: web.Request) -> web.Response:
     model = _model(request)
-    rows = await version_views.archives(request.app[ROLLOUTS], request.app[REGISTRY], model)
+    rows = await version_views.archives(request.config_dict[ROLLOUTS], request.config_dict[REGISTRY], model)
     return web.json_response({"model": model, "archives": rows})
 
 
@@ -134,9 +134,9 @@ async def _held_out(request: web.Request, archive: str, named: str | None) -> li
     """The photos a version is gated on besides the samples: by default the corrections its archive names as held
     out of its training (metadata.json, by sha256), or the current held-out photos of the datasets `named` lists."""
     if named is not None:
-        return await request.app[HELD_OUT].named(named)
-    provenance = Provenance.from_metadata((await request.app[ROLLOUTS].catalogue.read(archive)).metadata)
-    return [] if provenance is None else await request.app[HELD_OUT].of(provenance, archive)
+        return await request.config_dict[HELD_OUT].named(named)
+    provenance = Provenance.from_metadata((await request.config_dict[ROLLOUTS].catalogue.read(archive)).metadata)
+    return [] if provenance is None else await request.config_dict[HELD_OUT].of(provenance, archive)
 
 
 async def deploy(request: web.Request) -> web.Response:
@@ -147,27 +147,27 @@ async def deploy(request: web.Request) -> web.Response:
         raise RolloutError(400, "auto_and_canary", "give \"auto\" (its steps set the canary share) or \"canary\"")
     held_out = await _held_out(request, archive, _string(body, "gate_dataset", required=False))
     model = _model(request)
-    result = await request.app[ROLLOUTS].deploy(model, archive, _percent(body, "canary"), held_out)
+    result = await request.config_dict[ROLLOUTS].deploy(model, archive, _percent(body, "canary"), held_out)
     if policy is not None:
-        result["analysis"] = request.app[ANALYST].start(model, result["version"], policy).as_dict()
+        result["analysis"] = request.config_dict[ANALYST].start(model, result["version"], policy).as_dict()
     return web.json_response(result, status=201)
 
 
 async def canary(request: web.Request) -> web.Response:
     body = await read_json_object(request)
-    return web.json_response(await request.app[ROLLOUTS].set_canary(
+    return web.json_response(await request.config_dict[ROLLOUTS].set_canary(
         _model(request), _string(body, "version"), _percent(body, "percent")))
 
 
 async def promote(request: web.Request) -> web.Response:
     body = await read_json_object(request)
-    return web.json_response(await request.app[ROLLOUTS].promote(
+    return web.json_response(await request.config_dict[ROLLOUTS].promote(
         _model(request), _string(body, "version", required=False), actor=_actor(request)))
 
 
 async def rollback(request: web.Request) -> web.Response:
     body = await read_json_object(request)
-    return web.json_response(await request.app[ROLLOUTS].rollback(
+    return web.json_response(await request.config_dict[ROLLOUTS].rollback(
         _model(request), _string(body, "version", required=False), actor=_actor(request)))
 
 
@@ -185,7 +185,7 @@ def audited(action: str, handler: Handler) -> Handler:
             fields = {}  # the handler refuses it, and that refusal is recorded
         fields = {**{key: printable(value)[:200] for key, value in request.match_info.items() if key != "model"},
                   **fields}
-        model, history = printable(request.match_info["model"])[:100], request.app[ROLLOUTS].history
+        model, history = printable(request.match_info["model"])[:100], request.config_dict[ROLLOUTS].history
         def record(outcome: str) -> Awaitable[None]:  # off the event loop: a database write may wait
             return asyncio.to_thread(history.audit, _actor(request), action, model, fields, outcome)
 
@@ -193,14 +193,14 @@ def audited(action: str, handler: Handler) -> Handler:
             response = await handler(request)
         except ServiceError as exc:
             await record(f"refused {exc.status} {exc.code}")
-            request.app[METRICS].admin_actions.labels(action, "refused").inc()
+            request.config_dict[METRICS].admin_actions.labels(action, "refused").inc()
             raise
         except BaseException:
             await asyncio.shield(record("failed"))
-            request.app[METRICS].admin_actions.labels(action, "failed").inc()
+            request.config_dict[METRICS].admin_actions.labels(action, "failed").inc()
             raise
         await record("ok")
-        request.app[METRICS].admin_actions.labels(action, "ok").inc()
+        request.config_dict[METRICS].admin_actions.labels(action, "ok").inc()
         return response
 
     return run  # type: ignore[return-value]
@@ -208,20 +208,22 @@ def audited(action: str, handler: Handler) -> Handler:
 
 async def retire(request: web.Request) -> web.Response:
     body = await read_json_object(request)
-    return web.json_response(await request.app[ROLLOUTS].retire(_model(request),
+    return web.json_response(await request.config_dict[ROLLOUTS].retire(_model(request),
                                                                 _string(body, "version")))
 
 
-def add_routes(app: web.Application) -> None:
-    """Every admin route needs the admin scope (checked before anything else is read)."""
+def control_app() -> web.Application:
+    """/admin (mounted there): versions, rollouts, signals and the audit log; every route needs the admin scope
+    (checked before anything else is read)."""
+    app = web.Application()
     guarded = requires("admin")
-    app.router.add_get("/admin/models/{model}", guarded(list_versions))
-    app.router.add_get("/admin/models/{model}/archives", guarded(list_archives))
-    app.router.add_get("/admin/models/{model}/signals", guarded(signals))
-    app.router.add_get("/admin/models/{model}/pods", guarded(pods))
-    app.router.add_get("/admin/audit", guarded(audit_log))
+    app.router.add_get("/models/{model}", guarded(list_versions))
+    app.router.add_get("/models/{model}/archives", guarded(list_archives))
+    app.router.add_get("/models/{model}/signals", guarded(signals))
+    app.router.add_get("/models/{model}/pods", guarded(pods))
+    app.router.add_get("/audit", guarded(audit_log))
     for action, handler in (("deploy", deploy), ("canary", canary), ("promote", promote), ("rollback", rollback),
                             ("retire", retire)):
-        app.router.add_post(f"/admin/models/{{model}}/{action}", guarded(audited(action, handler)))
-    app.router.add_delete("/admin/models/{model}/archives/{archive}",
-                          guarded(audited("remove_archive", remove_archive)))
+        app.router.add_post(f"/models/{{model}}/{action}", guarded(audited(action, handler)))
+    app.router.add_delete("/models/{model}/archives/{archive}", guarded(audited("remove_archive", remove_archive)))
+    return app
