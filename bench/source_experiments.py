@@ -4,7 +4,8 @@ Each candidate is a backbone (weights .pth), an input size and the number of aug
 on; all are judged the same way, leaving one source out (food_rotation/training/source_rule.py: a head fitted
 without each source group, the temperature on those answers, the smallest threshold with harm <= 1 % on every
 group left out), side by side in one run. Serving cost: the turn-averaged forward pass of one photo (four views),
-one torch thread, median of --repeats, as a ratio to the first candidate's.
+one torch thread, median of --repeats rounds that time every candidate in turn, as a ratio to the first
+candidate's.
 
     .venv/bin/python bench/source_experiments.py data/real \\
         --candidate shipped=weights/food_rotation_lite0_e2e.pth@160x3 \\
@@ -28,7 +29,7 @@ from food_rotation.rotation_model import RotationNet
 from food_rotation.training.evaluate import load_model
 from food_rotation.training.leave_one_source_out import wilson_upper
 from food_rotation.training.source_evaluation import RealPhotos
-from food_rotation.training.source_rule import NoHarmlessThreshold, fitted_on_sources
+from food_rotation.training.source_rule import NoHarmlessThreshold, SourceRule, fitted_on_sources
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Candidate:
 def forward_ms(net: RotationNet, image_size: int, repeats: int) -> float:
     """Median ms of one photo's turn-averaged forward pass (the handler's, without decoding)."""
     pixels = torch.randint(0, 256, (1, 3, image_size, image_size), dtype=torch.uint8)
-    net(pixels)
+    net(pixels)  # warm
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     real = RealPhotos.under(args.real)
-    rows, base_ms = [], None
+    fitted: list[tuple[Candidate, RotationNet, SourceRule, float]] = []
     for candidate in args.candidate:
         torch.set_num_threads(args.threads)
         net, _ = load_model(candidate.weights)
@@ -81,9 +82,16 @@ def main(argv: list[str] | None = None) -> int:
         except NoHarmlessThreshold as exc:
             print(f"{candidate.name}: {exc}", flush=True)
             continue
-        minutes = (time.perf_counter() - started) / 60
-        torch.set_num_threads(1)
-        ms = forward_ms(net.eval(), candidate.image_size, args.repeats)
+        fitted.append((candidate, net.eval(), rule, (time.perf_counter() - started) / 60))
+        print(f"{candidate.name}: threshold {rule.threshold:.4f}, food fix {rule.summary.food_fix:.1%}", flush=True)
+    torch.set_num_threads(1)  # timed last, all together, rounds interleaved: the same load for every candidate
+    times: dict[str, list[float]] = {candidate.name: [] for candidate, *_ in fitted}
+    for _ in range(args.repeats):
+        for candidate, net, _, _ in fitted:
+            times[candidate.name].append(forward_ms(net, candidate.image_size, 1))
+    rows, base_ms = [], None
+    for candidate, _, rule, minutes in fitted:
+        ms = statistics.median(times[candidate.name])
         base_ms = base_ms or ms
         s = rule.summary
         row = (f"| {candidate.name} | {candidate.weights.name} | {candidate.image_size} | {candidate.augmentations} | "
