@@ -40,6 +40,12 @@ def ensure_running(server: TorchServe, proxy: Proxy) -> list[str]:
     return actions or ["TorchServe and the token gateway were already running: nothing to start"]
 
 
+def fix_example(proxy_url: str, token: str, folder: str = "PHOTOS/", out: str = "FIXED/") -> str:
+    """A folder of photos through the gateway: the environment names `food-rotation fix` reads."""
+    return (f"FOOD_ROTATION_URL={proxy_url} FOOD_ROTATION_TOKEN={token} .venv/bin/food-rotation fix {folder} "
+            f"--out {out}")
+
+
 def curl_example(proxy_url: str, token: str) -> str:
     return (f'curl -H "Authorization: Bearer {token}" --data-binary @{SAMPLE_PHOTO} '
             f"{proxy_url}/predictions/{MODEL_NAME}")
@@ -80,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
           f"  PROXY_TOKEN_DB={proxy.token_db} .venv/bin/python -m auth_plugin tokens issue --user you "
           "--scopes predict\n"
           "Model versions: .venv/bin/python -m auth_plugin models list (admin token in .run/proxy/admin_token)\n")
+    print(f"A folder of photos made upright (copies in FIXED/, a CSV report; JPEGs turned without loss):\n"
+          f"  {fix_example(called, token)}\n")
     print(f"Admin page (predict, fix, datasets, versions): open {called}/ and sign in with the admin token\n"
           f"  {admin}\n"
           "Corrections collected there become the next version (a canary) with: make retrain\n"
