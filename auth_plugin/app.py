@@ -3,6 +3,7 @@ at all. The gateway reads as its parts, each a sub-application with its own rout
 
     /predictions   the data plane (data_plane.py): token check, routing, forwarding              predict
     /admin         the control plane (control/): versions, rollouts, canary analysis, audit        admin
+    /admin/tokens  access tokens (tokens_api.py): list, issue, revoke                              admin
     /feedback      corrections (feedback/)                                                         predict
     /datasets      the feedback store's datasets (feedback/)                                       admin
     /, /static     the admin page (admin_page.py), which calls the same API
@@ -40,6 +41,7 @@ from auth_plugin.app_keys import (
     SETTINGS,
     SIGNALS,
     STREAMS,
+    TOKENS,
     TORCHSERVE,
 )
 from auth_plugin.auth import Authenticator, JwtVerifier
@@ -59,6 +61,7 @@ from auth_plugin.rate_limit import RateLimiter
 from auth_plugin.readiness import Readiness
 from auth_plugin.settings import ProxySettings
 from auth_plugin.token_store import TokenStore
+from auth_plugin.tokens_api import tokens_app
 from auth_plugin.torchserve_keys import TorchServeKeys
 
 log = logging.getLogger("auth_plugin")
@@ -91,7 +94,7 @@ async def gateway_resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     database = open_database(settings)  # each store has its own connection, as each had its own SQLite one
     log.info("state kept in %s", database.describe())  # never the URL's password
-    store = TokenStore(database)
+    app[TOKENS] = store = TokenStore(database)
     app[AUTHENTICATOR] = Authenticator(store, JwtVerifier(settings.jwt) if settings.jwt.enabled else None,
                                        settings.token_cache_s)
     app[REGISTRY] = VersionRegistry(open_database(settings))
@@ -114,6 +117,7 @@ def create_app(settings: ProxySettings) -> web.Application:
     shared_state(app, settings)
     app.cleanup_ctx.extend([plane.plane_lock, gateway_resources])
     feedback_api.setup(app)
+    app.add_subapp("/admin/tokens", tokens_app())  # before /admin, whose sub-application would take the path
     plane.setup(app)
     app.add_subapp("/predictions", data_plane_app())
     admin_page.mount(app)

@@ -22,12 +22,14 @@ from auth_plugin.proxy_metrics import ProxyMetrics
 from auth_plugin.rate_limit import RateLimiter
 from auth_plugin.readiness import Readiness
 from auth_plugin.settings import ProxySettings
+from auth_plugin.token_store import TokenStore
 from auth_plugin.torchserve_keys import TorchServeKeys
 
 SETTINGS = web.AppKey("settings", ProxySettings)
 SESSION = web.AppKey("session", aiohttp.ClientSession)  # the one pooled client to TorchServe
 KEYS = web.AppKey("keys", TorchServeKeys)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+TOKENS = web.AppKey("tokens", TokenStore)  # the opaque tokens: what the Tokens view lists, issues and revokes
 LIMITER = web.AppKey("limiter", RateLimiter)
 METRICS = web.AppKey("metrics", ProxyMetrics)
 REGISTRY = web.AppKey("registry", VersionRegistry)  # the routing table: default, canary, in flight

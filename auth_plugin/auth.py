@@ -6,6 +6,7 @@ Failures are `AuthError`s carrying their RFC 6750 answer; app.py turns each into
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from auth_plugin.database import UNAVAILABLE
 from auth_plugin.settings import JwtSettings
 from auth_plugin.token_store import PREFIX, TokenStore, hash_token
 from food_rotation.service_error import ServiceError
+
+log = logging.getLogger("auth_plugin.auth")
 
 
 @dataclass(frozen=True)
@@ -143,11 +146,14 @@ class Authenticator:
     """Opaque tokens are looked up in the store (a lookup is trusted for `cache_s`, so revocation takes effect
     within that); anything shaped like a JWT goes to the verifier, when one is configured."""
 
+    TOUCH_EVERY_S = 60.0  # a token's "last used" is written at most this often: one write a minute, not per call
+
     def __init__(self, store: TokenStore, jwt_verifier: JwtVerifier | None, cache_s: float) -> None:
         self._store = store
         self._jwt = jwt_verifier
         self._cache_s = cache_s
         self._cache: dict[str, tuple[float, Principal | AuthError]] = {}
+        self._touched: dict[int, float] = {}  # token id -> when its last use was written (this process)
 
     async def identify(self, headers: Mapping[str, str]) -> Principal:
         """Whoever the credential names, whatever its scopes."""
@@ -190,6 +196,21 @@ class Authenticator:
             return AuthError("unknown", "the token is not recognised")
         if record.revoked:
             return AuthError("revoked", "the token has been revoked")
-        if record.expires_at <= time.time():
+        now = time.time()
+        if record.expires_at <= now:
             return AuthError("expired", "the token has expired")
+        self._touch(record.id, record.last_used_at, now)
         return Principal(user=record.user, scopes=record.scopes, subject_key=f"token:{record.id}", source="token")
+
+    def _touch(self, token_id: int, stored: float | None, now: float) -> None:
+        """Its last use, written when the stored one (or this process's last write) is a minute old; a busy
+        database skips it: a token is never refused for want of its "last used"."""
+        if now - max(stored or 0.0, self._touched.get(token_id, 0.0)) < self.TOUCH_EVERY_S:
+            return
+        if len(self._touched) > 10_000:
+            self._touched.clear()
+        self._touched[token_id] = now
+        try:
+            self._store.touch(token_id, now)
+        except UNAVAILABLE:
+            log.warning("could not record the last use of token %d: the token database is busy", token_id)

@@ -160,6 +160,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             pod TEXT NOT NULL,
             started_at DOUBLE PRECISION NOT NULL
         )""",)),
+    Migration(6, "token last use", sqlite=("ALTER TABLE tokens ADD COLUMN last_used_at REAL",),
+              postgresql=("ALTER TABLE tokens ADD COLUMN last_used_at DOUBLE PRECISION",)),
 )
 
 _LEDGER = """

@@ -35,12 +35,17 @@ class TokenRecord:
     created_at: float
     expires_at: float
     revoked: bool
+    last_used_at: float | None = None  # to the minute (Authenticator.TOUCH_EVERY_S); None: never used
+
+    def state(self, now: float) -> str:
+        return "revoked" if self.revoked else ("expired" if self.expires_at <= now else "active")
 
 
 MAX_TTL_S = 3650 * 86400  # ten years: past that, a token should be a service account's, rotated by hand
 
 
-_COLUMNS = 'id, token_hash, "user", scopes, created_at, expires_at, revoked'  # "user" is reserved in PostgreSQL
+_COLUMNS = ('id, token_hash, "user", scopes, created_at, expires_at, revoked, '  # "user" is reserved in PostgreSQL
+            "last_used_at")
 
 
 class TokenStore:
@@ -81,6 +86,10 @@ class TokenStore:
             return None
         return _record(row)
 
+    def touch(self, token_id: int, at: float) -> None:
+        """Record that the token was used at `at` (the gateway does so at most once a minute per token)."""
+        self._db.run("UPDATE tokens SET last_used_at = ? WHERE id = ?", (at, token_id))
+
     def revoke(self, token_id: int) -> bool:
         return self._db.run("UPDATE tokens SET revoked = 1 WHERE id = ?", (token_id,)) == 1
 
@@ -90,4 +99,4 @@ class TokenStore:
 
 def _record(row: tuple) -> TokenRecord:
     return TokenRecord(id=row[0], token_hash=row[1], user=row[2], scopes=frozenset(row[3].split()),
-                       created_at=row[4], expires_at=row[5], revoked=bool(row[6]))
+                       created_at=row[4], expires_at=row[5], revoked=bool(row[6]), last_used_at=row[7])

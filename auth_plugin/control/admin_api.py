@@ -185,7 +185,8 @@ def audited(action: str, handler: Handler) -> Handler:
             fields = {}  # the handler refuses it, and that refusal is recorded
         fields = {**{key: printable(value)[:200] for key, value in request.match_info.items() if key != "model"},
                   **fields}
-        model, history = printable(request.match_info["model"])[:100], request.config_dict[ROLLOUTS].history
+        model = printable(request.match_info.get("model", ""))[:100]  # none for an action on tokens
+        history = request.config_dict[ROLLOUTS].history
         def record(outcome: str) -> Awaitable[None]:  # off the event loop: a database write may wait
             return asyncio.to_thread(history.audit, _actor(request), action, model, fields, outcome)
 
