@@ -72,7 +72,7 @@ async def test_only_the_admin_scope_reaches_tokens_and_unknown_ids_are_404(setup
 
 async def test_a_tokens_last_use_is_written_at_most_once_a_minute(tmp_path):
     store = TokenStore(tmp_path / "tokens.sqlite3")
-    token, record = store.issue("alice", ["predict"], 3600)
+    token, _ = store.issue("alice", ["predict"], 3600)
     writes = []
     original = store.touch
     store.touch = lambda token_id, at: (writes.append(at), original(token_id, at))  # type: ignore[method-assign]
