@@ -10,7 +10,7 @@ from aiohttp import web
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # The page's script is split by view, as ES modules: app.js (the session) imports common.js and one module per view.
 _PAGE_FILES = {"index.html": "text/html", "app.css": "text/css",
-               **{f"{name}.js": "text/javascript" for name in ("app", "common", "predict", "data", "models")}}
+               **{f"{name}.js": "text/javascript" for name in ("app", "common", "predict", "data", "models", "tokens")}}
 
 
 async def page(request: web.Request) -> web.FileResponse:

@@ -2,7 +2,8 @@
  * Food rotation admin page. Sign in with an access token (kept only in sessionStorage, sent only as a
  * Bearer header), then: send food photos to the rotation model and save corrections as training data
  * (Predict: predict.js), browse and prune the collected feedback datasets (Data: data.js), and deploy, canary,
- * promote, roll back or retire model versions (Models: models.js); what they share is common.js. This module is
+ * promote, roll back or retire model versions (Models: models.js), and issue or revoke access tokens (Tokens:
+ * tokens.js); what they share is common.js. This module is
  * the session: sign-in, sign-out, and which views the token's scopes open. Written for a strict CSP: no inline
  * code or styles, and every string that comes from the server or the user enters the page through textContent only.
  */
@@ -11,8 +12,9 @@ import { $, TOKEN_KEY, api, onTokenRefused, sentence, setStatus, state } from ".
 import { dataView } from "./data.js";
 import { modelsView } from "./models.js";
 import { predictView } from "./predict.js";
+import { tokensView } from "./tokens.js";
 
-const VIEWS = [predictView, dataView, modelsView];
+const VIEWS = [predictView, dataView, modelsView, tokensView];
 
 const hasScope = (scope) => state.scopes.includes(scope);
 

@@ -14,7 +14,7 @@ export const DEGREES = [0, 90, 180, 270];
 
 export const state = {
   token: null, user: null, scopes: [], model: null,
-  session: 0, controllers: new Set(), busy: { data: 0, models: 0 },
+  session: 0, controllers: new Set(), busy: { data: 0, models: 0, tokens: 0 },
   queue: [], sending: 0, rows: [],
   activeDataset: null, openDataset: null, itemsGeneration: 0, thumbUrls: [], defaultVersion: null, rollbackTarget: null,
 };

@@ -142,6 +142,7 @@ def test_a_predict_only_token_sees_only_the_predict_view(stack, page):
     expect(page.locator("#view-predict")).to_be_visible()
     expect(page.locator("#nav-data")).to_be_hidden()
     expect(page.locator("#nav-models")).to_be_hidden()
+    expect(page.locator("#nav-tokens")).to_be_hidden()
 
 
 def test_admin_deploys_a_canary_sees_a_refusal_and_promotes(stack, page):
@@ -206,3 +207,49 @@ def test_admin_deploys_a_canary_sees_a_refusal_and_promotes(stack, page):
     expect(page.locator("#rollback")).to_have_text("Roll back (no earlier default)")  # never a toggle back to 2.0
     expect(page.locator("#rollback")).to_be_disabled()
     expect(page.locator("#default-history tbody tr").first).to_contain_text("rollback")
+
+
+def test_admin_issues_a_token_copies_it_once_sees_it_used_and_revokes_it(stack, page):
+    """Issue 32: tokens on the page. Listed without their secret, the new one shown once with a copy button, its
+    last use and its revocation seen, both changes in the audit log."""
+    proxy, token = stack
+    page, _ = page
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=proxy.url)
+    sign_in(page, proxy.url, token)
+    page.click("#nav-tokens")
+    expect(page.locator("tr.token td.user", has_text="head-chef").first).to_be_visible()
+    page.fill("#token-user", "sous-chef")
+    page.uncheck("#token-admin")
+    page.fill("#token-days", "7")
+    page.click("#issue-token")
+    page.click("#confirm-yes")
+    expect(page.locator("#tokens-status")).to_have_text(re.compile(r"Issued token \d+ for sous-chef"))
+    issued = page.locator("#new-token-value").text_content()
+    assert issued.startswith("frs_")
+    page.click("#copy-token")
+    expect(page.locator("#copy-status")).to_have_text("Copied.")
+    assert page.evaluate("navigator.clipboard.readText()") == issued
+
+    headers = {"Authorization": f"Bearer {issued}"}
+    assert requests.get(f"{proxy.url}/whoami", headers=headers, timeout=30).json()["user"] == "sous-chef"
+    page.click("#tokens-refresh")
+    row = page.locator("tr.token").filter(has=page.locator("td.user", has_text="sous-chef"))
+    expect(row.locator("td.scopes")).to_have_text("predict")
+    expect(row.locator("td.last-used")).not_to_have_text("never")
+    screenshot(page, "admin-tokens")
+    assert issued not in page.locator("#tokens").inner_html()  # the list never holds a secret
+
+    row.get_by_role("button", name=re.compile("Revoke token")).click()
+    page.click("#confirm-yes")
+    expect(row.locator("td.state")).to_have_text("revoked")
+    page.wait_for_timeout(700)  # past the gateway's half-second lookup cache
+    assert requests.get(f"{proxy.url}/whoami", headers=headers, timeout=30).status_code == 401
+    page.click("#nav-models")
+    audit = page.locator("#audit-log")
+    expect(audit.locator("tr", has_text="revoke_token").first).to_be_visible()
+    expect(audit.locator("tr", has_text="issue_token").first).to_contain_text("sous-chef")
+    page.click("#sign-out")
+    sign_in(page, proxy.url, token)
+    page.click("#nav-tokens")
+    expect(page.locator("#new-token")).to_be_hidden()
+    assert issued not in page.content()  # shown once: gone with the session that issued it

@@ -120,7 +120,7 @@ async def test_whoami_tells_user_and_scopes(setup, admin_auth):
 
 @pytest.mark.parametrize(("path", "content_type"), [
     ("/", "text/html"), ("/static/app.css", "text/css"),
-    *((f"/static/{name}.js", "text/javascript") for name in ("app", "common", "predict", "data", "models"))])
+    *((f"/static/{name}.js", "text/javascript") for name in ("app", "common", "predict", "data", "models", "tokens"))])
 async def test_the_page_is_served_with_a_strict_policy(setup, path, content_type):
     _, client, _ = setup
     proxy = await client()
