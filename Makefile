@@ -22,7 +22,7 @@ export PROFILE
 PROFILE_STAMP := $(MODEL_STORE)/.profile
 ARCHIVE_WORKERS := $(if $(filter small,$(PROFILE)),--workers 1,)
 
-.PHONY: FORCE serve stop test install java chromium ab postgres archive lint real-data gate-photos weights demo-weights bench retrain clean
+.PHONY: FORCE serve stop test test-slow test-unit install java chromium ab postgres archive lint real-data gate-photos weights demo-weights bench retrain clean
 
 serve: install java $(DEFAULT_ARCHIVE) gate-photos
 	@$(PY) scripts/serving.py start
@@ -35,9 +35,20 @@ gate-photos: install
 stop:
 	@if [ -x $(PY) ]; then $(PY) scripts/serving.py stop; else echo "nothing to stop"; fi
 
+# make test: ruff and every tier but the slow ones (unit, integration on real TorchServe/gateway/PostgreSQL, the
+# browser; about 5 minutes on 2 cores): what to run before each commit. make test-slow: the real-stack tiers that
+# wait for restarts, key expiry, load and several pods (about 6 minutes). CI (.ci/run) runs both. make test-unit:
+# the unit tests alone (about 2 minutes, no servers but PostgreSQL).
 test: install java chromium ab postgres real-data
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow"
+
+test-slow: install java chromium ab postgres real-data
+	$(PY) -m pytest -m "slow or last"
+
+test-unit: install postgres real-data
+	$(PY) -m ruff check .
+	$(PY) -m pytest tests/unit
 
 install: $(INSTALLED)
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow (CI: .ci/run)
 sys.path.insert(0, str(ROOT / "bench"))
 import bench_report  # noqa: E402  (bench/ is a folder of scripts, not a package)
 import run_bench  # noqa: E402

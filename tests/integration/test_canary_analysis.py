@@ -13,7 +13,7 @@ from tests.integration.load import Load
 from tests.photos import CLEAR_SCENES, encode, scene
 from tests.stack import build_archive, config_with_min_confidence, issue_token, running_proxy, running_torchserve
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow (CI: .ci/run)
 QUICK = {"steps": [25, 50], "step_s": 6, "min_requests": 10, "check_every_s": 1}
 
 

@@ -24,7 +24,7 @@ from tests.conftest import ROOT
 from tests.photos import CLEAR_SCENES, encode, scene
 from tests.stack import build_archive, issue_token, running_proxy, running_torchserve
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow (CI: .ci/run)
 
 KEY_LIFE_MIN = "0.3"
 

@@ -41,7 +41,7 @@ from tests.integration.load import CLIENTS, Load
 from tests.photos import CLEAR_SCENES, encode, rotated, scene
 from tests.stack import ISSUED, build_archive
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow (CI: .ci/run)
 PHOTO = encode(rotated(scene(CLEAR_SCENES[1]), 90), "JPEG")
 
 

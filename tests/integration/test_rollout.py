@@ -30,7 +30,7 @@ from tests.stack import (
     running_torchserve,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow (CI: .ci/run)
 
 
 def admin(proxy: Proxy, token: str, action: str, body: dict | None = None) -> requests.Response:
