@@ -263,19 +263,22 @@ def run(photos: list[Path], plan: Plan, gateway: Gateway, report: Path, jobs: in
     counts: Counter[str] = Counter(skipped=len(photos) - len(todo))
     report.parent.mkdir(parents=True, exist_ok=True)
     fresh = plan.dry_run or not report.is_file()
-    with report.open("w" if fresh else "a", newline="") as stream, \
-            tqdm(total=len(todo), unit="photo", desc="fixing", dynamic_ncols=True) as bar, \
-            ThreadPoolExecutor(max(1, jobs)) as pool:
-        writer = csv.writer(stream)
-        if fresh:
-            writer.writerow(COLUMNS)
-        for row in pool.map(lambda photo: fix_one(photo, plan, gateway), todo):
-            writer.writerow(row.as_csv())
-            stream.flush()
-            counts[row.action] += 1
-            bar.set_postfix({k: counts[k] for k in ("fixed", "would fix", "unsure", "upright", "failed")
-                             if counts[k]}, refresh=False)
-            bar.update()
+    pool = ThreadPoolExecutor(max(1, jobs))
+    try:
+        with report.open("w" if fresh else "a", newline="") as stream, \
+                tqdm(total=len(todo), unit="photo", desc="fixing", dynamic_ncols=True) as bar:
+            writer = csv.writer(stream)
+            if fresh:
+                writer.writerow(COLUMNS)
+            for row in pool.map(lambda photo: fix_one(photo, plan, gateway), todo):
+                writer.writerow(row.as_csv())
+                stream.flush()
+                counts[row.action] += 1
+                bar.set_postfix({k: counts[k] for k in ("fixed", "would fix", "unsure", "upright", "failed")
+                                 if counts[k]}, refresh=False)
+                bar.update()
+    finally:  # on Ctrl-C: the photos in flight finish their atomic writes, the queued ones are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
     return counts
 
 
@@ -312,7 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     report = args.report or (plan.out / REPORT_NAME if plan.out else folder / BACKUP_DIR / REPORT_NAME
                              if plan.in_place else Path(REPORT_NAME))
     photos = find_photos(folder, tuple(p for p in (plan.out, folder / BACKUP_DIR) if p is not None))
-    counts = run(photos, plan, Gateway(args.url, args.token, args.min_confidence), report, args.jobs)
+    try:
+        counts = run(photos, plan, Gateway(args.url, args.token, args.min_confidence), report, args.jobs)
+    except KeyboardInterrupt:
+        print(f"interrupted: what was done is in {report}; the same command resumes", file=sys.stderr)
+        return 130
     said = ", ".join(f"{counts[k]} {k}" for k in ("fixed", "would fix", "upright", "unsure", "failed", "skipped")
                      if counts[k])
     print(f"{len(photos)} photo{'' if len(photos) == 1 else 's'}: {said or 'nothing to do'}; report: {report}")

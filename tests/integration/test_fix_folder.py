@@ -10,7 +10,9 @@ import hashlib
 import io
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +192,33 @@ def test_without_a_token_or_with_a_bad_one_it_says_so(tmp_path, proxy):
     assert refused.returncode == 1
     assert {row["detail"].split(":")[0] for row in rows(tmp_path / "r.csv").values()} == {"HTTP 401 invalid_token"}
     shutil.rmtree(tmp_path / "dump")
+
+
+def test_ctrl_c_in_place_stops_soon_and_the_same_command_finishes_the_job_turning_each_photo_once(tmp_path, proxy):
+    token = issue_token(proxy, "--user", "photographer", "--scopes", "predict")[1]
+    originals = {}
+    for index in range(40):
+        name = f"dump/p{index:02d}.jpg"
+        originals[name] = encode(rotated(scene(CLEAR_SCENES[index % 4]).resize((160, 120)), 90), quality=90)
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(originals[name])
+    report = tmp_path / "dump" / ".food-rotation-backup" / "food-rotation-report.csv"
+    command = [str(FIX), "fix", str(tmp_path / "dump"), "--in-place", "--min-confidence", "0", "--jobs", "1"]
+    env = {**os.environ, "FOOD_ROTATION_URL": proxy.url, "FOOD_ROTATION_TOKEN": token, "TQDM_DISABLE": "1"}
+    running = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not report.is_file() or len(report.read_text().splitlines()) < 4):
+        time.sleep(0.02)
+    running.send_signal(signal.SIGINT)
+    _, said = running.communicate(timeout=60)
+    assert running.returncode == 130 and "the same command resumes" in said, said[-2000:]
+    assert len(rows(report)) < 40  # it stopped before the end
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    done = rows(report)
+    assert set(done) == {name.removeprefix("dump/") for name in originals}
+    for name, original in originals.items():  # each shown turned once (twice would be 180 degrees)
+        written = (tmp_path / name).read_bytes()
+        assert np.array_equal(shown(written), np.asarray(turn(Image.fromarray(shown(original)), 90))), name
+        assert outside_exif(written) == outside_exif(original)
+    assert {row["action"] for row in done.values()} == {"fixed"}
