@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from tests.photos import CLEAR_SCENES, encode, jpeg_with_orientation, rotated, s
 from tests.stack import issue_token
 
 pytestmark = pytest.mark.integration
-FIX = Path(os.environ.get("VIRTUAL_ENV", Path(__file__).resolve().parents[2] / ".venv")) / "bin" / "food-rotation"
+FIX = Path(sys.executable).parent / "food-rotation"  # the console script pip installed beside this Python
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
