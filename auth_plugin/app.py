@@ -47,9 +47,9 @@ from auth_plugin.app_keys import (
 from auth_plugin.auth import Authenticator, JwtVerifier
 from auth_plugin.bodies import UploadStreams
 from auth_plugin.control import plane
+from auth_plugin.control.actual.torchserve_admin import TorchServeAdmin
+from auth_plugin.control.desired.versions import VersionRegistry
 from auth_plugin.control.signals import VersionSignals
-from auth_plugin.control.torchserve_admin import TorchServeAdmin
-from auth_plugin.control.versions import VersionRegistry
 from auth_plugin.data_plane import data_plane_app
 from auth_plugin.feedback import feedback_api
 from auth_plugin.forwarding import upstream_session

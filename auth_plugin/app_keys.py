@@ -10,13 +10,13 @@ from aiohttp import web
 from auth_plugin.answer_receipts import AnswerReceipts
 from auth_plugin.auth import Authenticator
 from auth_plugin.bodies import UploadStreams
+from auth_plugin.control.actual.pods import PodReports
+from auth_plugin.control.actual.torchserve_admin import TorchServeAdmin
 from auth_plugin.control.canary_analysis import CanaryAnalyst
-from auth_plugin.control.pods import PodReports
-from auth_plugin.control.rollout import Rollouts
+from auth_plugin.control.desired.versions import VersionRegistry
 from auth_plugin.control.signals import VersionSignals
 from auth_plugin.control.smoke_gate import HeldOutSource
-from auth_plugin.control.torchserve_admin import TorchServeAdmin
-from auth_plugin.control.versions import VersionRegistry
+from auth_plugin.control.steps.rollout import Rollouts
 from auth_plugin.feedback.datasets import DatasetStore
 from auth_plugin.proxy_metrics import ProxyMetrics
 from auth_plugin.rate_limit import RateLimiter

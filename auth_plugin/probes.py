@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from auth_plugin.app_keys import METRICS, READINESS, REGISTRY, SETTINGS, TORCHSERVE
-from auth_plugin.control.torchserve_admin import ManagementError
+from auth_plugin.control.actual.torchserve_admin import ManagementError
 from auth_plugin.proxy_metrics import ProxyMetrics
 
 

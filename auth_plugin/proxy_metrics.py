@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from auth_plugin.control.versions import VersionRegistry
+from auth_plugin.control.desired.versions import VersionRegistry
 
 
 class RoutingGauges(Collector):

@@ -37,7 +37,7 @@ from auth_plugin.app_keys import ANALYST, HELD_OUT, METRICS, PODS, REGISTRY, ROL
 from auth_plugin.bodies import read_json_object
 from auth_plugin.control import version_views
 from auth_plugin.control.canary_analysis import CanaryPolicy
-from auth_plugin.control.rollout import RolloutError
+from auth_plugin.control.steps.rollout import RolloutError
 from auth_plugin.log_safety import printable
 from food_rotation.provenance import Provenance
 from food_rotation.service_error import ServiceError

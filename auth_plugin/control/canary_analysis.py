@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from auth_plugin.control.rollout import RolloutError, Rollouts
+from auth_plugin.control.desired.versions import VersionRegistry
 from auth_plugin.control.signals import Summary, VersionSignals
-from auth_plugin.control.versions import VersionRegistry
+from auth_plugin.control.steps.rollout import RolloutError, Rollouts
 from food_rotation.service_error import ServiceError
 
 log = logging.getLogger("auth_plugin.control.canary_analysis")

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from auth_plugin.control.versions import Route
+from auth_plugin.control.desired.versions import Route
 from auth_plugin.database import Database
 from auth_plugin.migrations import open_sqlite
 from food_rotation.service_error import ServiceError

@@ -2,10 +2,10 @@
 stopped with the gateway (the smoke gate, the rollouts, the canary analysis, the default history, the pods'
 coordination, the reconciler), and its HTTP API mounted at /admin (admin_api.py).
 
-    desired state   the routing table (versions.py): default, canary and share, what should be registered
-    actual state    TorchServe's registered versions and workers (torchserve_admin.py, pods.py)
-    the steps       rollout.py (deploy, promote, roll back, retire: one intent at a time, recovered after a crash)
-                    and reconciler.py (TorchServe brought back to the table, every few seconds)
+    desired/   what should be served: the routing table (versions.py) and the rollout intended (intents.py)
+    actual/    what TorchServe has: registered versions and live workers (torchserve_admin.py), every pod's (pods.py)
+    steps/     between the two: rollout.py (deploy, promote, roll back, retire), reconciler.py (TorchServe brought
+               back to the table every few seconds), recovery.py (an interrupted intent finished or undone)
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from auth_plugin.app_keys import ANALYST, KEYS, PODS, REGISTRY, ROLLOUTS, SESSION, SETTINGS, SIGNALS, TORCHSERVE
+from auth_plugin.control.actual.pods import coordination, heartbeat
 from auth_plugin.control.admin_api import control_app
 from auth_plugin.control.canary_analysis import CanaryAnalyst
 from auth_plugin.control.history import History
 from auth_plugin.control.plane_lock import ControlPlaneLock
-from auth_plugin.control.pods import coordination, heartbeat
-from auth_plugin.control.reconciler import Reconciler
-from auth_plugin.control.rollout import Rollouts, RolloutSettings
 from auth_plugin.control.smoke_gate import SmokeGate
+from auth_plugin.control.steps.reconciler import Reconciler
+from auth_plugin.control.steps.rollout import Rollouts, RolloutSettings
 from auth_plugin.migrations import open_database
 from auth_plugin.settings import ProxySettings
 

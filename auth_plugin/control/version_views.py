@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from auth_plugin.control.archive_catalogue import ArchiveInfo
-from auth_plugin.control.rollout import Rollouts
-from auth_plugin.control.versions import VersionRegistry
+from auth_plugin.control.desired.versions import VersionRegistry
+from auth_plugin.control.steps.rollout import Rollouts
 
 
 async def versions(rollouts: Rollouts, registry: VersionRegistry, model: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from auth_plugin.control.versions import Route, VersionRegistry
+from auth_plugin.control.desired.versions import Route, VersionRegistry
 from auth_plugin.migrations import open_database
 from auth_plugin.settings import ProxySettings
 from auth_plugin.token_store import TokenStore

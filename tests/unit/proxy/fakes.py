@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from auth_plugin.control.actual.torchserve_admin import ManagementError, VersionState
 from auth_plugin.control.archive_catalogue import ArchiveInfo
 from auth_plugin.control.smoke_gate import GateRefused, unseen_sources_problem
-from auth_plugin.control.torchserve_admin import ManagementError, VersionState
 
 
 class FakeAdmin:

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from auth_plugin.control.versions import Route, VersionRegistry
+from auth_plugin.control.desired.versions import Route, VersionRegistry
 from auth_plugin.feedback.datasets import DatasetStore
 from auth_plugin.token_store import TokenStore
 from tests.conftest import ROOT

@@ -9,10 +9,10 @@ import contextlib
 import pytest
 
 from auth_plugin.control.canary_analysis import CanaryAnalyst, CanaryPolicy, breach
+from auth_plugin.control.desired.versions import Route, VersionRegistry
 from auth_plugin.control.history import History
-from auth_plugin.control.rollout import Rollouts, RolloutSettings
 from auth_plugin.control.signals import Summary, VersionSignals
-from auth_plugin.control.versions import Route, VersionRegistry
+from auth_plugin.control.steps.rollout import Rollouts, RolloutSettings
 from food_rotation.service_error import ServiceError
 from tests.archives import write_mar
 from tests.unit.proxy.fakes import FakeAdmin, FakeGate

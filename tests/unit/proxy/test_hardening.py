@@ -17,8 +17,8 @@ from auth_plugin.__main__ import parse_ttl
 from auth_plugin.app_keys import REGISTRY
 from auth_plugin.auth import Authenticator
 from auth_plugin.control.archive_catalogue import ArchiveError, read_archive
+from auth_plugin.control.desired.versions import Route
 from auth_plugin.control.plane_lock import ControlPlaneLock, ControlPlaneTaken
-from auth_plugin.control.versions import Route
 from auth_plugin.feedback.datasets import DatasetError, DatasetStore
 from auth_plugin.log_safety import TracebackLimiter
 from auth_plugin.token_store import MAX_TTL_S, TokenStore

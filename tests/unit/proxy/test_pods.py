@@ -11,12 +11,12 @@ import time
 
 import pytest
 
+from auth_plugin.control.actual.pods import DriverBusy, DriverLock, PodReports
+from auth_plugin.control.desired.intents import RolloutIntents
+from auth_plugin.control.desired.versions import Route, VersionRegistry
 from auth_plugin.control.history import History
-from auth_plugin.control.intents import RolloutIntents
-from auth_plugin.control.pods import DriverBusy, DriverLock, PodReports
-from auth_plugin.control.reconciler import Reconciler
-from auth_plugin.control.rollout import Rollouts, RolloutSettings
-from auth_plugin.control.versions import Route, VersionRegistry
+from auth_plugin.control.steps.reconciler import Reconciler
+from auth_plugin.control.steps.rollout import Rollouts, RolloutSettings
 from auth_plugin.database import AdvisoryLock
 from auth_plugin.migrations import open_database
 from auth_plugin.settings import ProxySettings

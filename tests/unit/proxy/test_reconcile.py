@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from auth_plugin.control.desired.versions import Route, VersionRegistry
 from auth_plugin.control.history import History
-from auth_plugin.control.reconciler import Reconciler
-from auth_plugin.control.rollout import RolloutSettings
-from auth_plugin.control.versions import Route, VersionRegistry
+from auth_plugin.control.steps.reconciler import Reconciler
+from auth_plugin.control.steps.rollout import RolloutSettings
 from tests.unit.proxy.fakes import FakeAdmin
 
 

@@ -9,9 +9,9 @@ import dataclasses
 
 import pytest
 
+from auth_plugin.control.desired.versions import Route, VersionRegistry
 from auth_plugin.control.history import History
-from auth_plugin.control.rollout import Rollouts, RolloutSettings
-from auth_plugin.control.versions import Route, VersionRegistry
+from auth_plugin.control.steps.rollout import Rollouts, RolloutSettings
 from food_rotation.service_error import ServiceError
 from tests.archives import write_mar
 from tests.unit.proxy.fakes import FakeAdmin, FakeGate

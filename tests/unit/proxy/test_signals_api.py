@@ -4,7 +4,7 @@ window the Models view reads and in Prometheus, with the routing table as gauges
 from __future__ import annotations
 
 from auth_plugin.app_keys import REGISTRY
-from auth_plugin.control.versions import Route
+from auth_plugin.control.desired.versions import Route
 from tests.photos import encode, scene
 
 

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from auth_plugin.control import torchserve_admin
-from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin
+from auth_plugin.control.actual import torchserve_admin
+from auth_plugin.control.actual.torchserve_admin import ManagementError, TorchServeAdmin
 from auth_plugin.torchserve_keys import TorchServeKeys
 
 KEYS = {"management": {"key": "mgmt0001", "expiration time": "2099-01-01T00:00:00.000Z"},

@@ -6,7 +6,7 @@ import zipfile
 import pytest
 
 from auth_plugin.control.archive_catalogue import ArchiveError, ArchiveInfo, read_archive
-from auth_plugin.control.versions import Route, VersionRegistry
+from auth_plugin.control.desired.versions import Route, VersionRegistry
 
 
 @pytest.fixture

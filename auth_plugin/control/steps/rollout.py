@@ -16,17 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from auth_plugin.control.actual.pods import DriverLock, PodReports
+from auth_plugin.control.actual.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
 from auth_plugin.control.archive_catalogue import ArchiveCatalogue
+from auth_plugin.control.desired.intents import RolloutIntents
+from auth_plugin.control.desired.versions import Route, VersionRegistry
 from auth_plugin.control.history import DefaultChange, History
-from auth_plugin.control.intents import RolloutIntents
-from auth_plugin.control.pods import DriverLock, PodReports
-from auth_plugin.control.recovery import Recovery
 from auth_plugin.control.smoke_gate import GateRefused, SmokeGate
-from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
-from auth_plugin.control.versions import Route, VersionRegistry
+from auth_plugin.control.steps.recovery import Recovery
 from food_rotation.service_error import ServiceError
 
-log = logging.getLogger("auth_plugin.control.rollout")
+log = logging.getLogger("auth_plugin.control.steps.rollout")
 
 
 class RolloutError(ServiceError):

@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from auth_plugin.control.actual.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
 from auth_plugin.control.archive_catalogue import ArchiveCatalogue
+from auth_plugin.control.desired.versions import Route, VersionRegistry
 from auth_plugin.control.history import History
-from auth_plugin.control.rollout import RolloutSettings
 from auth_plugin.control.smoke_gate import GateRefused, SmokeGate
-from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin, VersionState
-from auth_plugin.control.versions import Route, VersionRegistry
+from auth_plugin.control.steps.rollout import RolloutSettings
 from auth_plugin.torchserve_keys import KeysUnavailable
 from food_rotation.service_error import ServiceError
 
-log = logging.getLogger("auth_plugin.control.reconciler")
+log = logging.getLogger("auth_plugin.control.steps.reconciler")
 
 
 class Reconciler:

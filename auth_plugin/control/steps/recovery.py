@@ -7,14 +7,14 @@ import asyncio
 import logging
 from contextlib import AbstractAsyncContextManager
 
+from auth_plugin.control.actual.pods import PodReports
+from auth_plugin.control.desired.intents import Intent, RolloutIntents, end_abandoned
+from auth_plugin.control.desired.versions import VersionRegistry
 from auth_plugin.control.history import History
-from auth_plugin.control.intents import Intent, RolloutIntents, end_abandoned
-from auth_plugin.control.pods import PodReports
-from auth_plugin.control.versions import VersionRegistry
 from auth_plugin.database import UNAVAILABLE
 from food_rotation.service_error import ServiceError
 
-log = logging.getLogger("auth_plugin.control.rollout")
+log = logging.getLogger("auth_plugin.control.steps.rollout")
 
 
 class Recovery:

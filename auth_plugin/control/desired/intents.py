@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from auth_plugin.control.versions import Route
+from auth_plugin.control.desired.versions import Route
 from auth_plugin.database import Database
 
 

@@ -23,16 +23,16 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from auth_plugin.control.intents import RolloutIntents
-from auth_plugin.control.torchserve_admin import ManagementError, TorchServeAdmin
-from auth_plugin.control.versions import VersionRegistry
+from auth_plugin.control.actual.torchserve_admin import ManagementError, TorchServeAdmin
+from auth_plugin.control.desired.intents import RolloutIntents
+from auth_plugin.control.desired.versions import VersionRegistry
 from auth_plugin.database import UNAVAILABLE, AdvisoryLock, Database
 from auth_plugin.migrations import open_database
 from auth_plugin.settings import ProxySettings
 from auth_plugin.torchserve_keys import KeysUnavailable
 from food_rotation.service_error import ServiceError
 
-log = logging.getLogger("auth_plugin.control.pods")
+log = logging.getLogger("auth_plugin.control.actual.pods")
 
 _POLL_S = 0.1
 _DRIVER_NAMESPACE = 0x66727364  # "frsd": the advisory locks of rollout drivers (migrations use another key)
