@@ -14,7 +14,7 @@ import struct
 import numpy as np
 from PIL import Image
 
-from food_rotation.photo_io import ORIENTATIONS
+from food_rotation.photo_io import ORIENTATIONS, read_orientation
 
 ORIENTATION_TAG = 0x0112
 _EXIF_HEADER = b"Exif\x00\x00"
@@ -114,7 +114,6 @@ def with_orientation(jpeg: bytes, orientation: int) -> bytes:
 
 
 def stored_orientation(jpeg: bytes) -> int:
-    """The photo's EXIF Orientation (1 when it has none or an invalid one)."""
-    with Image.open(io.BytesIO(jpeg)) as image:
-        value = image.getexif().get(ORIENTATION_TAG, 1)
-    return value if value in ORIENTATIONS else 1
+    """The photo's EXIF Orientation (1 when it has none or an invalid one), as photo_io reads it."""
+    with Image.open(io.BytesIO(jpeg)) as image:  # the headers only: no pixel is decoded
+        return read_orientation(image).tag

@@ -14,11 +14,12 @@ COMMANDS = {"fix": fix_folder.main}
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        print(__doc__.strip().split("\n\n", 1)[1] if not argv or argv[0] in ("-h", "--help") else
-              f"food-rotation: unknown command {argv[0]!r}; one of: {', '.join(COMMANDS)}", file=sys.stderr)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
+    asked = bool(argv) and argv[0] in ("-h", "--help")
+    print(__doc__ if not argv or asked else f"food-rotation: unknown command {argv[0]!r}; one of: "
+          f"{', '.join(COMMANDS)}", file=sys.stdout if asked else sys.stderr)
+    return 0 if asked else 2
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ The gateway's URL and a predict token: --url and --token, else FOOD_ROTATION_URL
 `make serve` prints). Photos (JPEG, PNG, WebP, HEIC: whatever the service decodes) are sent --jobs at a time; a
 progress bar shows photos/s and the counts fixed / unsure / upright / failed.
 
-- A JPEG is turned without loss: its EXIF Orientation is rewritten (food_rotation/jpeg_orientation.py), no pixel
+- A JPEG is turned without loss: its EXIF Orientation is rewritten (food_rotation/turned_photo.py), no pixel
   is decoded or re-encoded. Other formats are re-encoded in their own format (lossless WebP and PNG stay
   lossless), with their ICC profile and EXIF kept.
 - An unsure answer leaves the photo as it is (counted as unsure); --min-confidence sets the bar per request
@@ -26,42 +26,24 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import io
 import os
 import sys
-import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from food_rotation import MODEL_NAME
-from food_rotation.jpeg_orientation import NotAJpeg, orientation_after_turn, stored_orientation, with_orientation
-from food_rotation.photo_io import turn
+from auth_plugin.feedback.manifest import write_whole
+from food_rotation.turned_photo import TurnFailed, turned
+from operations.gateway_client import Gateway, PhotoFailed
 
 SUFFIXES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
             ".heic": "image/heic", ".heif": "image/heif"}
 BACKUP_DIR = ".food-rotation-backup"
 REPORT_NAME = "food-rotation-report.csv"
 COLUMNS = ("path", "turn", "confidence", "trusted", "action", "detail", "sha256_before", "sha256_after")
-RETRIES = 3  # a 429 or 503 is waited out this many times before the photo counts as failed
-ORIENTATION_TAG = 0x0112
-
-
-class PhotoFailed(Exception):
-    """This photo could not be fixed; the message says why (for its row of the report)."""
-
-
-@dataclass(frozen=True)
-class Answer:
-    turn: int  # counter-clockwise degrees that make the photo, as shown (EXIF turn applied), upright
-    confidence: float
-    trusted: bool
 
 
 @dataclass(frozen=True)
@@ -93,107 +75,10 @@ def find_photos(folder: Path, skip: tuple[Path, ...]) -> list[Path]:
                   and not any(path.resolve().is_relative_to(s) for s in skipped))
 
 
-class Gateway:
-    """POST /predictions/<model> with a token, one pooled session per thread; 429 and 503 waited out."""
-
-    def __init__(self, url: str, token: str, min_confidence: float | None, timeout_s: float = 60.0) -> None:
-        self._url = f"{url.rstrip('/')}/predictions/{MODEL_NAME}"
-        self._headers = {"Authorization": f"Bearer {token}"}
-        self._params = {} if min_confidence is None else {"min_confidence": str(min_confidence)}
-        self._timeout = (5.0, timeout_s)
-        self._local = threading.local()
-
-    def ask(self, data: bytes, content_type: str) -> Answer:
-        session = getattr(self._local, "session", None) or requests.Session()
-        self._local.session = session
-        for attempt in range(RETRIES + 1):
-            try:
-                answer = session.post(self._url, data=data, params=self._params, timeout=self._timeout,
-                                      headers={**self._headers, "Content-Type": content_type})
-            except requests.RequestException as exc:
-                raise PhotoFailed(f"no answer from the gateway: {type(exc).__name__}") from exc
-            if answer.status_code in (429, 503) and attempt < RETRIES:
-                time.sleep(min(10.0, float(answer.headers.get("Retry-After", "1") or 1)))
-                continue
-            return self._answer(answer)
-        raise AssertionError("unreachable")
-
-    @staticmethod
-    def _answer(answer: requests.Response) -> Answer:
-        try:
-            document = answer.json()
-        except ValueError:
-            document = {}
-        if answer.status_code != 200:
-            said = document.get("error", "") if isinstance(document, dict) else ""
-            raise PhotoFailed(f"HTTP {answer.status_code} {said}: {str(document.get('message', ''))[:200]}"
-                              if said else f"HTTP {answer.status_code}")
-        try:
-            return Answer(int(document["model_degree"]), float(document["confidence"]), document["trusted"] is True)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PhotoFailed(f"the gateway's answer has no verdict: {exc}") from exc
-
-
-def _webp_lossless(data: bytes) -> bool:
-    at = 12
-    while at + 8 <= len(data):
-        kind, size = data[at:at + 4], int.from_bytes(data[at + 4:at + 8], "little")
-        if kind == b"VP8L":
-            return True
-        at += 8 + size + (size & 1)
-    return False
-
-
-def reencoded(data: bytes, degrees: int) -> bytes:
-    """A PNG, WebP or other photo turned `degrees` counter-clockwise as shown, in its own format: ICC profile and
-    EXIF kept (Orientation reset: the pixels are now the way up), PNG text chunks kept, lossless kept lossless."""
-    with Image.open(io.BytesIO(data)) as image:
-        image_format = image.format or "PNG"
-        info = dict(image.info)
-        exif = image.getexif()
-        upright = turn(ImageOps.exif_transpose(image), degrees)
-    options: dict[str, object] = {}
-    if info.get("icc_profile"):
-        options["icc_profile"] = info["icc_profile"]
-    if exif:
-        exif[ORIENTATION_TAG] = 1
-        options["exif"] = exif.tobytes()
-    if image_format == "PNG":
-        from PIL.PngImagePlugin import PngInfo
-
-        text = PngInfo()
-        for key, value in info.items():
-            if isinstance(value, str) and key not in ("icc_profile", "exif"):
-                text.add_text(key, value)
-        options["pnginfo"] = text
-    elif image_format == "WEBP":
-        options.update({"lossless": True} if _webp_lossless(data) else {"quality": 90})
-    out = io.BytesIO()
-    upright.save(out, image_format, **options)
-    return out.getvalue()
-
-
-def fixed_bytes(data: bytes, degrees: int) -> tuple[bytes, str]:
-    """(the photo turned, how): a JPEG by its EXIF Orientation alone, anything else re-encoded."""
-    if data.startswith(b"\xff\xd8"):
-        try:
-            return with_orientation(data, orientation_after_turn(stored_orientation(data), degrees)), "EXIF orientation"
-        except (NotAJpeg, OSError) as exc:
-            raise PhotoFailed(f"the JPEG's segments could not be rewritten: {exc}") from exc
-    try:
-        return reencoded(data, degrees), "re-encoded"
-    except OSError as exc:
-        raise PhotoFailed(f"could not be re-encoded: {exc}") from exc
-
-
 def write_atomically(path: Path, data: bytes) -> None:
+    """Whole or not at all, on disk before the report's row says so (the feedback store's write_whole)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    with partial.open("wb") as stream:
-        stream.write(data)
-        stream.flush()
-        os.fsync(stream.fileno())
-    partial.replace(path)
+    write_whole(path, data)
 
 
 @dataclass(frozen=True)
@@ -228,12 +113,12 @@ def fix_one(photo: Path, plan: Plan, gateway: Gateway) -> Row:
                        before)
         if plan.dry_run:
             return Row(relative, answer.turn, answer.confidence, True, "would fix", "", before, before)
-        turned, how = fixed_bytes(data, answer.turn)
+        fixed, how = turned(data, answer.turn)
         if plan.in_place and not plan.backup(photo).exists():
             write_atomically(plan.backup(photo), data)
-        write_atomically(plan.target(photo), turned)
-        return Row(relative, answer.turn, answer.confidence, True, "fixed", how, before, sha256(turned))
-    except PhotoFailed as exc:
+        write_atomically(plan.target(photo), fixed)
+        return Row(relative, answer.turn, answer.confidence, True, "fixed", how, before, sha256(fixed))
+    except (PhotoFailed, TurnFailed) as exc:
         return Row(relative, None, None, None, "failed", str(exc), before, "")
 
 

@@ -9,7 +9,6 @@ import csv
 import hashlib
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -192,7 +191,6 @@ def test_without_a_token_or_with_a_bad_one_it_says_so(tmp_path, proxy):
     refused = fix(tmp_path / "dump", "--dry-run", "--report", str(tmp_path / "r.csv"), url=proxy.url, token="frs_no")
     assert refused.returncode == 1
     assert {row["detail"].split(":")[0] for row in rows(tmp_path / "r.csv").values()} == {"HTTP 401 invalid_token"}
-    shutil.rmtree(tmp_path / "dump")
 
 
 def test_ctrl_c_in_place_stops_soon_and_the_same_command_finishes_the_job_turning_each_photo_once(tmp_path, proxy):
