@@ -47,8 +47,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +59,10 @@ from auth_plugin.feedback.datasets import DatasetError, DatasetStore
 from auth_plugin.feedback.splits import union
 from auth_plugin.settings import ROOT, ProxySettings
 from food_rotation.provenance import DatasetUse, Provenance
-from food_rotation.rotation_model import CLASSES, RotationNet
-from food_rotation.training import evaluate, extract_model_weight, make_demo_data, train
+from food_rotation.training import evaluate, extract_model_weight, make_demo_data
 from food_rotation.training.archive import build_archive
 from food_rotation.training.cross_validation import cross_validate
+from food_rotation.training.fine_tune_version import Schedule, trainer_for
 from food_rotation.training.model_records import tied_to
 from food_rotation.training.rotation_data import find_photos
 from food_rotation.training.source_evaluation import RealPhotos
@@ -73,13 +73,9 @@ from food_rotation.training.source_rule import (
     source_rule,
     with_corrections,
 )
-from food_rotation.training.train_end_to_end import held_out_accuracy
-from food_rotation.training.train_pretrained import FineTuning, fine_tune
 from operations.retrain_plan import Plan, gate_scores, shortfall
 from operations.retrain_start import starting_weights
 from operations.served_weights import archives_of
-
-CORRECTION_VIEWS = 4  # augmented views of each correction in efficientnet_lite0's cache (a demo scene gets 1)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -136,35 +132,6 @@ def demo_scenes(count: int, seed: int) -> list[Path]:
     if len(list(folder.glob("*.jpg"))) != count:
         make_demo_data.write_scenes(folder, count, 1000 + seed)
     return find_photos(folder)
-
-
-def fine_tune_whole(args: argparse.Namespace, init: Path, info: dict[str, Any], corrections: Sequence[Path],
-                    mixed: Sequence[Path], held_out: Sequence[Path], checkpoint: Path) -> dict[str, Any]:
-    """A torchvision arch: train.py from `init`, the last epoch kept."""
-    options = train.Training(out=checkpoint, arch=info["arch"], image_size=int(info["image_size"]),
-                             epochs=args.epochs, lr=args.lr, seed=args.seed, init=init, keep="last")
-    return train.train(options, [*corrections, *mixed], held_out)
-
-
-def fine_tune_top(args: argparse.Namespace, init: Path, info: dict[str, Any], corrections: Sequence[Path],
-                  mixed: Sequence[Path], held_out: Sequence[Path], checkpoint: Path) -> dict[str, Any]:
-    """efficientnet_lite0: its top learns from cached views, its frozen blocks stay as served; a checkpoint as
-    train_pretrained.py writes it (extract_model_weight.py reads it)."""
-    model = RotationNet("efficientnet_lite0", bool(info.get("turn_averaging", False)))  # served as it was
-    model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True))
-    options = FineTuning(image_size=int(info["image_size"]), epochs=args.epochs, lr=args.lr, seed=args.seed)
-    before = held_out_accuracy(model, held_out, options.image_size)
-    print(f"before training ({init.name}): held-out={before:.4f}")
-    groups = [("corrections", corrections, CORRECTION_VIEWS), ("demo scenes", mixed, 1)]
-    history = fine_tune(model, [group for group in groups if group[1]], held_out, options)
-    saved = {
-        "epoch": args.epochs, "state_dict": model.state_dict(), "arch": "efficientnet_lite0",
-        "classes": list(CLASSES), "image_size": options.image_size, "train_acc": history[-1]["train_acc"],
-        "val_acc": history[-1]["val_acc"], "seed": args.seed, "frozen_blocks": options.frozen_blocks,
-        "history": history, "init_val_acc": before, "turn_averaging": model.turn_averaging,
-    }
-    train.save_atomically(saved, checkpoint)
-    return {key: value for key, value in saved.items() if key != "state_dict"}
 
 
 REFUSED_DIR = ROOT / ".run" / "refused"
@@ -226,14 +193,14 @@ def train_version(args: argparse.Namespace, version: str, split: Any, named: str
             raise SystemExit(0)
         mixed = demo_scenes(args.demo_scenes, args.seed)
         checkpoint = Path(scratch) / "retrain.tar"
-        trainer = fine_tune_top if init_info["arch"] == "efficientnet_lite0" else fine_tune_whole
+        trainer = partial(trainer_for(init_info["arch"]), Schedule(args.epochs, args.lr, args.seed))
         validation = None
         if args.cross_validate:
             validation = cross_validate(args.cross_validate, split.train, lambda train, scored, out: trainer(
-                args, init, init_info, train, mixed, scored, out))
+                init, init_info, train, mixed, scored, out))
             print(validation.summary(), flush=True)
         started = time.perf_counter()
-        result = trainer(args, init, init_info, split.train, mixed, split.held_out, checkpoint)
+        result = trainer(init, init_info, split.train, mixed, split.held_out, checkpoint)
         result["train_s"] = time.perf_counter() - started
         if validation is not None:
             result["cross_validation"] = validation.as_json()

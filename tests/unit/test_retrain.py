@@ -18,6 +18,7 @@ from auth_plugin.control.models_cli import Refused
 from auth_plugin.feedback.datasets import DatasetStore
 from food_rotation.rotation_model import RotationNet
 from food_rotation.training import extract_model_weight
+from food_rotation.training.fine_tune_version import Schedule, fine_tune_top
 from operations import retrain, retrain_start, served_weights
 from operations.retrain import next_version, starting_weights
 from operations.retrain_plan import shortfall
@@ -132,9 +133,9 @@ def test_lite0_learns_on_top_of_its_frozen_blocks_into_a_checkpoint_the_extracto
     torch.save(start, init)
     info = {"arch": "efficientnet_lite0", "image_size": 64}
     checkpoint = tmp_path / "c.tar"
-    result = retrain.fine_tune_top(retrain.parse_args(["--epochs", "1"]), init, info,
-                                   photos(tmp_path / "train", range(4)), photos(tmp_path / "demo", range(10, 12)),
-                                   photos(tmp_path / "held", range(20, 22)), checkpoint)
+    result = fine_tune_top(Schedule(epochs=1, lr=1e-3, seed=0), init, info, photos(tmp_path / "train", range(4)),
+                           photos(tmp_path / "demo", range(10, 12)), photos(tmp_path / "held", range(20, 22)),
+                           checkpoint)
     assert {"val_acc", "init_val_acc", "train_acc"} <= set(result) and "state_dict" not in result
     assert extract_model_weight.main([str(checkpoint), str(tmp_path / "w.pth")]) == 0
     trained = torch.load(tmp_path / "w.pth", weights_only=True)
