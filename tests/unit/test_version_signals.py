@@ -6,14 +6,7 @@ import pytest
 
 from auth_plugin.answer_verdict import verdict_of
 from auth_plugin.control.signals import VersionSignals
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fake_clock import Clock
 
 
 def test_a_window_counts_only_its_own_seconds_per_version():

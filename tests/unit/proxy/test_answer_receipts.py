@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 from auth_plugin.answer_receipts import Answered, AnswerReceipts
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fake_clock import Clock
 
 
 def test_an_answer_id_vouches_for_its_version_and_turn_once_while_fresh():
