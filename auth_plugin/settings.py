@@ -86,8 +86,9 @@ class ProxySettings:
     drain_timeout_s: float = 60.0  # how long a promotion waits for the old default's requests in flight
     reconcile_interval_s: float = 5.0  # how often TorchServe is brought back to the routing table
     readiness_cache_s: float = 1.0  # /readyz (no token needed) asks TorchServe at most this often
-    # One proxy per TorchServe runs the control plane (rollouts, reconciler; it holds control-plane.lock beside
-    # TorchServe's key file); others in front of the same TorchServe set this false and serve predictions only.
+    # One proxy per model of a TorchServe runs the control plane (rollouts, reconciler; it holds
+    # control-plane-<model>.lock beside TorchServe's key file); others in front of the same TorchServe for the same
+    # model set this false and serve predictions only.
     control_plane: bool = True
     datasets_dir: Path = ROOT / "data" / "feedback"  # the feedback loop's datasets, corrections stored upright
     dataset_max_photos: int = 20_000  # photos one dataset may hold: then 409 dataset_full until an admin starts one

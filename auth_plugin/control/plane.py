@@ -35,10 +35,10 @@ def rollout_settings(settings: ProxySettings) -> RolloutSettings:
 
 
 async def plane_lock(app: web.Application) -> AsyncIterator[None]:
-    """Taken before anything else opens: ControlPlaneTaken stops the start, since a second control plane on one
-    TorchServe would undo this one's deploys."""
+    """Taken before anything else opens: ControlPlaneTaken stops the start, since a second control plane of the same
+    model on one TorchServe would undo this one's deploys."""
     settings = app[SETTINGS]
-    lock = ControlPlaneLock(settings.torchserve_key_file)
+    lock = ControlPlaneLock(settings.torchserve_key_file, settings.model_name)
     if settings.control_plane:
         lock.acquire()
     yield

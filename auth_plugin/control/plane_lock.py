@@ -1,7 +1,9 @@
-"""One control plane per TorchServe. Two proxies in front of one TorchServe each ran a reconciler, and one
-unregistered the version the other was gating. Until several proxies share their state, the second one refuses to
-start: it takes an exclusive lock on a file beside TorchServe's key file, where every proxy of that TorchServe
-looks, and the kernel drops it if the process dies (no stale lock to clean up by hand)."""
+"""One control plane per model of a TorchServe. Two proxies in front of one TorchServe each ran a reconciler, and one
+unregistered the version the other was gating. Until several proxies share their state, the second one for a model
+refuses to start: it takes an exclusive lock on a file named for the model beside TorchServe's key file, where every
+proxy of that TorchServe looks, and the kernel drops it if the process dies (no stale lock to clean up by hand).
+A reconciler touches its own model's versions only, so gateways of different models on one TorchServe (as
+TorchServe serves several) do not conflict and each holds its own lock."""
 
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ class ControlPlaneTaken(RuntimeError):
 
 
 class ControlPlaneLock:
-    def __init__(self, torchserve_key_file: Path) -> None:
-        self.path = torchserve_key_file.parent / "control-plane.lock"
+    def __init__(self, torchserve_key_file: Path, model: str) -> None:
+        self.model = model
+        self.path = torchserve_key_file.parent / f"control-plane-{model}.lock"
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -27,8 +30,9 @@ class ControlPlaneLock:
         except BlockingIOError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise ControlPlaneTaken(f"another proxy (pid {holder}) already manages this TorchServe ({self.path}); "
-                                    "run one proxy per TorchServe, or stop the other first") from None
+            raise ControlPlaneTaken(f"another proxy (pid {holder}) already manages {self.model} on this TorchServe "
+                                    f"({self.path}); run one control plane per model, or stop the other first"
+                                    ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd

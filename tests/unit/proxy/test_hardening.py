@@ -130,11 +130,13 @@ async def test_a_locked_token_database_is_a_503_and_never_freezes_the_loop(tmp_p
     store.close()
 
 
-async def test_a_second_control_plane_on_one_torchserve_refuses_to_start(setup, admin_auth):
+async def test_a_second_control_plane_of_a_model_on_one_torchserve_refuses_to_start(setup, admin_auth):
     _, client, auth = setup
     first = await client()
-    with pytest.raises(ControlPlaneTaken, match="already manages this TorchServe"):
+    with pytest.raises(ControlPlaneTaken, match="already manages food_rotation on this TorchServe"):
         await client()
+    another_model = await client(model_name="dessert_rotation")  # its reconciler touches its own versions only
+    assert (await another_model.get("/admin/models/dessert_rotation", headers=admin_auth)).status != 409
     predictions_only = await client(control_plane=False)  # beside the first, in front of the same TorchServe
     assert (await predictions_only.post("/predictions/food_rotation", data=b"x", headers=auth)).status == 200
     refused = await predictions_only.get("/admin/models/food_rotation", headers=admin_auth)
@@ -143,12 +145,12 @@ async def test_a_second_control_plane_on_one_torchserve_refuses_to_start(setup, 
 
 
 def test_the_lock_goes_with_its_holder(tmp_path):
-    first = ControlPlaneLock(tmp_path / "key_file.json")
+    first = ControlPlaneLock(tmp_path / "key_file.json", "food_rotation")
     first.acquire()
     with pytest.raises(ControlPlaneTaken, match=f"pid {os.getpid()}"):
-        ControlPlaneLock(tmp_path / "key_file.json").acquire()
+        ControlPlaneLock(tmp_path / "key_file.json", "food_rotation").acquire()
     first.release()
-    again = ControlPlaneLock(tmp_path / "key_file.json")
+    again = ControlPlaneLock(tmp_path / "key_file.json", "food_rotation")
     again.acquire()
     again.release()
 
