@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from operations.torchserve_process import TorchServe
 from tests.postgres import PostgresServer, bin_dir
+from tests.stack import build_archive, every_guess_config, running_torchserve
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_WEIGHTS = ROOT / "weights" / "food_rotation_demo.pth"
@@ -53,3 +55,13 @@ def postgres() -> Iterator[PostgresServer]:
         yield server.start()
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def torchserve(tmp_path_factory, demo_weights: Path) -> Iterator[TorchServe]:
+    """The session's one TorchServe, serving the demo weights as food_rotation 1.0 (started only when a test asks
+    for it). Modules that change what is served take a model of their own on it (tests/stack.py)."""
+    base = tmp_path_factory.mktemp("torchserve")
+    build_archive(demo_weights, "1.0", base / "model_store", config=every_guess_config(base / "config"))
+    with running_torchserve(base / "home", base / "model_store") as server:
+        yield server

@@ -1,6 +1,12 @@
 """Real TorchServe and proxy processes for the integration and browser tests: real .mar files from
 scripts/archive.sh, free loopback ports, tokens issued through the CLI. Plain helpers; the fixtures over them are in
-tests/integration/conftest.py and tests/browser/."""
+tests/conftest.py (the session's TorchServe) and tests/integration/conftest.py.
+
+The session starts one TorchServe. A module whose tests change what is served (rollouts, retraining, the admin page)
+takes a model of its own on it (`model_of_its_own`: its archives under its own model name, a gateway of its own in
+front of it, all of it unregistered when the module ends), the way TorchServe serves several models side by side.
+Only modules that need a TorchServe of another make start their own: a short key life, killed or restarted
+TorchServes, several pods."""
 
 from __future__ import annotations
 
@@ -16,17 +22,17 @@ import requests
 import torch
 import yaml
 
+from food_rotation import MODEL_NAME
 from food_rotation.rotation_model import RotationNet
 from operations.gateway_process import Proxy
 from operations.processes import free_ports
-from operations.torchserve_process import TorchServe
-from tests.conftest import ROOT
+from operations.torchserve_process import ROOT, TorchServe
 
 
-def build_archive(weights: Path, version: str, store: Path, archive_name: str = "food_rotation",
-                  config: Path | None = None) -> Path:
+def build_archive(weights: Path, version: str, store: Path, archive_name: str = MODEL_NAME,
+                  config: Path | None = None, model: str = MODEL_NAME) -> Path:
     build = subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(weights), "--version", version,
-                            "--archive-name", archive_name, "--export-path", str(store),
+                            "--name", model, "--archive-name", archive_name, "--export-path", str(store),
                             *(["--config", str(config)] if config else [])],
                            capture_output=True, text=True, timeout=180)
     assert build.returncode == 0, build.stderr
@@ -48,14 +54,14 @@ def config_with_min_confidence(folder: Path, min_confidence: float) -> Path:
     return folder / "model-config.yaml"
 
 
-def build_untrained_archive(folder: Path, version: str, store: Path) -> Path:
+def build_untrained_archive(folder: Path, version: str, store: Path, model: str = MODEL_NAME) -> Path:
     """A model that loads and answers, but guesses: the smoke gate must see it and refuse it."""
     weights = folder / "untrained.pth"
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save(RotationNet("mobilenet_v3_small").state_dict(), weights)
     weights.with_suffix(".json").write_text(json.dumps({"arch": "mobilenet_v3_small", "image_size": 224,
                                                         "classes": [0, 90, 180, 270]}))
-    return build_archive(weights, version, store, f"food_rotation-v{version}")
+    return build_archive(weights, version, store, f"{model}-v{version}", model=model)
 
 
 @contextmanager
@@ -72,6 +78,38 @@ def running_torchserve(home: Path, store: Path, **config: str) -> Iterator[Torch
 
 
 @contextmanager
+def model_of_its_own(torchserve: TorchServe, model: str, home: Path, **env: str) -> Iterator[Proxy]:
+    """`model` (its `model`.mar already in the TorchServe's store) registered as TorchServe registers it at start,
+    and a gateway of its own serving it (its own routing table, tokens and datasets under `home`; `env` its
+    settings). At the end the gateway stops and every version of `model` is unregistered: the next module finds
+    the TorchServe as it was."""
+    answer = torchserve.keys.request("POST", f"{torchserve.management_url}/models", "management", timeout=200,
+                                     params={"url": f"{model}.mar", "initial_workers": 2, "synchronous": "true"})
+    assert answer.ok, answer.text
+    try:
+        with running_proxy(home, torchserve, PROXY_MODEL_NAME=model, **env) as proxy:
+            yield proxy
+    finally:
+        unregister_every_version(torchserve, model)
+
+
+def unregister_every_version(server: TorchServe, model: str) -> None:
+    """The default last: TorchServe refuses to remove a default version while others are registered."""
+    url = f"{server.management_url}/models/{model}"
+    default = server.keys.request("GET", url, "management")
+    if default.status_code == 404:
+        return
+    default.raise_for_status()
+    listed = server.keys.request("GET", f"{url}/all", "management")
+    listed.raise_for_status()
+    versions = [entry["modelVersion"] for entry in listed.json()]
+    default_version = default.json()[0]["modelVersion"]
+    for version in sorted(versions, key=lambda version: version == default_version):
+        gone = server.keys.request("DELETE", f"{url}/{version}", "management", timeout=60)
+        assert gone.ok or gone.status_code == 404, gone.text
+
+
+@contextmanager
 def running_proxy(home: Path, torchserve: TorchServe, **env: str) -> Iterator[Proxy]:
     (port,) = free_ports(1)
     scheme = "https" if env.get("PROXY_TLS_CERT_FILE") else "http"
@@ -85,8 +123,8 @@ def running_proxy(home: Path, torchserve: TorchServe, **env: str) -> Iterator[Pr
         server.stop()
 
 
-def worker_pids(server: TorchServe) -> list[int]:
-    answer = server.keys.request("GET", f"{server.management_url}/models/food_rotation", "management")
+def worker_pids(server: TorchServe, model: str = MODEL_NAME) -> list[int]:
+    answer = server.keys.request("GET", f"{server.management_url}/models/{model}", "management")
     answer.raise_for_status()
     return sorted(worker["pid"] for worker in answer.json()[0]["workers"] if worker["status"] == "READY")
 

@@ -1,6 +1,7 @@
-"""The admin page in headless Chromium against a real TorchServe + proxy: sign in, drop a real JPEG, see it
-upright, fix it, find it counted in the Data view; deploy a canary (and see a refusal), promote it; a wrong token
-gets a clear message; server and file-name text is never markup. Screenshots go to test-artifacts/screenshots/."""
+"""The admin page in headless Chromium against a real TorchServe + proxy (a model of its own on the session's
+TorchServe): sign in, drop a real JPEG, see it upright, fix it, find it counted in the Data view; deploy a canary (and
+see a refusal), promote it; a wrong token gets a clear message; server and file-name text is never markup.
+Screenshots go to test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
@@ -18,25 +19,25 @@ from tests.stack import (
     build_untrained_archive,
     every_guess_config,
     issue_token,
-    running_proxy,
-    running_torchserve,
+    model_of_its_own,
 )
 
 pytestmark = pytest.mark.integration
+MODEL = "admin_page_rotation"  # this module's model on the session's TorchServe
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, demo_weights):
-    base = tmp_path_factory.mktemp("admin_page")
-    store = base / "model_store"
+def stack(tmp_path_factory, torchserve, demo_weights):
+    """A model of its own on the session's TorchServe (what the page deploys and removes is this module's), behind a
+    gateway of its own."""
+    base, store = tmp_path_factory.mktemp("admin_page"), torchserve.model_store
     config = every_guess_config(base / "config")
-    build_archive(demo_weights, "1.0", store, config=config)
-    build_archive(demo_weights, "2.0", store, "food_rotation-v2.0", config)
-    build_untrained_archive(base / "untrained", "3.0", store)
-    with running_torchserve(base / "torchserve", store) as torchserve:
-        # the gate on its samples only: scoring versions on the real photos is test_rollout's and test_feedback_loop's
-        with running_proxy(base / "proxy", torchserve, PROXY_GATE_REAL_DIR=str(base / "no-real-photos")) as proxy:
-            yield proxy, issue_token(proxy, "--user", "head-chef", "--scopes", "admin,predict")[1]
+    build_archive(demo_weights, "1.0", store, MODEL, config, MODEL)
+    build_archive(demo_weights, "2.0", store, f"{MODEL}-v2.0", config, MODEL)
+    build_untrained_archive(base / "untrained", "3.0", store, MODEL)
+    # the gate on its samples only: scoring versions on the real photos is test_rollout's and test_feedback_loop's
+    with model_of_its_own(torchserve, MODEL, base / "proxy", PROXY_GATE_REAL_DIR=str(base / "no-real-photos")) as proxy:
+        yield proxy, issue_token(proxy, "--user", "head-chef", "--scopes", "admin,predict")[1]
 
 
 def sign_in(page: Page, url: str, token: str) -> None:
@@ -159,25 +160,25 @@ def test_admin_deploys_a_canary_sees_a_refusal_and_promotes(stack, page):
         expect(page.locator("#confirm-text")).to_contain_text(archive)
         page.click("#confirm-yes")
 
-    deploy("food_rotation-v3.0.mar", "10")
+    deploy(f"{MODEL}-v3.0.mar", "10")
     status = page.locator("#models-status")
     refusal = "^Refused: version 3.0 refused by the smoke gate: the gate's samples: accuracy"
     expect(status).to_have_text(re.compile(refusal), timeout=120_000)
     expect(status).to_have_class(re.compile("error"))
     screenshot(page, "models-refused")
     expect(version_row(page, "3.0")).to_have_count(0)
-    page.select_option("#deploy-archive", "food_rotation-v3.0.mar")  # the refused candidate, cleaned away
+    page.select_option("#deploy-archive", f"{MODEL}-v3.0.mar")  # the refused candidate, cleaned away
     page.click("#remove-archive")
-    expect(page.locator("#confirm-text")).to_contain_text("Delete food_rotation-v3.0.mar")
+    expect(page.locator("#confirm-text")).to_contain_text(f"Delete {MODEL}-v3.0.mar")
     page.click("#confirm-yes")
-    expect(status).to_have_text("Removed food_rotation-v3.0.mar", timeout=30_000)
-    expect(page.locator("#deploy-archive option[value='food_rotation-v3.0.mar']")).to_have_count(0)
+    expect(status).to_have_text(f"Removed {MODEL}-v3.0.mar", timeout=30_000)
+    expect(page.locator(f"#deploy-archive option[value='{MODEL}-v3.0.mar']")).to_have_count(0)
 
-    deploy("food_rotation-v2.0.mar", "50")
+    deploy(f"{MODEL}-v2.0.mar", "50")
     expect(status).to_have_text(re.compile("^Deployed 2.0"), timeout=120_000)
     expect(version_row(page, "2.0").locator(".canary")).to_have_text("50%")
     for _ in range(6):  # predictions split between default and canary, then the side-by-side panel
-        requests.post(f"{proxy.url}/predictions/food_rotation", data=encode(scene()), timeout=60,
+        requests.post(f"{proxy.url}/predictions/{MODEL}", data=encode(scene()), timeout=60,
                       headers={"Authorization": f"Bearer {token}", "Content-Type": "image/jpeg"})
     page.click("#models-refresh")
     expect(page.locator("#signals tr.signal-canary .version")).to_have_text("2.0")
@@ -190,7 +191,7 @@ def test_admin_deploys_a_canary_sees_a_refusal_and_promotes(stack, page):
     expect(status).to_have_text("2.0 is now the default", timeout=120_000)
     expect(version_row(page, "2.0").locator(".default")).to_have_text("default")
     expect(version_row(page, "1.0")).to_have_count(0)
-    versions = requests.get(f"{proxy.url}/admin/models/food_rotation", headers={"Authorization": f"Bearer {token}"},
+    versions = requests.get(f"{proxy.url}/admin/models/{MODEL}", headers={"Authorization": f"Bearer {token}"},
                             timeout=30).json()["versions"]
     assert [(row["version"], row["default"]) for row in versions] == [("2.0", True)]
     expect(page.locator("#rollback")).to_have_text("Roll back to 1.0")  # the page names where a rollback goes
@@ -198,7 +199,7 @@ def test_admin_deploys_a_canary_sees_a_refusal_and_promotes(stack, page):
     expect(audit.first).to_contain_text("promote")
     expect(audit.first).to_contain_text("head-chef")
     expect(audit.filter(has_text="refused 422 gate_refused")).to_have_count(1)  # the refused 3.0 is on record
-    expect(audit.filter(has_text="remove_archive")).to_contain_text("food_rotation-v3.0.mar")
+    expect(audit.filter(has_text="remove_archive")).to_contain_text(f"{MODEL}-v3.0.mar")
 
     page.click("#rollback")
     expect(page.locator("#confirm-text")).to_contain_text("Roll back to 1.0? 2.0 will be drained")

@@ -1,5 +1,5 @@
-"""The integration tests' shared servers: one TorchServe with the demo weights and one proxy in front of it for the
-whole session (the helpers they use are in tests/stack.py)."""
+"""The integration tests' shared proxy in front of the session's TorchServe (tests/conftest.py), for the whole session
+(the helpers they use are in tests/stack.py)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from operations.gateway_process import Proxy
 from operations.torchserve_process import TorchServe
-from tests.stack import build_archive, every_guess_config, running_proxy, running_torchserve
-
-
-@pytest.fixture(scope="session")
-def torchserve(tmp_path_factory, demo_weights: Path) -> Iterator[TorchServe]:
-    base = tmp_path_factory.mktemp("torchserve")
-    build_archive(demo_weights, "1.0", base / "model_store", config=every_guess_config(base / "config"))
-    with running_torchserve(base / "home", base / "model_store") as server:
-        yield server
+from tests.stack import running_proxy
 
 
 @pytest.fixture(scope="session")

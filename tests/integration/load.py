@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import requests
 
+from food_rotation import MODEL_NAME
 from operations.gateway_process import Proxy
 from tests.photos import CLEAR_SCENES, encode, rotated, scene
 
@@ -26,6 +27,7 @@ class Load:
 
     proxy: Proxy
     token: str
+    model: str = MODEL_NAME
     answers: list[tuple[float, int, str]] = field(default_factory=list)  # (time, status, model_version)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -34,7 +36,7 @@ class Load:
         session = requests.Session()
         while not self.stop.is_set():
             try:
-                answer = session.post(f"{self.proxy.url}/predictions/food_rotation", data=photo,
+                answer = session.post(f"{self.proxy.url}/predictions/{self.model}", data=photo,
                                       headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
                 version = answer.json().get("model_version", "") if answer.status_code == 200 else answer.text[:200]
                 self.answers.append((time.monotonic(), answer.status_code, version))

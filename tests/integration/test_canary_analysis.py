@@ -11,29 +11,29 @@ import requests
 
 from tests.integration.load import Load
 from tests.photos import CLEAR_SCENES, encode, scene
-from tests.stack import build_archive, config_with_min_confidence, issue_token, running_proxy, running_torchserve
+from tests.stack import build_archive, config_with_min_confidence, issue_token, model_of_its_own
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow (CI: .ci/run)
+MODEL = "canary_rotation"  # this module's model on the session's TorchServe
 QUICK = {"steps": [25, 50], "step_s": 6, "min_requests": 10, "check_every_s": 1}
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, demo_weights):
-    base = tmp_path_factory.mktemp("canary_analysis")
-    store = base / "model_store"
+def stack(tmp_path_factory, torchserve, demo_weights):
+    """A model of its own on the session's TorchServe, behind a gateway of its own."""
+    base, store = tmp_path_factory.mktemp("canary_analysis"), torchserve.model_store
     # 1.0 and 2.0 trust every answer: whichever photos of the load the random split sends to each, both are sure
     # of all of them (at the shipped bar the demo weights are sure of some load photos only, and the split's luck
     # alone could make the good canary look worse)
     always_sure = config_with_min_confidence(base / "sure", 0.0)
-    build_archive(demo_weights, "1.0", store, config=always_sure)
-    build_archive(demo_weights, "2.0", store, "food_rotation-v2.0", always_sure)
+    build_archive(demo_weights, "1.0", store, MODEL, always_sure, MODEL)
+    build_archive(demo_weights, "2.0", store, f"{MODEL}-v2.0", always_sure, MODEL)
     never_sure = config_with_min_confidence(base / "unsure", 1.0)
-    build_archive(demo_weights, "3.0", store, "food_rotation-v3.0", never_sure)
-    with running_torchserve(base / "torchserve", store) as torchserve:
-        # the gate on its samples only: scoring versions on the real photos is test_rollout's and test_feedback_loop's
-        with running_proxy(base / "proxy", torchserve, PROXY_RECONCILE_INTERVAL_S="1",
-                           PROXY_GATE_REAL_DIR=str(base / "no-real-photos")) as proxy:
-            yield proxy
+    build_archive(demo_weights, "3.0", store, f"{MODEL}-v3.0", never_sure, MODEL)
+    # the gate on its samples only: scoring versions on the real photos is test_rollout's and test_feedback_loop's
+    with model_of_its_own(torchserve, MODEL, base / "proxy", PROXY_RECONCILE_INTERVAL_S="1",
+                          PROXY_GATE_REAL_DIR=str(base / "no-real-photos")) as proxy:
+        yield proxy
 
 
 def _analysed(url: str, headers: dict[str, str], archive: str) -> dict:
@@ -51,15 +51,15 @@ def _analysed(url: str, headers: dict[str, str], archive: str) -> dict:
 def test_a_good_canary_promotes_itself_and_a_worse_one_is_retired_under_load(stack):
     proxy = stack
     headers = {"Authorization": f"Bearer {issue_token(proxy, '--user', 'ops', '--scopes', 'admin')[1]}"}
-    url = f"{proxy.url}/admin/models/food_rotation"
-    with Load(proxy, issue_token(proxy, "--user", "load", "--scopes", "predict")[1]) as load:
+    url = f"{proxy.url}/admin/models/{MODEL}"
+    with Load(proxy, issue_token(proxy, "--user", "load", "--scopes", "predict")[1], MODEL) as load:
         time.sleep(2)
-        good = _analysed(url, headers, "food_rotation-v2.0.mar")
+        good = _analysed(url, headers, f"{MODEL}-v2.0.mar")
         assert good["analysis"]["state"] == "promoted" and good["analysis"]["step"] == 2, good["analysis"]
         assert [row["version"] for row in good["versions"] if row["default"]] == ["2.0"]
         promoted_at = time.monotonic()
 
-        worse = _analysed(url, headers, "food_rotation-v3.0.mar")
+        worse = _analysed(url, headers, f"{MODEL}-v3.0.mar")
         assert worse["analysis"]["state"] == "rolled_back", worse["analysis"]
         assert worse["analysis"]["reason"].startswith("unsure answers 100.0%")
         assert [row["version"] for row in worse["versions"]] == ["2.0"]  # 3.0 drained and unregistered
@@ -81,7 +81,7 @@ def test_a_caller_naming_a_version_steers_nothing(stack):
     admin = {"Authorization": f"Bearer {issue_token(proxy, '--user', 'ops', '--scopes', 'admin')[1]}"}
     user = {"Authorization": f"Bearer {issue_token(proxy, '--user', 'caller', '--scopes', 'predict')[1]}",
             "Content-Type": "image/jpeg"}
-    url = f"{proxy.url}/admin/models/food_rotation"
+    url = f"{proxy.url}/admin/models/{MODEL}"
     default = next(row["version"] for row in requests.get(url, headers=admin, timeout=30).json()["versions"]
                    if row["default"])
 
@@ -92,11 +92,11 @@ def test_a_caller_naming_a_version_steers_nothing(stack):
     photo = encode(scene(CLEAR_SCENES[0]))
     before = counted()
     for _ in range(10):
-        named = requests.post(f"{proxy.url}/predictions/food_rotation/{default}?min_confidence=0", data=photo,
+        named = requests.post(f"{proxy.url}/predictions/{MODEL}/{default}?min_confidence=0", data=photo,
                               headers=user, timeout=60)
         assert named.status_code == 200 and named.headers["X-Archive-Trusted"] in ("true", "false")
     assert counted() == before
-    assert requests.post(f"{proxy.url}/predictions/food_rotation", data=photo, headers=user, timeout=60).ok
+    assert requests.post(f"{proxy.url}/predictions/{MODEL}", data=photo, headers=user, timeout=60).ok
     assert counted() == before + 1
 
 
@@ -106,7 +106,7 @@ def test_only_a_correction_quoting_an_answer_the_router_gave_counts_once(stack):
     proxy = stack
     admin = {"Authorization": f"Bearer {issue_token(proxy, '--user', 'ops', '--scopes', 'admin')[1]}"}
     user = {"Authorization": f"Bearer {issue_token(proxy, '--user', 'critic', '--scopes', 'predict')[1]}"}
-    url = f"{proxy.url}/admin/models/food_rotation"
+    url = f"{proxy.url}/admin/models/{MODEL}"
     default = next(row["version"] for row in requests.get(url, headers=admin, timeout=30).json()["versions"]
                    if row["default"])
 
@@ -125,9 +125,9 @@ def test_only_a_correction_quoting_an_answer_the_router_gave_counts_once(stack):
     assert [answer["evidence"] for answer in invented] == [False] * 12 and corrections_counted() == before
 
     photo = encode(scene(CLEAR_SCENES[0]))
-    routed = requests.post(f"{proxy.url}/predictions/food_rotation", data=photo,
+    routed = requests.post(f"{proxy.url}/predictions/{MODEL}", data=photo,
                            headers={**user, "Content-Type": "image/jpeg"}, timeout=60)
-    named = requests.post(f"{proxy.url}/predictions/food_rotation/{default}", data=photo,
+    named = requests.post(f"{proxy.url}/predictions/{MODEL}/{default}", data=photo,
                           headers={**user, "Content-Type": "image/jpeg"}, timeout=60)
     assert routed.ok and named.ok and "X-Answer-Id" not in named.headers
     answer_id = routed.headers["X-Answer-Id"]

@@ -1,7 +1,7 @@
 """Faults under load, on a TorchServe + proxy of their own: what is lost, and how fast the service is back.
 
-Marked slow (each waits for restarts); they run in `make test` and in CI all the same. Figures go to
-test-artifacts/faults.json, from which tests/resilience/REPORT.md quotes the last run.
+Marked slow (each waits for restarts): `make test-slow` and CI run them. They stop and kill TorchServe, so it is
+theirs alone. Figures go to test-artifacts/faults.json, from which tests/resilience/REPORT.md quotes the last run.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def record(name: str, **figures: float) -> None:
 def stack(tmp_path_factory, demo_weights):
     base = tmp_path_factory.mktemp("faults")
     build_archive(demo_weights, "1.0", base / "model_store")
+    build_archive(demo_weights, "2.0", base / "model_store", "food_rotation-v2.0")
     with running_torchserve(base / "torchserve", base / "model_store") as torchserve:
         with running_proxy(base / "proxy", torchserve, PROXY_RECONCILE_INTERVAL_S="1") as proxy:
             yield torchserve, proxy
@@ -121,3 +122,27 @@ def test_proxy_restart_keeps_tokens_and_routing(stack):
     assert [(v["version"], v["default"]) for v in again["versions"]] == [
         (v["version"], v["default"]) for v in listing["versions"]]
 
+
+def test_restart_of_torchserve_and_proxy_restores_the_default(stack):
+    """2.0 promoted, then both processes restarted: TorchServe comes back serving 1.0 (its load_models), and the
+    gateway's routing table makes 2.0 the default again and takes 1.0 out."""
+    torchserve, proxy = stack
+    admin = {"Authorization": f"Bearer {issue_token(proxy, '--user', 'ops', '--scopes', 'admin')[1]}"}
+    url = f"{proxy.url}/admin/models/food_rotation"
+    deployed = requests.post(f"{url}/deploy", json={"archive": "food_rotation-v2.0.mar", "canary": 10},
+                             headers=admin, timeout=600)
+    assert deployed.status_code == 201, deployed.text
+    promoted = requests.post(f"{url}/promote", json={"version": "2.0"}, headers=admin, timeout=600)
+    assert promoted.status_code == 200, promoted.text
+    proxy.stop()
+    torchserve.stop()
+    torchserve.start()
+    torchserve.wait_ready(min_workers=2)  # TorchServe alone serves 1.0 again (load_models)
+    proxy.start()
+    proxy.wait_ready(timeout=120)
+    versions = {row["version"]: row for row in requests.get(url, headers=admin, timeout=30).json()["versions"]}
+    assert set(versions) == {"2.0"} and versions["2.0"]["default"] and versions["2.0"]["workers"] >= 1
+    user = issue_token(proxy, "--user", "after-restart")[1]
+    answer = requests.post(f"{proxy.url}/predictions/food_rotation", data=encode(scene(CLEAR_SCENES[0]), "JPEG"),
+                           headers={"Authorization": f"Bearer {user}"}, timeout=60)
+    assert answer.status_code == 200 and answer.json()["model_version"] == "2.0"

@@ -25,21 +25,21 @@ from PIL import Image
 from operations.gateway_process import Proxy
 from tests.conftest import ROOT
 from tests.photos import encode, jpeg_with_orientation, rotated, same_picture, scene
-from tests.stack import build_archive, issue_token, running_proxy, running_torchserve, worker_pids
+from tests.stack import build_archive, issue_token, model_of_its_own, worker_pids
 
 pytestmark = pytest.mark.integration
 DEGREES = (0, 90, 180, 270)
 PHOTOS = 24
 FIRST = 16  # photos 0-15 go to feedback-1, which is then closed; 16-23 to feedback-2
+MODEL = "feedback_rotation"  # this module's model on the session's TorchServe
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, demo_weights):
-    base = tmp_path_factory.mktemp("feedback")
-    build_archive(demo_weights, "1.0", base / "model_store")
-    with running_torchserve(base / "torchserve", base / "model_store") as torchserve:
-        with running_proxy(base / "proxy", torchserve) as proxy:
-            yield torchserve, proxy
+def stack(tmp_path_factory, torchserve, demo_weights):
+    """A model of its own on the session's TorchServe (its versions are this module's), behind a gateway of its own."""
+    build_archive(demo_weights, "1.0", torchserve.model_store, MODEL, model=MODEL)
+    with model_of_its_own(torchserve, MODEL, tmp_path_factory.mktemp("feedback")) as proxy:
+        yield torchserve, proxy
 
 
 def send(proxy: Proxy, token: str, index: int) -> requests.Response:
@@ -81,23 +81,23 @@ def test_corrections_become_a_gated_canary_version(stack, tmp_path, demo_weights
     assert 0 < first["held_out"] + second["held_out"] < PHOTOS
 
     retrain = subprocess.run(
-        [sys.executable, "-m", "operations.retrain", "--epochs", "1",
+        [sys.executable, "-m", "operations.retrain", "--model", MODEL, "--epochs", "1",
          "--datasets-dir", str(proxy.home / "datasets"), "--model-store", str(torchserve.model_store),
          "--weights-dir", str(tmp_path / "weights"), "--url", proxy.url, "--token", admin, "--canary", "25",
          "--demo-scenes", "8"],
         cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True, timeout=600)
     assert retrain.returncode == 0, retrain.stdout[-2000:] + retrain.stderr[-2000:]
     assert "as a 25% canary" in retrain.stdout
-    assert "the proxy serves food_rotation 1.0 by default (food_rotation.mar)" in retrain.stdout
+    assert f"the proxy serves {MODEL} 1.0 by default ({MODEL}.mar)" in retrain.stdout
     gated = re.search(r"gate: samples ([\d.]+) \(default [\d.]+\), real photos ([\d.]+) \(default ([\d.]+)\), "
                       r"held-out corrections ([\d.]+)", retrain.stdout)
     assert gated and float(gated[1]) >= 0.9 and float(gated[4]) >= 0.9, retrain.stdout[-2000:]
     assert float(gated[2]) >= float(gated[3]) - 0.05  # no worse than the default on real photos (make real-data)
-    refused = requests.post(f"{proxy.url}/admin/models/food_rotation/deploy", headers=admin_auth, timeout=30,
-                            json={"archive": "food_rotation-v2.0.mar", "gate_dataset": "feedback-1,nope"})
+    refused = requests.post(f"{proxy.url}/admin/models/{MODEL}/deploy", headers=admin_auth, timeout=30,
+                            json={"archive": f"{MODEL}-v2.0.mar", "gate_dataset": "feedback-1,nope"})
     assert (refused.status_code, refused.json()["error"]) == (404, "unknown_dataset"), refused.text
 
-    with zipfile.ZipFile(torchserve.model_store / "food_rotation-v2.0.mar") as mar:
+    with zipfile.ZipFile(torchserve.model_store / f"{MODEL}-v2.0.mar") as mar:
         metadata = json.loads(mar.read("metadata.json"))
     trained_on = metadata["datasets"]
     assert metadata["version"] == "2.0" and [entry["name"] for entry in trained_on] == ["feedback-1", "feedback-2"]
@@ -114,12 +114,12 @@ def test_corrections_become_a_gated_canary_version(stack, tmp_path, demo_weights
     assert by_source["how"] == "as it is, per source group (not left out)"  # the demo mobilenet keeps its head
     assert f"min_confidence {by_source['threshold']:.4f}" in retrain.stdout
 
-    listed = requests.get(f"{proxy.url}/admin/models/food_rotation", headers=admin_auth, timeout=30)
+    listed = requests.get(f"{proxy.url}/admin/models/{MODEL}", headers=admin_auth, timeout=30)
     rows = {row["version"]: row for row in listed.json()["versions"]}
     assert rows["1.0"]["default"] and rows["2.0"]["canary_percent"] == 25 and rows["2.0"]["workers"] >= 1
     assert rows["2.0"]["datasets"] == ["feedback-1", "feedback-2"]
     assert rows["2.0"]["heldout_acc"] == metadata["heldout_acc"]
-    served = {requests.post(f"{proxy.url}/predictions/food_rotation", data=encode(scene()),
+    served = {requests.post(f"{proxy.url}/predictions/{MODEL}", data=encode(scene()),
                             headers={"Authorization": f"Bearer {user}", "Content-Type": "image/jpeg"},
                             timeout=30).json()["model_version"] for _ in range(40)}
     assert served == {"1.0", "2.0"}  # the canary takes its share; promotion is left to a person
@@ -197,10 +197,10 @@ def test_a_small_huge_16_bit_png_does_not_cost_the_gateway_or_a_worker_half_a_gi
     Image.fromarray(pixels).save(buffer, "PNG")
     body = buffer.getvalue()
     assert len(body) < 200_000
-    processes = [proxy.pid(), *worker_pids(torchserve)]
+    processes = [proxy.pid(), *worker_pids(torchserve, MODEL)]
     before = [peak_resident_mib(pid) for pid in processes]
     for _ in range(2):  # both workers, most likely
-        answer = requests.post(f"{proxy.url}/predictions/food_rotation", data=body, headers=auth, timeout=120)
+        answer = requests.post(f"{proxy.url}/predictions/{MODEL}", data=body, headers=auth, timeout=120)
         assert answer.status_code == 200, answer.text
     stored = requests.post(f"{proxy.url}/feedback", params={"true_degree": "0"}, data=body, headers=auth,
                            timeout=120)

@@ -21,12 +21,13 @@ from food_rotation.training.photo_sources import labelled
 from food_rotation.training.real_scenes import split_by_source
 from tests.conftest import ROOT
 from tests.photos import encode, jpeg_with_orientation, rotated
-from tests.stack import build_archive, issue_token, running_proxy, running_torchserve
+from tests.stack import build_archive, issue_token, model_of_its_own
 
 pytestmark = pytest.mark.integration
 SHIPPED_WEIGHTS = ROOT / "weights" / "food_rotation_lite0.pth"
 REAL_PHOTOS = ROOT / "data" / "real" / "photos"
 TURNS = (0, 90, 180, 270)
+MODEL = "shipped_rotation"  # this module's model on the session's TorchServe
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +48,12 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[Stack]:
-    base = tmp_path_factory.mktemp("real-photos")
-    archive = build_archive(SHIPPED_WEIGHTS, "1.0", base / "model_store")
-    with running_torchserve(base / "home", base / "model_store") as torchserve, \
-            running_proxy(base / "proxy", torchserve) as proxy:
+def stack(tmp_path_factory, torchserve) -> Iterator[Stack]:
+    """The shipped weights as a model of their own on the session's TorchServe, behind a gateway of their own."""
+    archive = build_archive(SHIPPED_WEIGHTS, "1.0", torchserve.model_store, MODEL, model=MODEL)
+    with model_of_its_own(torchserve, MODEL, tmp_path_factory.mktemp("real-photos")) as proxy:
         _, token = issue_token(proxy, "--user", "real-photos")
-        yield Stack(f"{proxy.url}/predictions/food_rotation", {"Authorization": f"Bearer {token}"}, archive)
+        yield Stack(f"{proxy.url}/predictions/{MODEL}", {"Authorization": f"Bearer {token}"}, archive)
 
 
 def _post(stack: Stack, body: bytes, **headers: str) -> requests.Response:
