@@ -12,11 +12,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 from PIL import Image, ImageCms, ImageOps
 
 from food_rotation.jpeg_orientation import exif_segment
@@ -193,6 +196,51 @@ def test_without_a_token_or_with_a_bad_one_it_says_so(tmp_path, proxy):
     assert {row["detail"].split(":")[0] for row in rows(tmp_path / "r.csv").values()} == {"HTTP 401 invalid_token"}
 
 
+class HeldRelay:
+    """A real HTTP relay in front of the gateway that holds the request after the first `passed` until `release()`:
+    the test's Ctrl-C then lands while a photo is in flight, however loaded the machine (a race against a fast
+    run otherwise let the whole folder finish first)."""
+
+    def __init__(self, target: str, passed: int) -> None:
+        self.held = threading.Event()
+        self._released = threading.Event()
+        self._count = 0
+        self._lock = threading.Lock()
+        relay = self
+
+        class Forward(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                with relay._lock:
+                    relay._count += 1
+                    hold = relay._count == passed + 1
+                if hold:
+                    relay.held.set()
+                    relay._released.wait(60)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                headers = {k: self.headers[k] for k in ("Authorization", "Content-Type")}
+                answer = requests.post(target + self.path, data=body, headers=headers, timeout=60)
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def close(self) -> None:
+        self.release()
+        self._server.shutdown()
+        self._server.server_close()
+
+
 def test_ctrl_c_in_place_stops_soon_and_the_same_command_finishes_the_job_turning_each_photo_once(tmp_path, proxy):
     token = issue_token(proxy, "--user", "photographer", "--scopes", "predict")[1]
     originals = {}
@@ -203,15 +251,20 @@ def test_ctrl_c_in_place_stops_soon_and_the_same_command_finishes_the_job_turnin
         (tmp_path / name).write_bytes(originals[name])
     report = tmp_path / "dump" / ".food-rotation-backup" / "food-rotation-report.csv"
     command = [str(FIX), "fix", str(tmp_path / "dump"), "--in-place", "--min-confidence", "0", "--jobs", "1"]
-    env = {**os.environ, "FOOD_ROTATION_URL": proxy.url, "FOOD_ROTATION_TOKEN": token, "TQDM_DISABLE": "1"}
-    running = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not report.is_file() or len(report.read_text().splitlines()) < 4):
-        time.sleep(0.02)
-    running.send_signal(signal.SIGINT)
-    _, said = running.communicate(timeout=60)
+    relay = HeldRelay(proxy.url, passed=3)
+    try:
+        env = {**os.environ, "FOOD_ROTATION_URL": relay.url, "FOOD_ROTATION_TOKEN": token, "TQDM_DISABLE": "1"}
+        running = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert relay.held.wait(60), "the fourth photo never reached the gateway"
+        running.send_signal(signal.SIGINT)
+        time.sleep(0.5)  # Ctrl-C taken while the fourth photo is in flight; then its answer comes
+        relay.release()
+        _, said = running.communicate(timeout=60)
+    finally:
+        relay.close()
     assert running.returncode == 130 and "the same command resumes" in said, said[-2000:]
-    assert len(rows(report)) < 40  # it stopped before the end
+    assert 3 <= len(rows(report)) <= 4  # it stopped soon: the photo in flight finished, the queued ones did not
+    env["FOOD_ROTATION_URL"] = proxy.url
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
     done = rows(report)
