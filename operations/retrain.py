@@ -78,6 +78,13 @@ from operations.retrain_start import starting_weights
 from operations.served_weights import archives_of
 
 
+def worker_count(text: str) -> int:
+    """--workers, refused before hours of training rather than at the archive after them."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     settings = ProxySettings.from_env(os.environ)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,6 +107,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="where the extracted weights (.pth + .json) are kept: an --init for a later retrain")
     parser.add_argument("--version", help="the new version (default: one major above the model store's highest)")
     parser.add_argument("--canary", type=float, default=10.0, help="percent of traffic for the new version")
+    parser.add_argument("--workers", type=worker_count,
+                        help="the new archive's workers (minWorkers and maxWorkers; default: handler/model-config.yaml"
+                             "'s). TorchServe starts what the archive says, whatever the deploy asks: 1 on the "
+                             "small-node profile")
     parser.add_argument("--no-deploy", action="store_true", help="stop after the archive")
     parser.add_argument("--cross-validate", type=int, default=0, metavar="K",
                         help="first score K folds of the training corrections, each by a model trained on the "
@@ -257,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     }, indent=2) + "\n")
     archive = f"{args.model}-v{version}"
     built = build_archive(weights, version, args.model, archive, args.model_store, provenance=provenance,
-                          min_confidence=rule.threshold)
+                          workers=args.workers, min_confidence=rule.threshold)
     print(f"wrote {built} (min_confidence {rule.threshold:.4f})")
     print(f"trained in {result['train_s']:.0f} s: held-out corrections {result.get('init_val_acc', float('nan')):.4f}"
           f" -> {result['val_acc']:.4f} ({len(split.held_out)} photos x 4 turns)")

@@ -30,10 +30,12 @@ from operations.torchserve_process import ROOT, TorchServe
 
 
 def build_archive(weights: Path, version: str, store: Path, archive_name: str = MODEL_NAME,
-                  config: Path | None = None, model: str = MODEL_NAME) -> Path:
+                  config: Path | None = None, model: str = MODEL_NAME, workers: int | None = None) -> Path:
+    """`workers` replaces the config's minWorkers and maxWorkers (archive.sh --workers)."""
     build = subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(weights), "--version", version,
                             "--name", model, "--archive-name", archive_name, "--export-path", str(store),
-                            *(["--config", str(config)] if config else [])],
+                            *(["--config", str(config)] if config else []),
+                            *(["--workers", str(workers)] if workers else [])],
                            capture_output=True, text=True, timeout=180)
     assert build.returncode == 0, build.stderr
     return store / f"{archive_name}.mar"
@@ -54,14 +56,15 @@ def config_with_min_confidence(folder: Path, min_confidence: float) -> Path:
     return folder / "model-config.yaml"
 
 
-def build_untrained_archive(folder: Path, version: str, store: Path, model: str = MODEL_NAME) -> Path:
+def build_untrained_archive(folder: Path, version: str, store: Path, model: str = MODEL_NAME,
+                            workers: int | None = None) -> Path:
     """A model that loads and answers, but guesses: the smoke gate must see it and refuse it."""
     weights = folder / "untrained.pth"
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save(RotationNet("mobilenet_v3_small").state_dict(), weights)
     weights.with_suffix(".json").write_text(json.dumps({"arch": "mobilenet_v3_small", "image_size": 224,
                                                         "classes": [0, 90, 180, 270]}))
-    return build_archive(weights, version, store, f"{model}-v{version}", model=model)
+    return build_archive(weights, version, store, f"{model}-v{version}", model=model, workers=workers)
 
 
 @contextmanager
@@ -78,16 +81,18 @@ def running_torchserve(home: Path, store: Path, **config: str) -> Iterator[Torch
 
 
 @contextmanager
-def model_of_its_own(torchserve: TorchServe, model: str, home: Path, **env: str) -> Iterator[Proxy]:
+def model_of_its_own(torchserve: TorchServe, model: str, home: Path, workers: int = 2, **env: str) -> Iterator[Proxy]:
     """`model` (its `model`.mar already in the TorchServe's store) registered as TorchServe registers it at start,
     and a gateway of its own serving it (its own routing table, tokens and datasets under `home`; `env` its
-    settings). At the end the gateway stops and every version of `model` is unregistered: the next module finds
-    the TorchServe as it was."""
+    settings). Each version gets `workers` workers, the first and every one the gateway deploys: 1 is the small-node
+    profile's (deploy/profiles/small), and half the CPU of starting a version. At the end the gateway stops and
+    every version of `model` is unregistered: the next module finds the TorchServe as it was."""
     answer = torchserve.keys.request("POST", f"{torchserve.management_url}/models", "management", timeout=200,
-                                     params={"url": f"{model}.mar", "initial_workers": 2, "synchronous": "true"})
+                                     params={"url": f"{model}.mar", "initial_workers": workers, "synchronous": "true"})
     assert answer.ok, answer.text
     try:
-        with running_proxy(home, torchserve, PROXY_MODEL_NAME=model, **env) as proxy:
+        with running_proxy(home, torchserve, PROXY_MODEL_NAME=model, PROXY_DEPLOY_WORKERS=str(workers),
+                           **env) as proxy:
             yield proxy
     finally:
         unregister_every_version(torchserve, model)

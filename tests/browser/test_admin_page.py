@@ -28,15 +28,16 @@ MODEL = "admin_page_rotation"  # this module's model on the session's TorchServe
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, torchserve, demo_weights):
-    """A model of its own on the session's TorchServe (what the page deploys and removes is this module's), behind a
-    gateway of its own."""
+    """A model of its own on the session's TorchServe (what the page deploys and removes is this module's, one worker
+    a version), behind a gateway of its own."""
     base, store = tmp_path_factory.mktemp("admin_page"), torchserve.model_store
     config = every_guess_config(base / "config")
-    build_archive(demo_weights, "1.0", store, MODEL, config, MODEL)
-    build_archive(demo_weights, "2.0", store, f"{MODEL}-v2.0", config, MODEL)
-    build_untrained_archive(base / "untrained", "3.0", store, MODEL)
+    build_archive(demo_weights, "1.0", store, MODEL, config, MODEL, workers=1)
+    build_archive(demo_weights, "2.0", store, f"{MODEL}-v2.0", config, MODEL, workers=1)
+    build_untrained_archive(base / "untrained", "3.0", store, MODEL, workers=1)
     # the gate on its samples only: scoring versions on the real photos is test_rollout's and test_feedback_loop's
-    with model_of_its_own(torchserve, MODEL, base / "proxy", PROXY_GATE_REAL_DIR=str(base / "no-real-photos")) as proxy:
+    with model_of_its_own(torchserve, MODEL, base / "proxy", workers=1,
+                          PROXY_GATE_REAL_DIR=str(base / "no-real-photos")) as proxy:
         yield proxy, issue_token(proxy, "--user", "head-chef", "--scopes", "admin,predict")[1]
 
 

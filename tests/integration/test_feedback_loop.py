@@ -36,9 +36,10 @@ MODEL = "feedback_rotation"  # this module's model on the session's TorchServe
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, torchserve, demo_weights):
-    """A model of its own on the session's TorchServe (its versions are this module's), behind a gateway of its own."""
-    build_archive(demo_weights, "1.0", torchserve.model_store, MODEL, model=MODEL)
-    with model_of_its_own(torchserve, MODEL, tmp_path_factory.mktemp("feedback")) as proxy:
+    """A model of its own on the session's TorchServe (its versions are this module's, one worker each), behind a
+    gateway of its own."""
+    build_archive(demo_weights, "1.0", torchserve.model_store, MODEL, model=MODEL, workers=1)
+    with model_of_its_own(torchserve, MODEL, tmp_path_factory.mktemp("feedback"), workers=1) as proxy:
         yield torchserve, proxy
 
 
@@ -84,7 +85,7 @@ def test_corrections_become_a_gated_canary_version(stack, tmp_path, demo_weights
         [sys.executable, "-m", "operations.retrain", "--model", MODEL, "--epochs", "1",
          "--datasets-dir", str(proxy.home / "datasets"), "--model-store", str(torchserve.model_store),
          "--weights-dir", str(tmp_path / "weights"), "--url", proxy.url, "--token", admin, "--canary", "25",
-         "--demo-scenes", "8"],
+         "--demo-scenes", "8", "--workers", "1"],
         cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"}, capture_output=True, text=True, timeout=600)
     assert retrain.returncode == 0, retrain.stdout[-2000:] + retrain.stderr[-2000:]
     assert "as a 25% canary" in retrain.stdout

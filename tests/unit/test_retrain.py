@@ -171,7 +171,7 @@ def test_an_offline_retrain_starts_from_the_newest_archive_and_says_so_in_the_ne
     assert planned.value.code == 0 and not (model_store / "food_rotation-v2.0.mar").exists()
     assert "plan: fine-tune 1.0 (food_rotation.mar, efficientnet_lite0) for 1 epochs" in said
     assert "data: too few to expect a measurable change" in said
-    assert retrain.main([*arguments, "--cross-validate", "2"]) == 0
+    assert retrain.main([*arguments, "--cross-validate", "2", "--workers", "1"]) == 0
     assert "cross-validation, 2 folds of" in capsys.readouterr().out
     with zipfile.ZipFile(model_store / "food_rotation-v2.0.mar") as mar:
         metadata = json.loads(mar.read("metadata.json"))
@@ -182,11 +182,21 @@ def test_an_offline_retrain_starts_from_the_newest_archive_and_says_so_in_the_ne
     assert (by_source["groups"], by_source["how"], by_source["max_harm"]) == (5, "leave one source out", 0.01)
     assert by_source["worst_harm"] <= 0.01 and metadata["temperature"] == by_source["temperature"] != 1.5
     with zipfile.ZipFile(model_store / "food_rotation-v2.0.mar") as mar:
-        served = yaml.safe_load(mar.read("model-config.yaml"))["handler"]
+        config = yaml.safe_load(mar.read("model-config.yaml"))
+    served = config["handler"]
     assert served["min_confidence"] == by_source["threshold"] and served["require_agreement"] is True
+    assert (config["minWorkers"], config["maxWorkers"]) == (1, 1)  # --workers: what TorchServe starts
     assert metadata["init_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     sidecar = json.loads((tmp_path / "retrained" / "food_rotation-v2.0.json").read_text())
     assert len(sidecar["cross_validation"]["folds"]) == 2
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "two"])
+def test_a_worker_count_below_one_is_refused_before_any_training(workers, capsys):
+    with pytest.raises(SystemExit) as refused:
+        retrain.parse_args(["--workers", workers])
+    assert refused.value.code == 2
+    assert f"--workers: must be a whole number of at least 1, got {workers!r}" in capsys.readouterr().err
 
 
 def test_a_refused_archive_leaves_the_store_so_its_version_is_not_spent(tmp_path, monkeypatch):
