@@ -84,9 +84,10 @@ def running_torchserve(home: Path, store: Path, **config: str) -> Iterator[Torch
 def model_of_its_own(torchserve: TorchServe, model: str, home: Path, workers: int = 2, **env: str) -> Iterator[Proxy]:
     """`model` (its `model`.mar already in the TorchServe's store) registered as TorchServe registers it at start,
     and a gateway of its own serving it (its own routing table, tokens and datasets under `home`; `env` its
-    settings). Each version gets `workers` workers, the first and every one the gateway deploys: 1 is the small-node
-    profile's (deploy/profiles/small), and half the CPU of starting a version. At the end the gateway stops and
-    every version of `model` is unregistered: the next module finds the TorchServe as it was."""
+    settings). `workers`: what the first version is registered with and the gateway deploys each next one with
+    (PROXY_DEPLOY_WORKERS); 1 is the small-node profile's and half the CPU of starting a version. An archive's own
+    minWorkers wins over both, so build the module's archives with the same `workers`. At the end the gateway stops
+    and every version of `model` is unregistered: the next module finds the TorchServe as it was."""
     answer = torchserve.keys.request("POST", f"{torchserve.management_url}/models", "management", timeout=200,
                                      params={"url": f"{model}.mar", "initial_workers": workers, "synchronous": "true"})
     assert answer.ok, answer.text
