@@ -119,9 +119,8 @@ bench-quality: install java
 # Corrections collected on the admin page -> the next version, fine-tuned from the version served by default
 # (asked of the proxy: `make serve` must be running), deployed as a canary through the smoke gate.
 # DATASET: every dataset by default, or a name, or name,name. RETRAIN_ARGS e.g. "--demo-scenes 200" or "--init demo".
-# PROFILE=small: the new archive asks for one worker, as the served one does (TorchServe starts what it says).
 retrain: install real-data
-	$(PY) scripts/retrain.py $(ARCHIVE_WORKERS) $(if $(DATASET),--dataset $(DATASET)) $(RETRAIN_ARGS)
+	$(PY) scripts/retrain.py $(if $(DATASET),--dataset $(DATASET)) $(RETRAIN_ARGS)
 
 # The real upright photos of four Debian packages (apt-get download, no root needed); idempotent, checksummed.
 # Their held-out split is linked into $(ROTATION_SET)/heldout/real: the smoke gate's real photos (PROXY_GATE_REAL_DIR).

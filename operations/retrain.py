@@ -60,7 +60,7 @@ from auth_plugin.feedback.splits import union
 from auth_plugin.settings import ROOT, ProxySettings
 from food_rotation.provenance import DatasetUse, Provenance
 from food_rotation.training import evaluate, extract_model_weight, make_demo_data
-from food_rotation.training.archive import build_archive
+from food_rotation.training.archive import build_archive, worker_count
 from food_rotation.training.cross_validation import cross_validate
 from food_rotation.training.fine_tune_version import Schedule, trainer_for
 from food_rotation.training.model_records import tied_to
@@ -73,20 +73,24 @@ from food_rotation.training.source_rule import (
     source_rule,
     with_corrections,
 )
+from operations.processes import ServingError
 from operations.retrain_plan import Plan, gate_scores, shortfall
 from operations.retrain_start import starting_weights
 from operations.served_weights import archives_of
+from operations.torchserve_process import profile_proxy_env
 
 
-def worker_count(text: str) -> int:
-    """--workers, refused before hours of training rather than at the archive after them."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
-    return int(text)
+def gateway_settings() -> ProxySettings:
+    """The gateway's settings as `make serve` starts it (the environment over the PROFILE's): the retrain's defaults,
+    the workers a version is deployed with among them."""
+    try:
+        return ProxySettings.from_env({**os.environ, **profile_proxy_env(os.environ)})
+    except ServingError as exc:
+        raise SystemExit(f"error: {exc}") from exc
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    settings = ProxySettings.from_env(os.environ)
+    settings = gateway_settings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="all",
                         help="the collected datasets: 'all' (the default), a name, or 'name,name'")
@@ -107,10 +111,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="where the extracted weights (.pth + .json) are kept: an --init for a later retrain")
     parser.add_argument("--version", help="the new version (default: one major above the model store's highest)")
     parser.add_argument("--canary", type=float, default=10.0, help="percent of traffic for the new version")
-    parser.add_argument("--workers", type=worker_count,
-                        help="the new archive's workers (minWorkers and maxWorkers; default: handler/model-config.yaml"
-                             "'s). TorchServe starts what the archive says, whatever the deploy asks: 1 on the "
-                             "small-node profile")
+    parser.add_argument("--workers", type=worker_count, default=settings.deploy_workers,
+                        help="the new archive's minWorkers and maxWorkers (default: the gateway's "
+                             "PROXY_DEPLOY_WORKERS, or the PROFILE's: 1 on the small node). TorchServe starts "
+                             "what the archive says, whatever the deploy asks")
     parser.add_argument("--no-deploy", action="store_true", help="stop after the archive")
     parser.add_argument("--cross-validate", type=int, default=0, metavar="K",
                         help="first score K folds of the training corrections, each by a model trained on the "

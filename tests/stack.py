@@ -35,7 +35,7 @@ def build_archive(weights: Path, version: str, store: Path, archive_name: str = 
     build = subprocess.run([str(ROOT / "scripts" / "archive.sh"), "--weights", str(weights), "--version", version,
                             "--name", model, "--archive-name", archive_name, "--export-path", str(store),
                             *(["--config", str(config)] if config else []),
-                            *(["--workers", str(workers)] if workers else [])],
+                            *(["--workers", str(workers)] if workers is not None else [])],
                            capture_output=True, text=True, timeout=180)
     assert build.returncode == 0, build.stderr
     return store / f"{archive_name}.mar"

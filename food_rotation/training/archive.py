@@ -168,6 +168,13 @@ def build_archive(weights: Path, version: str, name: str = MODEL_NAME, archive_n
     return target
 
 
+def worker_count(text: str) -> int:
+    """A retrain's `--workers`, refused as it is parsed, before any training; `build_archive` refuses the same."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def _config_copy(config: Path, stage: Path, workers: int | None, min_confidence: float | None) -> Path:
     """A copy of `config` (comments and all) asking TorchServe for `workers` workers and the handler for
     `min_confidence`, where given."""

@@ -199,6 +199,25 @@ def test_a_worker_count_below_one_is_refused_before_any_training(workers, capsys
     assert f"--workers: must be a whole number of at least 1, got {workers!r}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("environ", "extra", "workers"), [
+    ({}, [], 2), ({"PROFILE": "small"}, [], 1), ({"PROFILE": "small", "PROXY_DEPLOY_WORKERS": "3"}, [], 3),
+    ({"PROFILE": "small"}, ["--workers", "2"], 2)])
+def test_a_version_is_archived_with_the_workers_the_gateway_deploys_with(environ, extra, workers, monkeypatch):
+    """TorchServe starts what an archive says, whatever the deploy asks: on the small node (2 GiB) a two-worker
+    canary beside the default's one worker (~750 MB each) would not fit."""
+    for name in ("PROFILE", "PROXY_DEPLOY_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert retrain.parse_args(extra).workers == workers
+
+
+def test_an_unknown_profile_is_refused_in_a_sentence(monkeypatch):
+    monkeypatch.setenv("PROFILE", "huge")
+    with pytest.raises(SystemExit, match="error: PROFILE='huge' is not one of: default, small"):
+        retrain.parse_args([])
+
+
 def test_a_refused_archive_leaves_the_store_so_its_version_is_not_spent(tmp_path, monkeypatch):
     store = tmp_path / "store"
     store.mkdir()
